@@ -1,0 +1,71 @@
+"""`anyfeedback` command line. Subcommands live in their own modules and register here.
+
+Heavy imports (torch, transformers, matplotlib) happen inside the command functions, so `--help`
+stays fast. Every `InputError` becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from anyfeedback import __version__
+from anyfeedback.errors import EXIT_USAGE, InputError
+
+app = typer.Typer(
+    name="anyfeedback",
+    help="Train policies from whatever feedback you have (PMPO, AIHF and baselines).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"anyfeedback {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """anyfeedback: PMPO, AIHF and the field's baselines on bandits, control and language models."""
+
+
+def _register() -> None:
+    # Each command module adds its commands to `app`; import order = order in --help.
+    from anyfeedback.commands import register_all
+
+    register_all(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    _register()
+    try:
+        app(args=argv, standalone_mode=False)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except typer.Exit as ex:
+        return ex.exit_code
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        return 130
+    except Exception as err:  # click usage errors (unknown option etc.) also exit 2
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            return err.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

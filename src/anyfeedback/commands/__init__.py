@@ -1,0 +1,12 @@
+"""CLI command modules. Each module exposes `register(app)`; keep imports inside commands."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register_all(app: typer.Typer) -> None:
+    from anyfeedback.commands import data, demo
+
+    for module in (data, demo):
+        module.register(app)

@@ -1,0 +1,59 @@
+"""Loss core: pure functions of per-sample log-probs (and KL), shared by bandit, control and LLM.
+
+Each returns `(loss, diagnostics)`; the loss is minimised; diagnostics are detached NamedTuples.
+Pick a loss at the edge with `LOSSES[name]`; no string switches inside the maths.
+"""
+
+from anyfeedback.kl import dense_kl, gaussian_kl, gaussian_kl_diag, gaussian_kl_full
+from anyfeedback.losses.aihf import (
+    aihf_demo_irl_linear,
+    aihf_demo_irl_logistic,
+    aihf_dpo_loss,
+    aihf_reward_loss,
+    self_play_aihf_loss,
+)
+from anyfeedback.losses.kto import kto_loss, kto_reference_point, mismatched_indices
+from anyfeedback.losses.pmpo import BetaBelowBoundWarning, check_pmpo_beta, pmpo_loss
+from anyfeedback.losses.preference import dpo_loss, ipo_loss, log_ratio_margin, spin_loss
+from anyfeedback.losses.reward import bradley_terry_loss
+from anyfeedback.losses.sft import sft_loss
+from anyfeedback.token_stats import sequence_logps, token_logps_and_kl
+
+LOSSES = {
+    "pmpo": pmpo_loss,
+    "sft": sft_loss,
+    "dpo": dpo_loss,
+    "ipo": ipo_loss,
+    "kto": kto_loss,
+    "spin": spin_loss,
+    "bradley-terry": bradley_terry_loss,
+    "aihf-dpo": aihf_dpo_loss,
+    "self-play-aihf": self_play_aihf_loss,
+}
+
+__all__ = [
+    "LOSSES",
+    "BetaBelowBoundWarning",
+    "aihf_demo_irl_linear",
+    "aihf_demo_irl_logistic",
+    "aihf_dpo_loss",
+    "aihf_reward_loss",
+    "bradley_terry_loss",
+    "check_pmpo_beta",
+    "dense_kl",
+    "dpo_loss",
+    "gaussian_kl",
+    "gaussian_kl_diag",
+    "gaussian_kl_full",
+    "ipo_loss",
+    "kto_loss",
+    "kto_reference_point",
+    "log_ratio_margin",
+    "mismatched_indices",
+    "pmpo_loss",
+    "self_play_aihf_loss",
+    "sequence_logps",
+    "sft_loss",
+    "spin_loss",
+    "token_logps_and_kl",
+]

@@ -1,0 +1,186 @@
+"""Run output shared by every trainer: metrics JSONL, atomic files, progress bar, report.
+
+A run directory holds `config.json` (resolved config), `metrics.jsonl` (one JSON object per
+logged step), plots (`*.png`) and `report.md`. Files that must never be seen half-written
+(configs, results, checkpoints) go through `atomic_write_*`: write to a temp file in the same
+directory, fsync, then `os.replace`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return _jsonable(value.item())
+    return value
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it replaces `path` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
+
+
+class MetricsLog:
+    """Append-only JSONL of per-step metrics; each line is flushed so a killed run keeps it.
+
+    On resume, `truncate_after(step)` drops lines logged after the checkpoint being resumed, so
+    the file matches an uninterrupted run.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+
+    def log(self, step: int, **metrics: Any) -> None:
+        row = {"step": step, "time": round(time.time(), 3), **_jsonable(metrics)}
+        self._fh.write(json.dumps(row) + "\n")
+        self._fh.flush()
+
+    def truncate_after(self, step: int) -> None:
+        self._fh.close()
+        rows = read_metrics(self.path)
+        kept = "".join(json.dumps(r) + "\n" for r in rows if r.get("step", 0) <= step)
+        atomic_write_text(self.path, kept)
+        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> MetricsLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of a metrics JSONL file (a truncated last line from a killed run is skipped)."""
+    rows = []
+    p = Path(path)
+    if not p.exists():
+        return rows
+    for line in p.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            rows.append(json.loads(line))
+    return rows
+
+
+def progress(description: str, total: int | None, *, disable: bool | None = None):
+    """A rich progress bar with rate and ETA. Returns a `rich.progress.Progress` context manager;
+    use `task = bar.add_task(...)`-free form: `with progress(..) as (bar, task): bar.advance(task)`.
+    Disabled when stdout is not a terminal unless ANYFEEDBACK_PROGRESS=1."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    if disable is None:
+        disable = os.environ.get("ANYFEEDBACK_PROGRESS", "") == "0"
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        disable=disable,
+        transient=False,
+    )
+
+    @contextlib.contextmanager
+    def _ctx():
+        with bar:
+            task = bar.add_task(description, total=total, info="")
+            yield bar, task
+
+    return _ctx()
+
+
+def plot_metrics(
+    rows: list[dict[str, Any]],
+    keys: list[str],
+    path: str | os.PathLike,
+    *,
+    title: str = "",
+    x: str = "step",
+) -> Path | None:
+    """One small panel per metric key against `x`; saved atomically as PNG. Keys with no numeric
+    values are skipped; returns None if nothing could be plotted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = []
+    for key in keys:
+        pts = [(r[x], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and x in r]
+        if pts:
+            series.append((key, pts))
+    if not series:
+        return None
+    cols = min(3, len(series))
+    nrows = math.ceil(len(series) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.0 * nrows), squeeze=False)
+    for ax, (key, pts) in zip(axes.flat, series, strict=False):
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.2)
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel(x, fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(series):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
