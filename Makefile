@@ -25,7 +25,7 @@ demo: $(STAMP)
 	MUJOCO_GL=disable HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/anyfeedback demo
 
 test: $(STAMP)
-	MUJOCO_GL=disable HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest
+	MUJOCO_GL=disable HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks experiments

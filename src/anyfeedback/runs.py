@@ -174,7 +174,7 @@ def plot_metrics(
         ax.set_title(key, fontsize=9)
         ax.set_xlabel(x, fontsize=8)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(series):]:
+    for ax in list(axes.flat)[len(series) :]:
         ax.axis("off")
     if title:
         fig.suptitle(title)

@@ -11,8 +11,8 @@ Memory: the log-softmax of a whole [B, T, V] batch in float32 is often the large
 fine-tuning (8 × 512 × 256k × 4 B = 4 GiB). Here the forward pass walks the N selected rows in
 chunks of `chunk_size` and keeps only [N] results; the backward pass recomputes each chunk's
 softmax and writes the gradient straight into its rows. Peak extra memory, forward or backward:
-about 5 × chunk_size × V × 4 bytes of float32 temporaries (one chunk of logits, of reference
-logits, their log-softmaxes and one product), independent of B and T, plus the [B, T, V] gradient
+about 5 × chunk_size × V × 4 bytes of float32 temporaries (the two log-softmaxes of a chunk,
+π_ref, the log-ratio and their product; measured in tests/test_token_stats.py), independent of B and T, plus the [B, T, V] gradient
 of the logits in their own dtype, which any backward pass through the LM head needs anyway.
 Padding and prompt tokens are never touched.
 """
@@ -36,6 +36,11 @@ def _selected_rows(labels: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tens
     return rows, targets
 
 
+def _upcast(x: torch.Tensor) -> torch.Tensor:
+    """At least float32 for the softmax (bf16/fp16 logits are upcast per chunk; float64 kept)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 class _ChunkedTokenStats(torch.autograd.Function):
     """Row-wise log π_θ(target) and Σ_v π_ref(v)[log π_ref(v) − log π_θ(v)], chunked both ways."""
 
@@ -45,15 +50,15 @@ class _ChunkedTokenStats(torch.autograd.Function):
         flat = logits.reshape(-1, v)
         ref_flat = None if ref_logits is None else ref_logits.reshape(-1, v)
         n = rows.numel()
-        logps = torch.empty(n, dtype=torch.float32, device=logits.device)
-        kl = torch.zeros(n, dtype=torch.float32, device=logits.device)
+        dtype = torch.promote_types(logits.dtype, torch.float32)
+        logps = torch.empty(n, dtype=dtype, device=logits.device)
+        kl = torch.zeros(n, dtype=dtype, device=logits.device)
         for start in range(0, n, chunk_size):
             sl = slice(start, start + chunk_size)
-            z = flat.index_select(0, rows[sl]).float()  # [C, V]
-            log_q = torch.log_softmax(z, dim=-1)
+            log_q = torch.log_softmax(_upcast(flat.index_select(0, rows[sl])), dim=-1)  # [C, V]
             logps[sl] = log_q.gather(1, targets[sl, None]).squeeze(1)
             if ref_flat is not None:
-                log_r = torch.log_softmax(ref_flat.index_select(0, rows[sl]).float(), dim=-1)
+                log_r = torch.log_softmax(_upcast(ref_flat.index_select(0, rows[sl])), dim=-1)
                 kl[sl] = (log_r.exp() * (log_r - log_q)).sum(-1)
         ctx.save_for_backward(logits, ref_logits, rows, targets)
         ctx.chunk_size = chunk_size
@@ -69,12 +74,12 @@ class _ChunkedTokenStats(torch.autograd.Function):
         ref_flat = None if ref_logits is None else ref_logits.reshape(-1, v)
         for start in range(0, rows.numel(), ctx.chunk_size):
             sl = slice(start, start + ctx.chunk_size)
-            p = torch.softmax(flat.index_select(0, rows[sl]).float(), dim=-1)  # [C, V]
+            p = torch.softmax(_upcast(flat.index_select(0, rows[sl])), dim=-1)  # [C, V]
             # ∂ log q(y)/∂z = onehot(y) − q ;  ∂ KL/∂z = q − r   (r = π_ref, constant)
             g = p * (grad_kl[sl] - grad_logps[sl]).unsqueeze(1)
             g.scatter_add_(1, targets[sl, None], grad_logps[sl, None])
             if ref_flat is not None:
-                r = torch.softmax(ref_flat.index_select(0, rows[sl]).float(), dim=-1)
+                r = torch.softmax(_upcast(ref_flat.index_select(0, rows[sl])), dim=-1)
                 g.sub_(r * grad_kl[sl].unsqueeze(1))
             grad_flat.index_copy_(0, rows[sl], g.to(grad.dtype))
         return grad, None, None, None, None
@@ -97,13 +102,15 @@ def token_logps_and_kl(
     if ref_logits is not None and ref_logits.requires_grad:
         raise ValueError("ref_logits must be computed without grad (π_ref is a constant)")
     if logits.shape[:2] != labels.shape or labels.shape != mask.shape:
-        raise ValueError(f"shape mismatch: logits {tuple(logits.shape)}, labels "
-                         f"{tuple(labels.shape)}, mask {tuple(mask.shape)}")
+        raise ValueError(
+            f"shape mismatch: logits {tuple(logits.shape)}, labels "
+            f"{tuple(labels.shape)}, mask {tuple(mask.shape)}"
+        )
     rows, targets = _selected_rows(labels, mask)
     row_logps, row_kl = _ChunkedTokenStats.apply(logits, ref_logits, rows, targets, chunk_size)
     b, t = labels.shape
     seq = torch.div(rows, t, rounding_mode="floor")  # which sequence each row belongs to
-    zeros = torch.zeros(b, dtype=torch.float32, device=logits.device)
+    zeros = row_logps.new_zeros(b)
     logps = zeros.index_add(0, seq, row_logps)
     kl = zeros.index_add(0, seq, row_kl)
     counts = zeros.index_add(0, seq, torch.ones_like(row_logps))
@@ -118,7 +125,7 @@ def sequence_logps(
     average: bool = False,
     chunk_size: int = DEFAULT_CHUNK,
 ) -> torch.Tensor:
-    """ℓ_θ(x, y) = Σ_t log π_θ(y_t | x, y_<t) over completion tokens. Returns [B] (float32).
+    """ℓ_θ(x, y) = Σ_t log π_θ(y_t | x, y_<t) over completion tokens. Returns [B] (≥ float32).
 
     `average=True` divides by the number of completion tokens (the length-normalised variant,
     e.g. for IPO, BASELINES §IPO). A sequence with no completion token gets 0.

@@ -36,7 +36,9 @@ def aihf_demo_irl_linear(
     return -(reward_demos - reward_samples).mean() / beta
 
 
-def aihf_demo_irl_logistic(reward_demos: torch.Tensor, reward_samples: torch.Tensor) -> torch.Tensor:
+def aihf_demo_irl_logistic(
+    reward_demos: torch.Tensor, reward_samples: torch.Tensor
+) -> torch.Tensor:
     """Logistic demo term: −mean log σ(r(x, y^E) − r(x, y^A)), i.e. demo ≻ sample as one more
     Bradley–Terry pair (spec AIHF §3; the authors' LLM code). Same direction, damped by 1 − σ."""
     return bradley_terry_loss(reward_demos, reward_samples)[0]
@@ -141,7 +143,9 @@ def self_play_aihf_loss(
     trainer is π_t (choice, spec §5). w_P = 0 ≡ `spin_loss`."""
     demo = None
     if policy_demos is not None and policy_demos.numel():
-        demo = spin_loss(policy_demos, policy_samples, opponent_demos, opponent_samples, lam=beta)[0]
+        demo, _ = spin_loss(
+            policy_demos, policy_samples, opponent_demos, opponent_samples, lam=beta
+        )
     pref = None
     if policy_chosen is not None and policy_chosen.numel():
         pref = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=beta)[0]

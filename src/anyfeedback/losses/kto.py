@@ -59,9 +59,9 @@ def kto_loss(
 ) -> tuple[torch.Tensor, KTODiagnostics]:
     """KTO loss, mean over the B samples:
 
-        r = ℓ_θ − ℓ_ref,  z_ref = kto_reference_point(mismatched)
-        desirable:    λ_D·(1 − σ(β·(r − z_ref)))
-        undesirable:  λ_U·(1 − σ(β·(z_ref − r)))
+    r = ℓ_θ − ℓ_ref,  z_ref = kto_reference_point(mismatched)
+    desirable:    λ_D·(1 − σ(β·(r − z_ref)))
+    undesirable:  λ_U·(1 − σ(β·(z_ref − r)))
     """
     desirable = desirable.bool()
     z_ref = kto_reference_point(
