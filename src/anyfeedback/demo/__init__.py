@@ -1,0 +1,1 @@
+"""The embedded offline demo: generated review corpus, tiny LM, online alignment."""

@@ -1,0 +1,1 @@
+"""Online alignment: sample K completions per prompt, score, label, update."""
