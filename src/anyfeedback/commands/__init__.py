@@ -6,7 +6,7 @@ import typer
 
 
 def register_all(app: typer.Typer) -> None:
-    from anyfeedback.commands import data, demo
+    from anyfeedback.commands import data, demo, plot, train
 
-    for module in (data, demo):
+    for module in (data, demo, train, plot):
         module.register(app)

@@ -1,0 +1,158 @@
+"""Atomic training checkpoints that resume exactly, and the final model.
+
+`OUT/checkpoints/step-000120/` holds
+  policy.safetensors     the trainable tensors (all weights, or the LoRA adapter)
+  reference.safetensors  π_ref's tensors once it has moved (refresh / EMA); absent before
+  optimizer.pt           optimizer state dict (tensors and numbers only)
+  scheduler.pt           learning-rate scheduler state dict
+  rng.pt                 torch (CPU and CUDA) RNG states as tensors
+  trainer_state.json     step, epoch, position in the epoch, tokens seen
+
+The directory is written under a temporary name and renamed (`os.replace`) when complete, so a
+crash never leaves a half checkpoint under a `step-*` name. Everything loads with
+`torch.load(..., weights_only=True)` or safetensors; nothing user-supplied is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from anyfeedback.runs import atomic_write_json
+
+PREFIX = "step-"
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Trainable parameters by name (full model, or the LoRA adapter), contiguous on CPU."""
+    return {
+        n: p.detach().to("cpu", copy=True).contiguous()
+        for n, p in model.named_parameters()
+        if p.requires_grad
+    }
+
+
+def _rng_state() -> dict[str, torch.Tensor]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            state[f"cuda{i}"] = s
+    return state
+
+
+def _set_rng_state(state: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(state["torch"])
+    cuda = [state[k] for k in sorted(state) if k.startswith("cuda")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def save_checkpoint(
+    root: Path,
+    step: int,
+    *,
+    policy: torch.nn.Module,
+    reference_state: dict[str, torch.Tensor],
+    optimizer,
+    scheduler,
+    state: dict[str, Any],
+    keep: int,
+) -> Path:
+    """Write checkpoint `step` atomically under `root`, then delete all but the newest `keep`."""
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"{PREFIX}{step:06d}"
+    tmp = root / f".tmp-{PREFIX}{step:06d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file(trainable_state(policy), str(tmp / "policy.safetensors"))
+    if reference_state:
+        ref = {n: t.detach().to("cpu", copy=True).contiguous() for n, t in reference_state.items()}
+        save_file(ref, str(tmp / "reference.safetensors"))
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    torch.save(_rng_state(), tmp / "rng.pt")
+    atomic_write_json(tmp / "trainer_state.json", {**state, "step": step})
+    _fsync_dir(tmp)
+    if final.exists():  # re-saving the same step (e.g. after a resume): replace it
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(root)
+    for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Complete checkpoints under `root`, oldest first."""
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX)]
+    found = [p for p in found if (p / "trainer_state.json").is_file()]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    ckpts = list_checkpoints(root)
+    return ckpts[-1] if ckpts else None
+
+
+def load_weights(path: Path, policy: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Copy the checkpoint's trainable tensors into `policy`; return the reference tensors."""
+    weights = load_file(str(path / "policy.safetensors"))
+    params = dict(policy.named_parameters())
+    missing = [n for n in weights if n not in params]
+    if missing:
+        raise RuntimeError(f"checkpoint {path} does not match the model: unknown {missing[:3]}")
+    with torch.no_grad():
+        for n, t in weights.items():
+            params[n].copy_(t)
+    ref_file = path / "reference.safetensors"
+    return load_file(str(ref_file)) if ref_file.is_file() else {}
+
+
+def load_training_state(path: Path, optimizer, scheduler) -> dict[str, Any]:
+    """Restore optimizer, scheduler and RNG states; return trainer_state.json."""
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+    _set_rng_state(torch.load(path / "rng.pt", weights_only=True))
+    return json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+
+
+def save_final_model(policy: torch.nn.Module, tokenizer, out: Path, *, merge_lora: bool) -> Path:
+    """`save_pretrained` (safetensors) of the policy and tokenizer into `out`, atomically.
+    With LoRA: the adapter, or with `merge_lora` the merged full model."""
+    tmp = out.with_name(f".tmp-{out.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model = policy
+    if merge_lora and hasattr(policy, "merge_and_unload"):
+        import copy
+
+        model = copy.deepcopy(policy).merge_and_unload()
+    use_cache = getattr(model.config, "use_cache", None)
+    model.config.use_cache = True  # training turned the KV cache off; generation wants it
+    model.save_pretrained(str(tmp))
+    model.config.use_cache = use_cache
+    tokenizer.save_pretrained(str(tmp))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,203 @@
+"""Loading the policy, LoRA, and the reference policy π_ref.
+
+π_ref is a constant of every loss (PMPO §3; BASELINES): its forward runs under
+`torch.inference_mode`, in eval mode (no dropout). Two implementations behind one interface:
+
+  copy  a frozen deep copy of the initial policy (full fine-tuning)
+  LoRA  the same module: with the adapter disabled (π_ref = base) until the first refresh, then
+        with a frozen copy of the adapter tensors swapped in for the reference forward, so
+        there is never a second model in memory.
+
+Refresh (`--ref-update-every N`): π_ref ← π_θ. EMA (`--ref-ema τ`): π_ref ← (1−τ)·π_ref + τ·π_θ
+after every optimizer step; with LoRA the EMA acts on the adapter factors (A, B), so π_ref stays in
+the LoRA family (it is not the EMA of the product B·A).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import torch
+
+from anyfeedback.errors import InputError
+from anyfeedback.llm.batching import Packed
+
+
+def load_tokenizer(cfg):
+    """The tokenizer of `cfg.model`, with a pad token (EOS if it has none)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"cannot load the model's tokenizer: {first}", source=cfg.model) from None
+    if tok.pad_token_id is None:
+        if tok.eos_token_id is None:
+            raise InputError("the tokenizer has neither a pad nor an EOS token", source=cfg.model)
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def _zero_dropout(model: torch.nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = 0.0
+
+
+def load_policy(cfg) -> torch.nn.Module:
+    """The causal LM (float32 weights; --bf16/--fp16 are autocast), LoRA-wrapped if --lora-r."""
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"trust_remote_code": cfg.trust_remote_code, "dtype": torch.float32}
+    if cfg.attn_implementation:
+        kwargs["attn_implementation"] = cfg.attn_implementation
+    try:
+        model = AutoModelForCausalLM.from_pretrained(cfg.model, **kwargs)
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise InputError(f"cannot load the model: {first}", source=cfg.model) from None
+    model.config.use_cache = False
+    if cfg.disable_dropout:
+        _zero_dropout(model)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.lora_r > 0:
+        from peft import LoraConfig, get_peft_model
+
+        targets = cfg.lora_target_modules
+        lora = LoraConfig(
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=targets if targets == "all-linear" else targets.split(","),
+            task_type="CAUSAL_LM",
+        )
+        torch.manual_seed(cfg.seed)
+        model = get_peft_model(model, lora)
+    return model
+
+
+def is_lora(model: torch.nn.Module) -> bool:
+    return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
+
+
+def completion_logits(model: torch.nn.Module, seqs: Packed) -> torch.Tensor:
+    """Logits of the last `seqs.keep` positions only (those that score completion tokens).
+    Returns [R, keep, V]."""
+    out = model(
+        input_ids=seqs.input_ids,
+        attention_mask=seqs.attention_mask,
+        position_ids=seqs.position_ids,
+        logits_to_keep=seqs.keep,
+        use_cache=False,
+    )
+    return out.logits
+
+
+@contextlib.contextmanager
+def _eval_mode(module: torch.nn.Module):
+    was = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was)
+
+
+class Reference:
+    """π_ref for the losses: `logits(seqs)` under inference mode, `refresh()`, `ema(tau)`,
+    and `state_dict()` / `load_state_dict()` for checkpoints (empty while π_ref is the initial
+    model, which the checkpoint can rebuild)."""
+
+    def __init__(self, policy: torch.nn.Module, *, autocast=contextlib.nullcontext) -> None:
+        self.policy = policy  # the unwrapped policy module (not DDP / compiled wrappers)
+        self.autocast = autocast
+        self.lora = is_lora(policy)
+        self.model = None
+        self.adapter: dict[str, torch.Tensor] | None = None  # LoRA: frozen adapter copy
+        self.moved = False  # has π_ref left the initial model?
+        if self.lora:  # the initial adapter (B = 0, so base ≡ initial adapter); EMA starts here
+            self._initial = {n: p.detach().clone() for n, p in self._adapter_params().items()}
+        else:
+            self.model = copy.deepcopy(policy).eval().requires_grad_(False)
+
+    def _adapter_params(self) -> dict[str, torch.nn.Parameter]:
+        return {n: p for n, p in self.policy.named_parameters() if p.requires_grad}
+
+    @contextlib.contextmanager
+    def _as_reference(self):
+        """The module to run as π_ref (LoRA: adapter disabled, or reference adapter swapped in)."""
+        if not self.lora:
+            yield self.model
+            return
+        with _eval_mode(self.policy):
+            if self.adapter is None:
+                with self.policy.disable_adapter():
+                    yield self.policy
+                return
+            params = self._adapter_params()
+            saved = {n: p.data for n, p in params.items()}
+            try:
+                for n, p in params.items():
+                    p.data = self.adapter[n]
+                yield self.policy
+            finally:
+                for n, p in params.items():
+                    p.data = saved[n]
+
+    def logits(self, seqs: Packed) -> torch.Tensor:
+        """π_ref logits of the kept positions, [R, keep, V], a plain (non-inference) tensor so
+        the fused KL can save it for backward."""
+        return self.inference_logits(seqs).clone()
+
+    @torch.inference_mode()
+    def inference_logits(self, seqs: Packed) -> torch.Tensor:
+        """Like `logits` but an inference tensor (use inside `torch.inference_mode` only)."""
+        with self._as_reference() as model, self.autocast():
+            return completion_logits(model, seqs)
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        """π_ref ← π_θ."""
+        if self.lora:
+            self.adapter = {n: p.detach().clone() for n, p in self._adapter_params().items()}
+        else:
+            for r, p in zip(self.model.parameters(), self.policy.parameters(), strict=True):
+                r.copy_(p)
+        self.moved = True
+
+    @torch.no_grad()
+    def ema(self, tau: float) -> None:
+        """π_ref ← (1−τ)·π_ref + τ·π_θ (LoRA: on the adapter factors)."""
+        if self.lora:
+            if self.adapter is None:
+                self.adapter = {n: t.clone() for n, t in self._initial.items()}
+            for n, p in self._adapter_params().items():
+                self.adapter[n].lerp_(p, tau)
+        else:
+            for r, p in zip(self.model.parameters(), self.policy.parameters(), strict=True):
+                r.lerp_(p, tau)
+        self.moved = True
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        if not self.moved:
+            return {}
+        if self.lora:
+            return {n: t.detach().contiguous() for n, t in self.adapter.items()}
+        return {n: p.detach().contiguous() for n, p in self.model.named_parameters()}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if not state:
+            return
+        if self.lora:
+            self.adapter = {n: t.clone() for n, t in state.items()}
+        else:
+            params = dict(self.model.named_parameters())
+            for n, t in state.items():
+                params[n].copy_(t)
+        self.moved = True

@@ -1,0 +1,236 @@
+"""One micro-batch → (loss, metrics) for each method, on top of the pure loss core.
+
+`compute_loss(policy, ref, batch, cfg)` is the reusable per-batch function (offline trainer and
+online loop). The method is picked at the edge from `BATCH_LOSSES`; each function reads: policy
+forward → per-sequence ℓ_θ (and dense KL) → π_ref forward → loss from `anyfeedback.losses`.
+
+Shapes: R rows of `batch.seqs`, K = kept logit positions (longest completion + 1), V vocabulary.
+ℓ = Σ_t log π(y_t|x, y_<t) over completion tokens (or the per-token mean, `cfg.average_logps`).
+KL = Σ_t KL(π_ref(·|x,y_<t) ‖ π_θ(·|x,y_<t)), dense over V along the completion, chunked
+(PMPO §5; never ℓ_ref − ℓ_θ on the same samples).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from anyfeedback.llm.batching import Batch, Packed
+from anyfeedback.llm.model import Reference, completion_logits
+from anyfeedback.losses import (
+    aihf_dpo_loss,
+    dpo_loss,
+    ipo_loss,
+    kto_loss,
+    pmpo_loss,
+    sft_loss,
+    token_logps_and_kl,
+)
+
+Metrics = dict[str, torch.Tensor]
+
+
+def policy_stats(policy, seqs: Packed, cfg, ref_logits: torch.Tensor | None = None):
+    """ℓ_θ [R] (sum or mean), Σ_t KL [R] (zeros without `ref_logits`), token counts [R]."""
+    logits = completion_logits(policy, seqs)  # [R, K, V]
+    labels, mask = seqs.kept()  # [R, K]
+    logps, kl, counts = token_logps_and_kl(
+        logits, labels, mask, ref_logits, chunk_size=cfg.kl_chunk_size
+    )
+    if cfg.average_logps:
+        logps = logps / counts.clamp(min=1)
+    return logps, kl, counts
+
+
+@torch.inference_mode()
+def ref_logps(ref: Reference, seqs: Packed, cfg) -> torch.Tensor:
+    """ℓ_ref [R] without grad, reduced like ℓ_θ."""
+    logits = ref.inference_logits(seqs)
+    labels, mask = seqs.kept()
+    logps, _, counts = token_logps_and_kl(logits, labels, mask, chunk_size=cfg.kl_chunk_size)
+    return (logps / counts.clamp(min=1) if cfg.average_logps else logps).clone()
+
+
+def _kl_diagnostic(policy, ref, seqs: Packed, cfg) -> torch.Tensor:
+    """Mean dense KL(π_ref‖π_θ) per sequence, without grad (for methods without a KL term)."""
+    with torch.no_grad():
+        _, kl, _ = policy_stats(policy, seqs, cfg, ref.logits(seqs))
+    return kl.mean()
+
+
+def pmpo_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=True, all_reduce_mean=None):
+    """PMPO (Eq. 10): −α·mean_{D_a} ℓ_θ + (1−α)·mean_{D_r} ℓ_θ + β·mean KL(π_ref‖π_θ)."""
+    need_ref = cfg.beta > 0 or want_kl  # PMPO-A (β = 0) needs π_ref only for the diagnostic
+    ref_logits = ref.logits(batch.seqs) if need_ref else None  # [R, K, V], constant
+    logps, kl, counts = policy_stats(policy, batch.seqs, cfg, ref_logits)
+    acc = batch.accepted  # [R] bool
+    loss, d = pmpo_loss(
+        logps[acc],
+        logps[~acc],
+        kl if cfg.beta > 0 else kl.detach(),
+        alpha=cfg.alpha,
+        beta=cfg.beta,
+        normalization=cfg.pmpo_normalization,
+    )
+    nan = loss.new_tensor(float("nan"))
+    return loss, {
+        "logp_accepted": d.logp_accepted,
+        "logp_rejected": d.logp_rejected,
+        "kl": d.kl if need_ref else nan,
+        "completion_tokens": counts.sum().detach(),
+    }
+
+
+def _pair_terms(policy, ref, batch: Batch, cfg, want_kl: bool):
+    """ℓ_θ and ℓ_ref of every row, and the KL diagnostic (rows: chosen, rejected, demos…)."""
+    ref_logits = ref.logits(batch.seqs) if want_kl else None
+    logps, kl, counts = policy_stats(policy, batch.seqs, cfg, ref_logits)
+    if ref_logits is not None:  # ℓ_ref from the logits we already have
+        labels, mask = batch.seqs.kept()
+        with torch.no_grad():
+            r, _, c = token_logps_and_kl(ref_logits, labels, mask, chunk_size=cfg.kl_chunk_size)
+            ref_lp = r / c.clamp(min=1) if cfg.average_logps else r
+    else:
+        ref_lp = ref_logps(ref, batch.seqs, cfg)
+    kl_mean = kl.detach().mean() if want_kl else logps.new_tensor(float("nan"))
+    return logps, ref_lp, kl_mean, counts
+
+
+def _pair_metrics(d, logps, n: int, kl, counts) -> Metrics:
+    return {
+        "logp_chosen": logps[:n].detach().mean(),
+        "logp_rejected": logps[n : 2 * n].detach().mean(),
+        "reward_chosen": d.reward_chosen,
+        "reward_rejected": d.reward_rejected,
+        "margin": d.margin,
+        "accuracy": d.accuracy,
+        "kl": kl,
+        "completion_tokens": counts.sum().detach(),
+    }
+
+
+def dpo_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None):
+    """DPO (Eq. 7): −mean log σ(β·h), h = ρ(chosen) − ρ(rejected); one forward for both."""
+    logps, ref_lp, kl, counts = _pair_terms(policy, ref, batch, cfg, want_kl)
+    n = batch.n_pairs
+    loss, d = dpo_loss(logps[:n], logps[n:], ref_lp[:n], ref_lp[n:], beta=cfg.beta)
+    return loss, _pair_metrics(d, logps, n, kl, counts)
+
+
+def ipo_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None):
+    """IPO (Eq. 17): mean (h − 1/(2τ))², τ = `cfg.beta`, per-token mean ℓ by default."""
+    logps, ref_lp, kl, counts = _pair_terms(policy, ref, batch, cfg, want_kl)
+    n = batch.n_pairs
+    loss, d = ipo_loss(logps[:n], logps[n:], ref_lp[:n], ref_lp[n:], tau=cfg.beta)
+    return loss, _pair_metrics(d, logps, n, kl, counts)
+
+
+def aihf_dpo_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None):
+    """AIHF-DPO (AIHF Eq. 10): w_P·DPO(pairs) + w_D·D(demos), D = NLL or demo ≻ π_ref sample.
+    With no demo rows (w_D = 0) this is exactly `dpo_batch_loss`."""
+    logps, ref_lp, kl, counts = _pair_terms(policy, ref, batch, cfg, want_kl)
+    n, m = batch.n_pairs, batch.n_demos
+    demos = logps[2 * n : 2 * n + m] if m else None
+    extra = {}
+    if batch.n_ref_samples:
+        s = 2 * n + m
+        extra = {
+            "ref_demos": ref_lp[2 * n : s],
+            "policy_ref_samples": logps[s:],
+            "ref_ref_samples": ref_lp[s:],
+        }
+    loss, d = aihf_dpo_loss(
+        logps[:n],
+        logps[n : 2 * n],
+        ref_lp[:n],
+        ref_lp[n : 2 * n],
+        policy_demos=demos,
+        demo_mode=cfg.demo_mode,
+        beta=cfg.beta,
+        demo_weight=cfg.demo_weight,
+        **extra,
+    )
+    _, pair = dpo_loss(logps[:n], logps[n : 2 * n], ref_lp[:n], ref_lp[n : 2 * n], beta=cfg.beta)
+    metrics = _pair_metrics(pair, logps, n, kl, counts)
+    metrics.update(demo_term=d.demo_term, pref_term=d.pref_term)
+    if m:
+        metrics["logp_demos"] = demos.detach().mean()
+    return loss, metrics
+
+
+def kto_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None):
+    """KTO: λ·(1 − σ(±β·(ρ − z_ref))), z_ref from mismatched (x_i, y_{i+1}) pairs, detached,
+    averaged over processes, clamped at 0."""
+    ref_logits = ref.logits(batch.seqs) if want_kl else None
+    logps, kl, counts = policy_stats(policy, batch.seqs, cfg, ref_logits)
+    with torch.no_grad():
+        mm_logps, _, _ = policy_stats(policy, batch.mismatched, cfg)
+    both = _cat_rows(batch.seqs, batch.mismatched)  # one π_ref forward for both: [2R, T]
+    ref_lp = ref_logps(ref, both, cfg)
+    r = batch.n_records
+    loss, d = kto_loss(
+        logps,
+        ref_lp[:r],
+        batch.accepted,
+        mm_logps,
+        ref_lp[r:],
+        beta=cfg.beta,
+        lambda_d=cfg.desirable_weight,
+        lambda_u=cfg.undesirable_weight,
+        all_reduce_mean=all_reduce_mean,
+    )
+    acc, nan = batch.accepted, loss.new_tensor(float("nan"))
+    lp = logps.detach()
+    return loss, {
+        "logp_accepted": lp[acc].mean() if acc.any() else nan,
+        "logp_rejected": lp[~acc].mean() if (~acc).any() else nan,
+        "reward_accepted": d.reward_desirable,
+        "reward_rejected": d.reward_undesirable,
+        "z_ref": d.z_ref,
+        "kl": kl.detach().mean() if want_kl else nan,
+        "completion_tokens": counts.sum().detach(),
+    }
+
+
+def sft_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None):
+    """SFT: −mean ℓ_θ over demonstrations (same reduction as PMPO, so PMPO-A ≡ SFT)."""
+    logps, _, counts = policy_stats(policy, batch.seqs, cfg)
+    loss, d = sft_loss(logps)
+    kl = _kl_diagnostic(policy, ref, batch.seqs, cfg) if want_kl else loss.new_tensor(float("nan"))
+    return loss, {"logp_accepted": d.logp, "kl": kl, "completion_tokens": counts.sum().detach()}
+
+
+def _cat_rows(a: Packed, b: Packed) -> Packed:
+    """Stack two packs with the same columns and kept positions (KTO's matched + mismatched)."""
+    assert a.input_ids.shape[1] == b.input_ids.shape[1] and a.keep == b.keep
+    cat = torch.cat
+    return Packed(
+        cat([a.input_ids, b.input_ids]),
+        cat([a.attention_mask, b.attention_mask]),
+        cat([a.position_ids, b.position_ids]),
+        cat([a.completion_mask, b.completion_mask]),
+        a.keep,
+    )
+
+
+BATCH_LOSSES: dict[str, Callable] = {
+    "pmpo": pmpo_batch_loss,
+    "dpo": dpo_batch_loss,
+    "ipo": ipo_batch_loss,
+    "kto": kto_batch_loss,
+    "sft": sft_batch_loss,
+    "aihf-dpo": aihf_dpo_batch_loss,
+}
+
+
+def compute_loss(
+    policy, ref: Reference, batch: Batch, cfg, *, want_kl: bool = True, all_reduce_mean=None
+):
+    """(loss, metrics) of one micro-batch for `cfg.method`; metrics are detached 0-d tensors.
+
+    `policy` is the (possibly DDP-wrapped) model, `ref` a `Reference`, `batch` from the
+    `collate_*` functions; `want_kl` adds the dense KL diagnostic for methods without a KL term;
+    `all_reduce_mean` averages KTO's reference point over processes."""
+    fn = BATCH_LOSSES[cfg.method]
+    return fn(policy, ref, batch, cfg, want_kl=want_kl, all_reduce_mean=all_reduce_mean)

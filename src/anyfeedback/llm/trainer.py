@@ -1,0 +1,251 @@
+"""The offline LLM trainer: plain PyTorch + accelerate, one optimizer step at a time.
+
+`Trainer.train_step(micro_batches)` is generation-free and data-source-free: the offline loop
+(`fit`, below) and the online loop feed it batches made by `anyfeedback.llm.batching.collate_*`.
+A step reads: forward π_θ and π_ref → loss (`compute_loss`) → backward (accumulated, no DDP sync
+until the last micro-batch) → finite check → clip → AdamW → LR schedule → π_ref refresh / EMA.
+
+Runs unchanged under `accelerate launch` / `torchrun` (DDP; FSDP/DeepSpeed through accelerate
+config files): each process takes its own micro-batches of the global batch (`BatchPlan`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+
+import torch
+
+from anyfeedback.llm.batching import Batch
+from anyfeedback.llm.model import Reference, load_policy, load_tokenizer
+from anyfeedback.llm.objective import compute_loss
+from anyfeedback.llm.report import peak_memory_mib
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or gradient norm became NaN/inf; the run stops without taking the step."""
+
+
+def lr_schedule(kind: str, warmup: int, total: int):
+    """Multiplier of the peak LR at optimizer step s: linear warmup, then constant / linear /
+    cosine decay to 0 at `total`."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if kind == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if kind == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    with contextlib.suppress(ImportError):
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+
+
+class Trainer:
+    """Policy, π_ref, optimizer and schedule for `cfg`; `train_step` takes one optimizer step.
+
+    `model` / `tokenizer` may be passed in (e.g. by the online loop); otherwise they load from
+    `cfg.model`. `total_steps` sets the LR schedule length. `resume_from` (a checkpoint dir)
+    restores weights, π_ref, optimizer, scheduler, RNG and the step count."""
+
+    def __init__(
+        self, cfg, *, total_steps: int, model=None, tokenizer=None, resume_from=None
+    ) -> None:
+        from accelerate import Accelerator
+
+        from anyfeedback.llm import checkpoint as ckpt
+
+        mp = "bf16" if cfg.bf16 else "fp16" if cfg.fp16 else "no"
+        if cfg.fp16 and not torch.cuda.is_available():
+            from anyfeedback.errors import InputError
+
+            raise InputError("--fp16 needs a CUDA GPU (use --bf16 on CPU)", source="config")
+        self.accelerator = acc = Accelerator(mixed_precision=mp)
+        self.cfg = cfg
+        self.total_steps = total_steps
+        seed_everything(cfg.seed)
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg)
+        policy = (model if model is not None else load_policy(cfg)).to(acc.device)
+        self.policy = policy  # the unwrapped module: checkpoints, π_ref, saving
+        self.ref = Reference(policy, autocast=acc.autocast)  # π_ref = the initial policy
+        self.state = {"step": 0, "tokens_seen": 0}
+        if resume_from is not None:
+            self.ref.load_state_dict(ckpt.load_weights(resume_from, policy))
+        params = [p for p in policy.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        factor = lr_schedule(cfg.lr_scheduler_type, cfg.warmup_steps, total_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        forward = policy
+        if cfg.torch_compile:
+            forward = torch.compile(policy, backend=cfg.torch_compile_backend, dynamic=True)
+        self.model, self.optimizer = acc.prepare(forward, optimizer)
+        if resume_from is not None:
+            self.state = ckpt.load_training_state(resume_from, self.optimizer, self.scheduler)
+
+    @property
+    def step(self) -> int:
+        """Optimizer steps taken so far."""
+        return int(self.state["step"])
+
+    def _all_reduce_mean(self, x: torch.Tensor) -> torch.Tensor:
+        return self.accelerator.reduce(x, reduction="mean")
+
+    def _want_kl(self) -> bool:
+        every = self.cfg.log_kl_every
+        return self.cfg.method == "pmpo" or bool(every and self.step % every == 0)
+
+    def _check_finite(self, value: torch.Tensor, what: str) -> None:
+        bad = (~torch.isfinite(value.detach().float())).float().reshape(1)
+        if self.accelerator.num_processes > 1:
+            bad = self.accelerator.reduce(bad, reduction="sum")
+        if bad.item() > 0:
+            self.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLossError(
+                f"non-finite {what} at step {self.step + 1}; the step was not taken"
+            )
+
+    def train_step(self, micro_batches: list[Batch]) -> dict[str, float]:
+        """One optimizer step over `micro_batches` (gradient accumulation); returns metrics
+        averaged over micro-batches and processes."""
+        acc, cfg = self.accelerator, self.cfg
+        self.model.train()
+        want_kl, n = self._want_kl(), len(micro_batches)
+        sums: dict[str, list[torch.Tensor]] = {}
+        tokens = records = 0
+        for i, batch in enumerate(micro_batches):
+            batch = batch.to(acc.device)
+            sync = acc.no_sync(self.model) if i < n - 1 else contextlib.nullcontext()
+            with sync:
+                loss, metrics = compute_loss(
+                    self.model, self.ref, batch, cfg, want_kl=want_kl,
+                    all_reduce_mean=self._all_reduce_mean,
+                )  # fmt: skip
+                self._check_finite(loss, "loss")
+                acc.backward(loss / n)
+            for key, value in {"loss": loss.detach(), **metrics}.items():
+                sums.setdefault(key, []).append(value.float().reshape(()))
+            tokens += batch.seqs.n_tokens
+            records += batch.n_records
+        max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
+        grad_norm = acc.clip_grad_norm_(self.model.parameters(), max_norm)
+        self._check_finite(torch.as_tensor(grad_norm), "gradient norm")
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state["step"] = self.step + 1
+        self._update_reference()
+        out = self._reduce(sums, tokens, records)
+        out.update(grad_norm=float(grad_norm), lr=lr)
+        self.state["tokens_seen"] = self.state.get("tokens_seen", 0) + out["tokens"]
+        return out
+
+    def _update_reference(self) -> None:
+        cfg = self.cfg
+        if cfg.ref_ema > 0:
+            self.ref.ema(cfg.ref_ema)
+        elif cfg.ref_update_every and self.step % cfg.ref_update_every == 0:
+            self.ref.refresh()
+
+    def _reduce(self, sums: dict[str, list[torch.Tensor]], tokens: int, records: int):
+        """NaN-aware means over micro-batches and processes; token/record totals summed."""
+        keys = sorted(sums)
+        vals = torch.stack([torch.stack(sums[k]).nan_to_num(0.0).sum() for k in keys])
+        counts = torch.stack([torch.stack(sums[k]).isfinite().sum().float() for k in keys])
+        totals = torch.tensor([tokens, records], dtype=torch.float64, device=vals.device)
+        if self.accelerator.num_processes > 1:
+            vals = self.accelerator.reduce(vals, reduction="sum")
+            counts = self.accelerator.reduce(counts, reduction="sum")
+            totals = self.accelerator.reduce(totals, reduction="sum")
+        out = {
+            k: (v / c).item() if c > 0 else float("nan")
+            for k, v, c in zip(keys, vals, counts, strict=True)
+        }
+        if "completion_tokens" in out:  # a total, not a mean
+            out["completion_tokens"] = int(vals[keys.index("completion_tokens")].item())
+        out.update(tokens=int(totals[0].item()), samples=int(totals[1].item()))
+        return out
+
+    def timing_metrics(self, metrics: dict[str, float], seconds: float) -> dict[str, float]:
+        """Add throughput and memory: tokens/s counts non-padding policy tokens (all processes)."""
+        metrics.update(
+            step_time_s=seconds,
+            tokens_per_s=metrics["tokens"] / seconds,
+            samples_per_s=metrics["samples"] / seconds,
+            peak_mem_mib=peak_memory_mib(),
+        )
+        return metrics
+
+    def save_checkpoint(self, out_dir, extra: dict | None = None):
+        """Atomic checkpoint of this step under OUT/checkpoints (main process writes)."""
+        from anyfeedback.llm import checkpoint as ckpt
+
+        path = None
+        if self.accelerator.is_main_process:
+            path = ckpt.save_checkpoint(
+                out_dir / "checkpoints",
+                self.step,
+                policy=self.policy,
+                reference_state=self.ref.state_dict(),
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                state={**self.state, **(extra or {})},
+                keep=self.cfg.save_total_limit,
+            )
+        self.accelerator.wait_for_everyone()
+        return path
+
+    def save_model(self, path):
+        """Final `save_pretrained` model (LoRA adapter, or merged with --merge-lora)."""
+        from anyfeedback.llm.checkpoint import save_final_model
+
+        if self.accelerator.is_main_process:
+            save_final_model(self.policy, self.tokenizer, path, merge_lora=self.cfg.merge_lora)
+        self.accelerator.wait_for_everyone()
+        return path
+
+    @torch.no_grad()
+    def sample_from_reference(self, prompts: list[list[int]], max_new_tokens: int, seed: int):
+        """One completion per prompt from π_ref (token ids, cut after EOS); for AIHF-DPO's
+        contrastive demo term, generated once."""
+        tok, out = self.tokenizer, []
+        gen = torch.Generator().manual_seed(seed)
+        torch_state = torch.get_rng_state()
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+        with self.ref._as_reference() as model:
+            for s in range(0, len(prompts), 32):
+                chunk = prompts[s : s + 32]
+                width = max(len(p) for p in chunk)
+                ids = torch.tensor([[tok.pad_token_id] * (width - len(p)) + p for p in chunk])
+                mask = (
+                    torch.arange(width)[None]
+                    >= width - torch.tensor([len(p) for p in chunk])[:, None]
+                ).long()
+                gen_ids = model.generate(
+                    input_ids=ids.to(self.accelerator.device),
+                    attention_mask=mask.to(self.accelerator.device),
+                    do_sample=True,
+                    max_new_tokens=max_new_tokens,
+                    pad_token_id=tok.pad_token_id,
+                    use_cache=True,
+                )[:, width:].tolist()
+                for row in gen_ids:
+                    cut = row.index(tok.eos_token_id) + 1 if tok.eos_token_id in row else len(row)
+                    out.append(row[:cut] or [tok.eos_token_id])
+        torch.set_rng_state(torch_state)
+        return out
+
+
+__all__ = ["NonFiniteLossError", "Trainer", "load_policy", "load_tokenizer"]
