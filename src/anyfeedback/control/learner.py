@@ -1,0 +1,166 @@
+"""The learner: one update of E ensemble agents = critic step, policy-improvement step, targets.
+
+Shapes: E members, B batch, N sampled actions, D action dims, do observation dims.
+  batch: obs [E, B, do], act [E, B, D], ret [E, B], disc [E, B], next_obs [E, B, do]
+  critic:   L_Q = ½ mean_B Σ_h (Q_h(s, a) − y)²,  y = ret + disc · V(s')           (n-step TD)
+            V(s') = min_h Q̄_h(s', clip(a')), a' ~ π_ref(·|s')     (PMPO/MPO: target policy)
+            V(s') = soft value of sac.py                            (SAC: online policy)
+  improve:  a_ij ~ π_ref(·|s_i) [E, N, B, D] scored by Q_0(s_i, clip(a_ij)) in one call -> [E, N, B]
+            then METHODS[method].improve per group of members (improve.py); SAC: sac.py.
+  targets:  Q̄ ← Polyak(τ) every step; π_ref ← π_θ every `target_period` learner steps.
+Members are summed in every loss, so each gets exactly its own gradient (parameters are disjoint).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+import torch
+
+from anyfeedback.control import mpo_step, sac
+from anyfeedback.control.config import ControlConfig, MemberSpec
+from anyfeedback.control.improve import METHODS, ImproveConfig, Samples
+from anyfeedback.control.nets import GaussianPolicy, TwinCritic, hard_update_, polyak_
+
+
+def _adam(params, lr: float) -> torch.optim.Adam:
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):  # fused Adam unavailable on this device/build
+        return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
+class Learner:
+    def __init__(self, cfg: ControlConfig, members: list[MemberSpec], obs_dim: int, act_dim: int):
+        families = {METHODS[m.method].family for m in members}
+        if len(families) != 1:
+            raise ValueError("an ensemble cannot mix SAC with PMPO/MPO members")
+        self.family = families.pop()
+        self.cfg, self.members, self.act_dim = cfg, members, act_dim
+        gens = [torch.Generator().manual_seed(m.seed) for m in members]
+        e = len(members)
+        self.policy = GaussianPolicy(obs_dim, act_dim, cfg.hidden, gens, init_std=cfg.init_std)
+        self.critic = TwinCritic(obs_dim, act_dim, cfg.hidden, gens)
+        self.target_policy = copy.deepcopy(self.policy).requires_grad_(False)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.duals = {  # raw duals; value = softplus(raw) + 1e-8 (Acme's initial raws)
+            "temperature": torch.nn.Parameter(torch.full((e,), 1.0)),
+            "dual_mean": torch.nn.Parameter(torch.full((e, act_dim), 1.0)),
+            "dual_std": torch.nn.Parameter(torch.full((e, act_dim), 10.0)),
+        }
+        self.log_alpha = torch.nn.Parameter(torch.zeros(e))  # SAC temperature
+        self.policy_opt = _adam(self.policy.parameters(), cfg.lr_policy)
+        self.critic_opt = _adam(self.critic.parameters(), cfg.lr_critic)
+        self.dual_opt = _adam([{"params": list(self.duals.values())},
+                               {"params": [self.log_alpha], "lr": 1e-3}], cfg.lr_dual)  # fmt: skip
+        self.noise = torch.Generator().manual_seed(10_007 * members[0].seed + e)
+        self.improve_cfg = ImproveConfig(cfg.epsilon, cfg.epsilon_mean, cfg.epsilon_std)
+        self.groups = []  # (improve fn, slice, [MemberHParams]) for consecutive same-method runs
+        start = 0
+        for fn, run in itertools.groupby(members, key=lambda m: METHODS[m.method].improve):
+            run = list(run)
+            self.groups.append((fn, slice(start, start + len(run)), [m.hp for m in run]))
+            start += len(run)
+        self.steps = 0
+
+    def _randn(self, *shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=self.noise)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        """obs [E, K, do] -> executed actions [E, K, D] in [−1, 1]."""
+        mean, std = self.policy(obs)
+        u = mean if deterministic else mean + std * self._randn(*mean.shape)
+        return torch.tanh(u) if self.family == "sac" else u.clamp(-1, 1)
+
+    @torch.no_grad()
+    def _bootstrap(self, next_obs: torch.Tensor) -> torch.Tensor:
+        e, b, _ = next_obs.shape
+        noise = self._randn(e, b, self.act_dim)
+        if self.family == "sac":
+            return sac.sac_bootstrap(next_obs, self.policy, self.target_critic, self.log_alpha, noise)
+        mean, std = self.target_policy(next_obs)
+        a = (mean + std * noise).clamp(-1, 1)
+        return self.target_critic(next_obs, a).min(0).values  # [E, B]
+
+    def _critic_step(self, obs, act, ret, disc, next_obs) -> torch.Tensor:
+        y = ret + disc * self._bootstrap(next_obs)  # [E, B]
+        q = self.critic(obs, act)  # [2, E, B]
+        loss = 0.5 * (q - y).pow(2).mean(-1)  # [2, E]
+        self.critic_opt.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        self.critic_opt.step()
+        return loss.detach().sum(0)
+
+    def _improve_losses(self, obs: torch.Tensor):
+        """PMPO/MPO: sample N actions from π_ref per state, score them in one call, apply each
+        group's improvement function. Returns (policy loss, dual loss, metrics)."""
+        e, b, _ = obs.shape
+        with torch.no_grad():
+            ref_mean, ref_std = self.target_policy(obs)  # [E, B, D]
+            noise = self._randn(e, self.cfg.num_samples, b, self.act_dim)
+            actions = ref_mean.unsqueeze(1) + ref_std.unsqueeze(1) * noise  # [E, N, B, D]
+            q = self.critic.score(obs, actions.clamp(-1, 1))  # [E, N, B]
+        mean, std = self.policy(obs)
+        duals = {k: mpo_step.dual_value(v) for k, v in self.duals.items()}
+        policy_loss, dual_loss, metrics = 0.0, 0.0, {}
+        for fn, sl, hps in self.groups:
+            s = Samples(actions[sl], q[sl], mean[sl], std[sl], ref_mean[sl], ref_std[sl])
+            lp, ld, m = fn(s, {k: v[sl] for k, v in duals.items()}, hps, self.improve_cfg)
+            policy_loss, dual_loss = policy_loss + lp, dual_loss + ld
+            for key, val in m.items():
+                metrics.setdefault(key, torch.full((e,), float("nan")))[sl] = val
+        metrics["std"] = std.detach().mean((1, 2))
+        metrics["q"] = q.mean((1, 2))
+        return policy_loss, dual_loss, metrics
+
+    def update(self, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        """One learner step on a replay batch. Returns per-member metrics, each [E]."""
+        obs = batch[0]
+        critic_loss = self._critic_step(*batch)
+        if self.family == "sac":
+            e, b, _ = obs.shape
+            policy_loss, dual_loss, metrics = sac.sac_improvement(
+                obs, self.policy, self.critic, self.log_alpha, self._randn(e, b, self.act_dim),
+                -float(self.act_dim))  # fmt: skip
+        else:
+            policy_loss, dual_loss, metrics = self._improve_losses(obs)
+        self.policy_opt.zero_grad(set_to_none=True)
+        self.dual_opt.zero_grad(set_to_none=True)
+        (policy_loss + dual_loss).backward()
+        self.policy_opt.step()
+        self.dual_opt.step()
+        with torch.no_grad():
+            for raw in self.duals.values():
+                raw.clamp_(min=mpo_step.RAW_DUAL_MIN)
+        polyak_(self.target_critic, self.critic, self.cfg.tau)
+        self.steps += 1
+        if self.steps % self.cfg.target_period == 0:
+            hard_update_(self.target_policy, self.policy)
+        metrics["critic_loss"] = critic_loss
+        return metrics
+
+    def state_dict(self) -> dict:
+        return {
+            "policy": self.policy.state_dict(), "critic": self.critic.state_dict(),
+            "target_policy": self.target_policy.state_dict(),
+            "target_critic": self.target_critic.state_dict(),
+            "duals": {k: v.detach().clone() for k, v in self.duals.items()},
+            "log_alpha": self.log_alpha.detach().clone(),
+            "policy_opt": self.policy_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+            "dual_opt": self.dual_opt.state_dict(), "noise": self.noise.get_state(),
+            "steps": self.steps,
+        }  # fmt: skip
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("policy", "critic", "target_policy", "target_critic"):
+            getattr(self, key).load_state_dict(state[key])
+        with torch.no_grad():
+            for k, v in self.duals.items():
+                v.copy_(state["duals"][k])
+            self.log_alpha.copy_(state["log_alpha"])
+        for key in ("policy_opt", "critic_opt", "dual_opt"):
+            getattr(self, key).load_state_dict(state[key])
+        self.noise.set_state(state["noise"])
+        self.steps = state["steps"]

@@ -1,0 +1,132 @@
+"""Ensemble networks for the control actor-critic: E independent agents as one batched program.
+
+Every weight carries a leading member dimension, so E seeds / configurations (and the two critic
+heads) run as one `torch.baddbmm` per layer instead of E·2 small matmuls. Member e of an ensemble
+never sees another member's parameters, and Adam is elementwise, so summing the members' losses
+trains E independent agents.
+
+Shapes: E members, H = 2 critic heads, B batch states, N sampled actions per state,
+`do` observation dims, D action dims, `h` hidden width.
+  policy(obs [E, B, do])                 -> mean [E, B, D], std [E, B, D]
+  critic(obs [E, B, do], act [E, B, D])  -> q [H, E, B]          (twin Q, fused: M = H·E members)
+  critic.score(obs [E, B, do], act [E, N, B, D]) -> q [E, N, B]  (head 0 only; one batched call)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class EnsembleMLP(nn.Module):
+    """ReLU MLP with M stacked members: weight i is [M, in, out], bias i is [M, 1, out].
+    Member m is initialised from `generators[m]` alone (nn.Linear's default uniform init), so a
+    member's initial weights depend on its own seed, not on the ensemble it runs in."""
+
+    def __init__(self, sizes: list[int], generators: list[torch.Generator]) -> None:
+        super().__init__()
+        layers = list(zip(sizes[:-1], sizes[1:], strict=True))
+        draws = []  # per member: [(w, b) per layer]
+        for g in generators:
+            draws.append([((torch.rand(i, o, generator=g) * 2 - 1) / math.sqrt(i),
+                           (torch.rand(1, o, generator=g) * 2 - 1) / math.sqrt(i))
+                          for i, o in layers])  # fmt: skip
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.stack([d[k][0] for d in draws])) for k in range(len(layers)))
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.stack([d[k][1] for d in draws])) for k in range(len(layers)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [M, B, in] -> [M, B, out]."""
+        n = len(self.weights)
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            x = torch.baddbmm(b, x, w)
+            if i < n - 1:
+                x = F.relu(x)
+        return x
+
+
+def _softplus_inverse(y: float) -> float:
+    return math.log(math.expm1(y))
+
+
+class GaussianPolicy(nn.Module):
+    """Diagonal Gaussian MLP policy. std = softplus(raw + softplus⁻¹(init_std)) + min_std, so the
+    initial std is ≈ init_std; the last layer is scaled by 0.01 so the initial mean is ≈ 0.
+
+    The distribution is over the *unsquashed* action u. PMPO/MPO execute clip(u, −1, 1) and score
+    log N(u; μ, σ) (Acme's convention); SAC executes tanh(u) with the log-det correction (sac.py).
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: int,
+        generators: list[torch.Generator],
+        *,
+        init_std: float = 0.5,
+        min_std: float = 1e-4,
+    ) -> None:
+        super().__init__()
+        self.net = EnsembleMLP([obs_dim, hidden, hidden, 2 * act_dim], generators)
+        with torch.no_grad():
+            self.net.weights[-1].mul_(0.01)
+            self.net.biases[-1].mul_(0.01)
+        self.act_dim = act_dim
+        self.min_std = min_std
+        self.std_shift = _softplus_inverse(init_std - min_std)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.net(obs)  # [E, B, 2D]
+        mean, raw = out.split(self.act_dim, dim=-1)
+        std = F.softplus(raw + self.std_shift) + self.min_std
+        return mean, std
+
+
+class TwinCritic(nn.Module):
+    """Two Q heads for each of E members, fused into one EnsembleMLP of M = 2·E members.
+    Member index m = h·E + e (head-major), so head 0 of every member is the slice [:E]."""
+
+    def __init__(
+        self, obs_dim: int, act_dim: int, hidden: int, generators: list[torch.Generator]
+    ) -> None:
+        super().__init__()
+        self.members = len(generators)
+        self.obs_dim = obs_dim
+        self.net = EnsembleMLP([obs_dim + act_dim, hidden, hidden, 1], generators + generators)
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """obs [E, B, do], act [E, B, D] -> q [2, E, B]."""
+        x = torch.cat([obs, act], dim=-1).repeat(2, 1, 1)  # [2E, B, do+D]
+        return self.net(x).view(2, self.members, -1)
+
+    def score(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """Q of head 0 for N actions per state in one call: obs [E, B, do], act [E, N, B, D]
+        -> [E, N, B]. The first layer is split, W·[s; a] = W_s·s + W_a·a, so the state half is
+        computed once per state instead of N times."""
+        e, n, b, d = act.shape
+        w0, b0 = self.net.weights[0][:e], self.net.biases[0][:e]  # head 0: [E, do+D, h]
+        s_part = torch.baddbmm(b0, obs, w0[:, : self.obs_dim])  # [E, B, h]
+        a_part = torch.bmm(act.reshape(e, n * b, d), w0[:, self.obs_dim :])  # [E, N·B, h]
+        first = (a_part.view(e, n, b, -1) + s_part.unsqueeze(1)).view(e, n * b, -1)
+        x = first
+        last = len(self.net.weights) - 1
+        for i in range(1, last + 1):
+            x = F.relu(x)
+            x = torch.baddbmm(self.net.biases[i][:e], x, self.net.weights[i][:e])
+        return x.view(e, n, b)
+
+
+def polyak_(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """target ← (1 − τ)·target + τ·online, in place, one fused foreach call."""
+    with torch.no_grad():
+        torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)
+
+
+def hard_update_(target: nn.Module, online: nn.Module) -> None:
+    with torch.no_grad():
+        torch._foreach_copy_(list(target.parameters()), list(online.parameters()))

@@ -1,0 +1,47 @@
+"""Learning-curve figures for control runs (matplotlib is imported inside, lazily)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from anyfeedback.runs import atomic_path
+
+
+def plot_run(rows: list[dict], members, path: str | Path, *, title: str = "") -> Path | None:
+    """Two panels: evaluation return and mean policy std against env steps, one line per agent."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    plotted = False
+    for m in members:
+        name = m if isinstance(m, str) else m.name
+        ev = [(r["step"], r["eval_return"]) for r in rows
+              if r.get("member") == name and r.get("kind") == "eval"]  # fmt: skip
+        tr = [(r["step"], r["std"]) for r in rows
+              if r.get("member") == name and r.get("kind") == "train" and r.get("std") is not None]
+        if ev:
+            axes[0].plot(*zip(*ev, strict=True), marker="o", ms=3, lw=1.2, label=name)
+            plotted = True
+        if tr:
+            axes[1].plot(*zip(*tr, strict=True), lw=1.0, label=name)
+    if not plotted:
+        plt.close(fig)
+        return None
+    axes[0].set_title("evaluation return", fontsize=9)
+    axes[1].set_title("policy std (mean over dims and states)", fontsize=9)
+    axes[1].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("env steps", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=6, ncol=2)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
