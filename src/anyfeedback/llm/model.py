@@ -64,7 +64,9 @@ def load_policy(cfg) -> torch.nn.Module:
     if cfg.disable_dropout:
         _zero_dropout(model)
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5
+        enable = enable or model.gradient_checkpointing_enable
+        enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.lora_r > 0:
         from peft import LoraConfig, get_peft_model
 

@@ -160,4 +160,4 @@ def pretrain_tiny_model(model_dir: str | Path, corpus: list[str], *, steps: int 
         opt.step()
         opt.zero_grad()
     model.save_pretrained(model_dir)
-    return float(loss)
+    return float(loss.detach())

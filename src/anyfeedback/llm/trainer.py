@@ -72,6 +72,9 @@ class Trainer:
             from anyfeedback.errors import InputError
 
             raise InputError("--fp16 needs a CUDA GPU (use --bf16 on CPU)", source="config")
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state()  # one process may run several trainers (precisions)
         self.accelerator = acc = Accelerator(mixed_precision=mp)
         self.cfg = cfg
         self.total_steps = total_steps

@@ -1,0 +1,158 @@
+"""Tokenisation, record-kind rules, the aligned batch layout and the batch plan of the LLM trainer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest_llm import feedback_files, tiny_model  # noqa: F401
+
+from anyfeedback.errors import InputError
+from anyfeedback.llm.batching import BatchPlan, collate_pairs, collate_unpaired, pack
+from anyfeedback.llm.data import Example, encode_records, encode_texts, records_for_method
+from anyfeedback.llm.records import Demo, Pair, Unpaired, load_records
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_model):  # noqa: F811
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model)
+
+
+def test_plain_text_is_prompt_with_bos_then_completion_with_eos(tok):
+    [(prompt, (comp,))] = encode_texts(tok, ["the cat saw"], [(" it was good.",)])
+    assert (
+        prompt[0] == tok.bos_token_id
+        and prompt[1:] == tok("the cat saw", add_special_tokens=False).input_ids
+    )
+    assert comp[-1] == tok.eos_token_id
+    assert comp[:-1] == tok(" it was good.", add_special_tokens=False).input_ids
+    [(_, (no_eos,))] = encode_texts(tok, ["the cat saw"], [(" it was good.",)], add_eos=False)
+    assert no_eos == comp[:-1]
+
+
+def test_chat_records_use_the_template_and_split_at_the_generation_prompt(tok):
+    prompt = [{"role": "user", "content": "the cat saw a red box"}]
+    completion = [{"role": "assistant", "content": "it was good"}]
+    [(p, (c,))] = encode_texts(tok, [prompt], [(completion,)])
+    full = tok.apply_chat_template(prompt + completion, tokenize=False)
+    assert tok.decode(p + c) == full  # nothing lost or added at the boundary
+    assert tok.decode(p).endswith("<|assistant|>")
+    assert c[-1] == tok.eos_token_id and c.count(tok.eos_token_id) == 1  # template's EOS, once
+    # a string prompt with a message completion is conversational too
+    [(p2, (c2,))] = encode_texts(tok, ["the cat saw a red box"], [(completion,)])
+    assert (p2, c2) == (p, c)
+
+
+def test_truncation_is_counted_and_a_too_long_prompt_is_an_input_error(tok):
+    recs = [Demo("the cat saw a red box", " it was good and kind" * 5), Demo("a dog", " ok.")]
+    enc = encode_records(tok, recs, "demonstration", max_length=12)
+    assert enc.n_truncated == 1
+    assert all(e.length <= 12 for e in enc.examples)
+    with pytest.raises(InputError, match="max-length"):
+        encode_records(tok, recs, "demonstration", max_length=3)
+
+
+def test_record_kinds_per_method():
+    pair = Pair("p", "good", "bad")
+    kind, recs = records_for_method("pmpo", "paired", [pair], "f")
+    assert kind == "unpaired" and [r.label for r in recs] == [True, False]
+    assert records_for_method("kto", "paired", [pair], "f")[1][1] == Unpaired("p", "bad", False)
+    assert records_for_method("sft", "paired", [pair], "f")[1] == [Demo("p", "good")]
+    unpaired = [Unpaired("p", "a", True), Unpaired("p", "b", False)]
+    assert records_for_method("sft", "unpaired", unpaired, "f")[1] == [Demo("p", "a")]
+    assert records_for_method("pmpo", "demonstration", [Demo("p", "a")], "f")[1][0].label
+    for method in ("dpo", "ipo", "aihf-dpo"):
+        with pytest.raises(InputError, match="paired"):
+            records_for_method(method, "unpaired", unpaired, "f")
+    with pytest.raises(InputError, match="labels"):
+        records_for_method("kto", "demonstration", [Demo("p", "a")], "f")
+    with pytest.raises(InputError, match="prompt-only"):
+        records_for_method("pmpo", "prompt-only", [], "f")
+    with pytest.raises(InputError, match="accepted"):
+        records_for_method("sft", "unpaired", [Unpaired("p", "b", False)], "f")
+
+
+def test_load_records_infers_kinds(feedback_files):  # noqa: F811
+    assert load_records(str(feedback_files["paired"]))[0] == "paired"
+    assert load_records(str(feedback_files["unpaired"]))[0] == "unpaired"
+    assert load_records(str(feedback_files["demos"]))[0] == "demonstration"
+    with pytest.raises(InputError, match="empty"):
+        load_records(str(feedback_files["empty"]))
+
+
+def test_pack_aligns_completions_and_positions():
+    seqs = pack([[1, 5, 6], [1]], [[7, 2], [8, 9, 2]], pad_id=0)
+    assert seqs.input_ids.tolist() == [[1, 5, 6, 7, 2, 0], [0, 0, 1, 8, 9, 2]]
+    assert seqs.position_ids.tolist() == [[0, 1, 2, 3, 4, 4], [0, 0, 0, 1, 2, 3]]
+    assert seqs.completion_mask.long().tolist() == [[0, 0, 0, 1, 1, 0], [0, 0, 0, 1, 1, 1]]
+    assert seqs.keep == 4  # logits of positions 2..5 score completion tokens 3..5
+    labels, mask = seqs.kept()
+    assert labels.shape == mask.shape == (2, 4) and not mask[:, 0].any()
+    assert seqs.n_tokens == 9
+
+
+def test_aligned_layout_logps_equal_each_sequence_alone(tiny_model):  # noqa: F811
+    """ℓ_θ from the padded, logits_to_keep forward equals the unpadded full-logit forward."""
+    from transformers import AutoModelForCausalLM
+
+    from anyfeedback.losses import sequence_logps
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    prompts, comps = [[1, 20, 30, 40, 50], [1, 60]], [[70, 80, 2], [90, 2]]
+    seqs = pack(prompts, comps, pad_id=0)
+    with torch.no_grad():
+        out = model(
+            input_ids=seqs.input_ids,
+            attention_mask=seqs.attention_mask,
+            position_ids=seqs.position_ids,
+            logits_to_keep=seqs.keep,
+        ).logits
+        batched = sequence_logps(out, *seqs.kept())
+        for i, (p, c) in enumerate(zip(prompts, comps, strict=True)):
+            ids = torch.tensor([p + c])
+            mask = torch.tensor([[False] * len(p) + [True] * len(c)])
+            alone = sequence_logps(model(input_ids=ids).logits, ids, mask)
+            torch.testing.assert_close(batched[i], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_collate_pairs_and_kto_mismatched_rows():
+    ex = [Example([1, 2], ([3, 4], [5])), Example([1], ([6], [7, 8]))]
+    batch = collate_pairs(ex, 0)
+    assert batch.n_pairs == 2 and batch.seqs.input_ids.shape[0] == 4
+    un = [Example([1, 2], ([3],), True), Example([1], ([6, 7],), False), Example([9], ([4],), True)]
+    kto = collate_unpaired(un, 0, mismatched=True)
+    labels, mask = kto.mismatched.kept()
+    first = labels[0][mask[0]].tolist()
+    assert first == [6, 7]  # prompt 0 with completion 1 (i' = i + 1 mod m)
+    assert kto.accepted.tolist() == [True, False, True]
+
+
+def test_batch_plan_two_processes_see_the_micro_batches_of_two_accumulation_steps():
+    lengths = [(7 * i) % 23 + 1 for i in range(64)]
+    one = BatchPlan(lengths, batch_size=4, accumulation=2, world_size=1, seed=3)
+    two = BatchPlan(lengths, batch_size=4, accumulation=1, world_size=2, seed=3)
+    for step in range(20):  # crosses epochs (8 steps each)
+        a = one.micro_batches(step, 0)
+        assert a == [two.micro_batches(step, 0)[0], two.micro_batches(step, 1)[0]]
+    covered = sorted(i for s in range(8) for mb in one.micro_batches(s, 0) for i in mb)
+    assert covered == list(range(64))  # an epoch visits every record once
+    assert one.micro_batches(8, 0) != one.micro_batches(0, 0)  # next epoch reshuffles
+
+
+def test_length_bucketing_cuts_padding():
+    lengths = [
+        int(x) for x in torch.randint(5, 200, (512,), generator=torch.Generator().manual_seed(0))
+    ]
+
+    def padding(plan):
+        pad = 0
+        for s in range(plan.steps_per_epoch):
+            for mb in plan.micro_batches(s, 0):
+                pad += sum(max(lengths[i] for i in mb) - lengths[i] for i in mb)
+        return pad
+
+    kw = dict(batch_size=8, accumulation=1, world_size=1, seed=0)
+    bucketed = padding(BatchPlan(lengths, group_by_length=True, **kw))
+    plain = padding(BatchPlan(lengths, group_by_length=False, **kw))
+    assert bucketed < 0.1 * plain
