@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest_llm import feedback_files, tiny_model  # noqa: F401
 
 from anyfeedback.errors import InputError
 from anyfeedback.llm.batching import BatchPlan, collate_pairs, collate_unpaired, pack
 from anyfeedback.llm.data import Example, encode_records, encode_texts, records_for_method
 from anyfeedback.llm.records import Demo, Pair, Unpaired, load_records
+from conftest_llm import feedback_files, tiny_model  # noqa: F401
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest_llm import feedback_files, tiny_model, train_cfg  # noqa: F401
 
 from anyfeedback.llm import train
 from anyfeedback.losses import BetaBelowBoundWarning
 from anyfeedback.runs import read_metrics
+from conftest_llm import feedback_files, tiny_model, train_cfg  # noqa: F401
 
 
 def _series(cfg, key: str) -> list[float]:
