@@ -9,11 +9,10 @@ from anyfeedback.errors import InputError
 from anyfeedback.llm.batching import BatchPlan, collate_pairs, collate_unpaired, pack
 from anyfeedback.llm.data import Example, encode_records, encode_texts, records_for_method
 from anyfeedback.llm.records import Demo, Pair, Unpaired, load_records
-from conftest_llm import feedback_files, tiny_model  # noqa: F401
 
 
 @pytest.fixture(scope="module")
-def tok(tiny_model):  # noqa: F811
+def tok(tiny_model):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_model)
@@ -73,7 +72,7 @@ def test_record_kinds_per_method():
         records_for_method("sft", "unpaired", [Unpaired("p", "b", False)], "f")
 
 
-def test_load_records_infers_kinds(feedback_files):  # noqa: F811
+def test_load_records_infers_kinds(feedback_files):
     assert load_records(str(feedback_files["paired"]))[0] == "paired"
     assert load_records(str(feedback_files["unpaired"]))[0] == "unpaired"
     assert load_records(str(feedback_files["demos"]))[0] == "demonstration"
@@ -92,7 +91,7 @@ def test_pack_aligns_completions_and_positions():
     assert seqs.n_tokens == 9
 
 
-def test_aligned_layout_logps_equal_each_sequence_alone(tiny_model):  # noqa: F811
+def test_aligned_layout_logps_equal_each_sequence_alone(tiny_model):
     """ℓ_θ from the padded, logits_to_keep forward equals the unpadded full-logit forward."""
     from transformers import AutoModelForCausalLM
 

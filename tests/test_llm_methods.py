@@ -15,7 +15,6 @@ import torch
 from anyfeedback.llm import train
 from anyfeedback.losses import BetaBelowBoundWarning
 from anyfeedback.runs import read_metrics
-from conftest_llm import feedback_files, tiny_model, train_cfg  # noqa: F401
 
 
 def _series(cfg, key: str) -> list[float]:
@@ -27,7 +26,7 @@ def _tail(values: list[float], n: int = 5) -> float:
     return sum(values[-n:]) / n
 
 
-def test_pmpo_accept_only_raises_accepted_logp(train_cfg):  # noqa: F811
+def test_pmpo_accept_only_raises_accepted_logp(train_cfg):
     cfg = train_cfg("pmpo", "accepted_only", alpha=1.0)  # PMPO-A: β defaults to 0
     assert cfg.beta == 0.0
     train(cfg)
@@ -36,7 +35,7 @@ def test_pmpo_accept_only_raises_accepted_logp(train_cfg):  # noqa: F811
     assert _series(cfg, "kl")[0] == pytest.approx(0.0, abs=1e-5)  # π_θ = π_ref at step 1
 
 
-def test_pmpo_reject_only_lowers_rejected_logp_and_stays_bounded_with_beta_2(train_cfg):  # noqa: F811
+def test_pmpo_reject_only_lowers_rejected_logp_and_stays_bounded_with_beta_2(train_cfg):
     bounded = train_cfg("pmpo", "rejected_only", alpha=0.0, beta=2.0, max_steps=30)
     train(bounded)
     logp, kl = _series(bounded, "logp_rejected"), _series(bounded, "kl")
@@ -55,7 +54,7 @@ def test_pmpo_reject_only_lowers_rejected_logp_and_stays_bounded_with_beta_2(tra
 
 
 @pytest.mark.parametrize("method", ["dpo", "ipo"])
-def test_pair_methods_grow_the_margin(train_cfg, method):  # noqa: F811
+def test_pair_methods_grow_the_margin(train_cfg, method):
     cfg = train_cfg(method, "paired")
     train(cfg)
     margin = _series(cfg, "margin")
@@ -64,7 +63,7 @@ def test_pair_methods_grow_the_margin(train_cfg, method):  # noqa: F811
     assert _tail(_series(cfg, "accuracy")) > 0.8
 
 
-def test_kto_loss_falls(train_cfg):  # noqa: F811
+def test_kto_loss_falls(train_cfg):
     cfg = train_cfg("kto", "unpaired")
     train(cfg)
     loss = _series(cfg, "loss")
@@ -72,14 +71,14 @@ def test_kto_loss_falls(train_cfg):  # noqa: F811
     assert _tail(loss) < loss[0] - 0.08
 
 
-def test_sft_loss_falls_on_demonstrations(train_cfg):  # noqa: F811
+def test_sft_loss_falls_on_demonstrations(train_cfg):
     cfg = train_cfg("sft", "demos", max_steps=10)
     train(cfg)
     loss = _series(cfg, "loss")
     assert _tail(loss, 3) < loss[0] - 3.0
 
 
-def test_aihf_dpo_with_demo_weight_0_reproduces_dpo_exactly(train_cfg, feedback_files):  # noqa: F811
+def test_aihf_dpo_with_demo_weight_0_reproduces_dpo_exactly(train_cfg, feedback_files):
     dpo = train_cfg("dpo", "paired", max_steps=6)
     aihf = train_cfg(
         "aihf-dpo", "paired", max_steps=6, demo_weight=0.0, demo_data=str(feedback_files["demos"])
@@ -91,7 +90,7 @@ def test_aihf_dpo_with_demo_weight_0_reproduces_dpo_exactly(train_cfg, feedback_
 
 
 @pytest.mark.parametrize("mode", ["nll", "contrastive"])
-def test_aihf_dpo_demo_term_is_trained(train_cfg, feedback_files, mode):  # noqa: F811
+def test_aihf_dpo_demo_term_is_trained(train_cfg, feedback_files, mode):
     cfg = train_cfg(
         "aihf-dpo", "paired", max_steps=8, demo_mode=mode, demo_data=str(feedback_files["demos"])
     )
@@ -104,7 +103,7 @@ def test_aihf_dpo_demo_term_is_trained(train_cfg, feedback_files, mode):  # noqa
 
 
 @pytest.mark.parametrize("lora_r", [0, 4])
-def test_reference_refresh_makes_the_kl_zero_after_each_refresh(train_cfg, lora_r):  # noqa: F811
+def test_reference_refresh_makes_the_kl_zero_after_each_refresh(train_cfg, lora_r):
     cfg = train_cfg("pmpo", "unpaired", lora_r=lora_r, ref_update_every=4, max_steps=9)
     train(cfg)
     kl = _series(cfg, "kl")  # kl[s] is measured at step s+1, before its update
@@ -113,7 +112,7 @@ def test_reference_refresh_makes_the_kl_zero_after_each_refresh(train_cfg, lora_
     assert min(kl[1:4] + kl[5:8]) > 1e-3
 
 
-def test_lora_reference_is_the_base_with_the_adapter_disabled_and_ema_moves_it(train_cfg):  # noqa: F811
+def test_lora_reference_is_the_base_with_the_adapter_disabled_and_ema_moves_it(train_cfg):
     from anyfeedback.llm.batching import collate_unpaired
     from anyfeedback.llm.model import Reference, load_policy
 
@@ -140,7 +139,7 @@ def test_lora_reference_is_the_base_with_the_adapter_disabled_and_ema_moves_it(t
     assert sum(p.numel() for p in policy.parameters() if p.requires_grad) < 20_000
 
 
-def test_lora_run_saves_an_adapter_and_a_merged_model(train_cfg):  # noqa: F811
+def test_lora_run_saves_an_adapter_and_a_merged_model(train_cfg):
     from transformers import AutoModelForCausalLM
 
     cfg = train_cfg("dpo", "paired", lora_r=4, max_steps=3, merge_lora=True)
@@ -149,13 +148,13 @@ def test_lora_run_saves_an_adapter_and_a_merged_model(train_cfg):  # noqa: F811
     assert not any("lora" in n for n, _ in model.named_parameters())
 
 
-def test_chat_records_train(train_cfg):  # noqa: F811
+def test_chat_records_train(train_cfg):
     cfg = train_cfg("pmpo", "chat_unpaired", max_steps=4, bf16=True)
     train(cfg)
     assert all(math.isfinite(v) for v in _series(cfg, "loss"))
 
 
-def test_gradient_checkpointing_and_compile_keep_the_numbers(train_cfg):  # noqa: F811
+def test_gradient_checkpointing_and_compile_keep_the_numbers(train_cfg):
     plain = train_cfg("dpo", "paired", max_steps=3)
     other = train_cfg(
         "dpo",

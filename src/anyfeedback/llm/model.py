@@ -26,8 +26,15 @@ from anyfeedback.llm.batching import Packed
 
 def load_tokenizer(cfg):
     """The tokenizer of `cfg.model`, with a pad token (EOS if it has none)."""
+    from pathlib import Path
+
     from transformers import AutoTokenizer
 
+    name = cfg.model
+    if not Path(name).expanduser().exists() and (
+        name.startswith((".", "/", "~")) or name.count("/") > 1
+    ):
+        raise InputError("no such model directory", source=name)
     try:
         tok = AutoTokenizer.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError, KeyError) as err:
