@@ -104,20 +104,21 @@ class TwinCritic(nn.Module):
         x = torch.cat([obs, act], dim=-1).repeat(2, 1, 1)  # [2E, B, do+D]
         return self.net(x).view(2, self.members, -1)
 
+    @torch.no_grad()
     def score(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """Q of head 0 for N actions per state in one call: obs [E, B, do], act [E, N, B, D]
-        -> [E, N, B]. The first layer is split, W·[s; a] = W_s·s + W_a·a, so the state half is
-        computed once per state instead of N times."""
+        """Q of head 0 for N actions per state in one call, no gradient: obs [E, B, do],
+        act [E, N, B, D] -> [E, N, B]. The first layer is split, W·[s; a] = W_s·s + W_a·a, so the
+        state half is computed once per state instead of N times; activations are in place."""
         e, n, b, d = act.shape
         w0, b0 = self.net.weights[0][:e], self.net.biases[0][:e]  # head 0: [E, do+D, h]
         s_part = torch.baddbmm(b0, obs, w0[:, : self.obs_dim])  # [E, B, h]
-        a_part = torch.bmm(act.reshape(e, n * b, d), w0[:, self.obs_dim :])  # [E, N·B, h]
-        first = (a_part.view(e, n, b, -1) + s_part.unsqueeze(1)).view(e, n * b, -1)
-        x = first
+        x = torch.bmm(act.reshape(e, n * b, d), w0[:, self.obs_dim :])  # [E, N·B, h]
+        x.view(e, n, b, -1).add_(s_part.unsqueeze(1)).relu_()
         last = len(self.net.weights) - 1
         for i in range(1, last + 1):
-            x = F.relu(x)
             x = torch.baddbmm(self.net.biases[i][:e], x, self.net.weights[i][:e])
+            if i < last:
+                x.relu_()
         return x.view(e, n, b)
 
 

@@ -20,6 +20,7 @@ import torch
 from anyfeedback.control.config import ControlConfig, MemberSpec
 from anyfeedback.control.envs import EnvBatch, check_task
 from anyfeedback.control.learner import Learner
+from anyfeedback.control.perf import keep_freed_memory
 from anyfeedback.control.replay import NStepReplay
 from anyfeedback.errors import InputError
 from anyfeedback.runs import MetricsLog, atomic_path, atomic_write_json, progress, read_metrics
@@ -88,6 +89,7 @@ def run(cfg: ControlConfig, members: list[MemberSpec] | None = None) -> dict:
     members = members or cfg.members()
     check_task(cfg.domain, cfg.task)
     torch.set_num_threads(cfg.threads)
+    keep_freed_memory()
     out = Path(cfg.out)
     ckpt = out / "checkpoint.pt"
     if cfg.resume and not ckpt.exists():
