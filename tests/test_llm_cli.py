@@ -34,7 +34,7 @@ def _error_line(capsys) -> str:
 @pytest.mark.parametrize(
     ("case", "expect"),
     [
-        ("unknown_model", "cannot load"),
+        ("unknown_model", "no such model directory"),
         ("wrong_kind", "dpo needs paired"),
         ("empty", "empty"),
         ("missing_file", "no such file"),

@@ -152,6 +152,16 @@ def _describe(metrics: dict) -> str:
     return " ".join(parts + [f"{metrics['tokens_per_s']:.0f} tok/s"])
 
 
+def _debug_sigkill(step: int) -> None:
+    """Test hook: ANYFEEDBACK_DEBUG_SIGKILL_AFTER_STEP=k makes the process SIGKILL itself after
+    step k (no cleanup, like an external kill), so resume tests need no timing races."""
+    import os
+    import signal
+
+    if os.environ.get("ANYFEEDBACK_DEBUG_SIGKILL_AFTER_STEP") == str(step):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def train(cfg: TrainConfig) -> TrainResult:
     """Fine-tune `cfg.model` on `cfg.data` with `cfg.method`; see `TrainConfig` for the knobs."""
     out, trainer, plan, collate, total, info = _setup(cfg)
@@ -187,6 +197,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 bar.update(task, advance=1, info=_describe(metrics))
                 if cfg.save_steps and trainer.step % cfg.save_steps == 0:
                     trainer.save_checkpoint(out, {"epoch": trainer.step / plan.steps_per_epoch})
+                _debug_sigkill(trainer.step)
     except NonFiniteLossError as err:
         last = latest_checkpoint(out / "checkpoints")
         kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"

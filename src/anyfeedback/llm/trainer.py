@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 
 import torch
@@ -75,7 +76,9 @@ class Trainer:
         from accelerate.state import AcceleratorState
 
         AcceleratorState._reset_state()  # one process may run several trainers (precisions)
-        self.accelerator = acc = Accelerator(mixed_precision=mp)
+        # several processes without a GPU: accelerate only sets up gloo DDP when told "cpu"
+        cpu_ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+        self.accelerator = acc = Accelerator(mixed_precision=mp, cpu=cpu_ddp)
         self.cfg = cfg
         self.total_steps = total_steps
         seed_everything(cfg.seed)
