@@ -98,8 +98,6 @@ class ControlConfig:
     """episodes per evaluation and agent."""
     checkpoint_every: int = 10_000
     """env steps between checkpoints (always one at the end)."""
-    log_every: int = 1000
-    """learner steps between training-metric rows."""
     threads: int = 1
     """torch CPU threads."""
     progress: bool = True
@@ -112,7 +110,7 @@ class ControlConfig:
         for name in ("steps", "num_seeds", "num_samples", "batch_size", "hidden", "n_step",
                      "target_period", "action_repeat", "episode_frames", "update_every",
                      "replay_capacity", "eval_every", "eval_episodes", "checkpoint_every",
-                     "log_every", "threads"):  # fmt: skip
+                     "threads"):  # fmt: skip
             value = getattr(self, name)
             if value < (0 if name == "steps" else 1):
                 raise InputError(f"must be {'>= 0' if name == 'steps' else '>= 1'}, got {value}",

@@ -18,11 +18,12 @@ class NStepReplay:
     def __init__(self, members: int, capacity: int, obs_dim: int, act_dim: int, *,
                  n_step: int, gamma: float, seed: int) -> None:  # fmt: skip
         self.n_step, self.gamma, self.capacity = n_step, gamma, capacity
-        self.obs = np.zeros((members, capacity, obs_dim), np.float32)
-        self.act = np.zeros((members, capacity, act_dim), np.float32)
-        self.ret = np.zeros((members, capacity), np.float32)
-        self.disc = np.zeros((members, capacity), np.float32)
-        self.next_obs = np.zeros((members, capacity, obs_dim), np.float32)
+        n = min(capacity, 4096)  # storage grows by doubling up to `capacity`
+        self.obs = np.zeros((members, n, obs_dim), np.float32)
+        self.act = np.zeros((members, n, act_dim), np.float32)
+        self.ret = np.zeros((members, n), np.float32)
+        self.disc = np.zeros((members, n), np.float32)
+        self.next_obs = np.zeros((members, n, obs_dim), np.float32)
         self.ptr = 0
         self.size = 0
         self.rng = np.random.default_rng(seed)
@@ -37,7 +38,16 @@ class NStepReplay:
             while self.pending:
                 self._write(next_obs)
 
+    def _grow(self, n: int) -> None:
+        for key in ("obs", "act", "ret", "disc", "next_obs"):
+            old = getattr(self, key)
+            new = np.zeros((old.shape[0], n, *old.shape[2:]), np.float32)
+            new[:, : old.shape[1]] = old
+            setattr(self, key, new)
+
     def _write(self, next_obs: np.ndarray) -> None:
+        if self.ptr == self.obs.shape[1] and self.ptr < self.capacity:
+            self._grow(min(2 * self.ptr, self.capacity))
         obs, act, _ = self.pending[0]
         ret = np.zeros_like(self.pending[0][2], dtype=np.float32)
         for k, (_, _, r) in enumerate(self.pending):
@@ -70,6 +80,8 @@ class NStepReplay:
 
     def load_state_dict(self, state: dict) -> None:
         n = state["size"]
+        if n > self.obs.shape[1]:
+            self._grow(n)
         for key in ("obs", "act", "ret", "disc", "next_obs"):
             getattr(self, key)[:, :n] = state[key]
         self.ptr, self.size = state["ptr"], n

@@ -103,8 +103,7 @@ def run(cfg: ControlConfig, members: list[MemberSpec] | None = None) -> dict:
     learner = Learner(cfg, members, envs.obs_dim, envs.act_dim)
     ep_len = cfg.episode_frames // cfg.action_repeat  # agent steps per episode
     total_episodes = max(1, math.ceil(cfg.steps / cfg.episode_frames)) if cfg.steps else 0
-    capacity = min(cfg.replay_capacity, max(total_episodes, 1) * ep_len)
-    replay = NStepReplay(len(members), capacity, envs.obs_dim, envs.act_dim,
+    replay = NStepReplay(len(members), cfg.replay_capacity, envs.obs_dim, envs.act_dim,
                          n_step=cfg.n_step, gamma=cfg.gamma, seed=seeds[0])  # fmt: skip
     explore = np.random.default_rng(seeds[0] + 1)  # uniform actions before learning starts
     counters = {"frames": 0, "episodes": 0, "next_eval": cfg.eval_every,
@@ -135,13 +134,13 @@ def run(cfg: ControlConfig, members: list[MemberSpec] | None = None) -> dict:
                 counters["frames"] += cfg.action_repeat
                 if counters["frames"] >= cfg.learning_starts and t % cfg.update_every == 0:
                     buffer.append(learner.update(replay.sample(cfg.batch_size)))
-                    if len(buffer) == cfg.log_every:
-                        sps = (counters["frames"] - frames0) / (time.perf_counter() - t0)
-                        _log_train(log, counters["frames"], members, buffer, sps)
-                        buffer = []
-                        bar.update(task, info=f"{sps:.0f} env-steps/s")
                 bar.update(task, completed=counters["frames"])
             counters["episodes"] += 1
+            if buffer:  # one training row per episode: resume-exact (checkpoints end episodes)
+                sps = (counters["frames"] - frames0) / (time.perf_counter() - t0)
+                _log_train(log, counters["frames"], members, buffer, sps)
+                buffer = []
+                bar.update(task, info=f"{sps:.0f} env-steps/s")
             done = counters["episodes"] == total_episodes
             # --- evaluate, checkpoint (episode boundaries only) ---
             if counters["frames"] >= counters["next_eval"] or done:
