@@ -1,0 +1,162 @@
+"""Gaussian policy N(μ, Σ) with a full (Cholesky) or diagonal covariance, batched over runs.
+
+Used by the black-box bandit (one Gaussian per run, no context) and meant for the control
+actor-critic (one Gaussian per state): the distribution maths lives here, the networks elsewhere.
+
+Shapes: `...` batch dims (runs, states), N samples, D dims.
+  mean   [..., D]
+  scale  [..., D, D]  lower Cholesky factor L, Σ = LLᵀ (full)      or
+         [..., D]     standard deviations σ, Σ = diag σ²          (diagonal)
+  y, z   [..., N, D]  points / standard-normal noise
+Parameterisation (`from_raw`): `raw` [..., D, D] lower-triangular with the *log* of the diagonal
+(strict upper triangle ignored), or [..., D] log σ. Unconstrained, so Adam can step on it.
+
+Whitened coordinates: `ref.standardize(y) = L_r⁻¹(y − μ_r)` maps π_ref to N(0, I); a policy
+`local` fitted in those coordinates maps back by `ref.compose(local)` = N(μ_r + L_r m, L_r T).
+The map is affine, so KLs and log-ratios are unchanged and log-densities shift by log det L_r.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from anyfeedback.kl import gaussian_kl
+
+__all__ = ["GaussianPolicy", "raw_from_scale", "scale_from_raw"]
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def scale_from_raw(raw: torch.Tensor, *, diagonal: bool) -> torch.Tensor:
+    """Log-diagonal parameters -> scale. Full: tril(raw) with exp on the diagonal; diag: exp."""
+    if diagonal:
+        return raw.exp()
+    strict = torch.tril(raw, diagonal=-1)
+    return strict + torch.diag_embed(raw.diagonal(dim1=-2, dim2=-1).exp())
+
+
+def raw_from_scale(scale: torch.Tensor, *, diagonal: bool) -> torch.Tensor:
+    """Inverse of `scale_from_raw` (the scale must have a positive diagonal)."""
+    if diagonal:
+        return scale.log()
+    strict = torch.tril(scale, diagonal=-1)
+    return strict + torch.diag_embed(scale.diagonal(dim1=-2, dim2=-1).log())
+
+
+@dataclass(frozen=True)
+class GaussianPolicy:
+    """N(mean, Σ) with Σ = scale·scaleᵀ (full) or diag(scale²) (diagonal); see module docstring."""
+
+    mean: torch.Tensor
+    scale: torch.Tensor
+
+    # ---- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_raw(cls, mean: torch.Tensor, raw: torch.Tensor) -> GaussianPolicy:
+        """From unconstrained parameters: raw [..., D, D] (full) or [..., D] (diagonal)."""
+        return cls(mean, scale_from_raw(raw, diagonal=raw.dim() == mean.dim()))
+
+    @classmethod
+    def standard(cls, batch: tuple[int, ...], dim: int, *, diagonal: bool = False, **kw):
+        """N(0, I) with the given batch shape (`kw`: dtype, device)."""
+        mean = torch.zeros(*batch, dim, **kw)
+        ones = torch.ones(*batch, dim, **kw)
+        return cls(mean, ones if diagonal else torch.diag_embed(ones))
+
+    # ---- properties -----------------------------------------------------------------------
+    @property
+    def diagonal(self) -> bool:
+        return self.scale.dim() == self.mean.dim()
+
+    @property
+    def dim(self) -> int:
+        return self.mean.shape[-1]
+
+    @property
+    def scale_tril(self) -> torch.Tensor:
+        """The Cholesky factor [..., D, D] (diag_embed of σ for a diagonal policy)."""
+        return torch.diag_embed(self.scale) if self.diagonal else self.scale
+
+    @property
+    def std(self) -> torch.Tensor:
+        """Marginal standard deviations [..., D]: sqrt(diag Σ) = row norms of L."""
+        return self.scale if self.diagonal else self.scale.pow(2).sum(-1).sqrt()
+
+    def covariance(self) -> torch.Tensor:
+        """Σ [..., D, D]."""
+        lt = self.scale_tril
+        return lt @ lt.mT
+
+    def log_det_scale(self) -> torch.Tensor:
+        """ln det L = ½ ln det Σ. Returns [...]."""
+        diag = self.scale if self.diagonal else self.scale.diagonal(dim1=-2, dim2=-1)
+        return diag.log().sum(-1)
+
+    def raw(self) -> torch.Tensor:
+        """Unconstrained parameters of the scale (log-diagonal), see `from_raw`."""
+        return raw_from_scale(self.scale, diagonal=self.diagonal)
+
+    def detach(self) -> GaussianPolicy:
+        return GaussianPolicy(self.mean.detach(), self.scale.detach())
+
+    # ---- affine maps --------------------------------------------------------------------------
+    def transform(self, z: torch.Tensor) -> torch.Tensor:
+        """y = μ + L z for standard-normal noise z [..., N, D] -> [..., N, D]."""
+        if self.diagonal:
+            return self.mean.unsqueeze(-2) + z * self.scale.unsqueeze(-2)
+        return self.mean.unsqueeze(-2) + z @ self.scale.mT
+
+    def standardize(self, y: torch.Tensor) -> torch.Tensor:
+        """z = L⁻¹(y − μ) for y [..., N, D] -> [..., N, D] (a triangular solve, no inverse)."""
+        diff = y - self.mean.unsqueeze(-2)
+        if self.diagonal:
+            return diff / self.scale.unsqueeze(-2)
+        return torch.linalg.solve_triangular(self.scale, diff.mT, upper=False).mT
+
+    def compose(self, local: GaussianPolicy) -> GaussianPolicy:
+        """Image of `local` (a policy over this policy's standardized coordinates z) under
+        y = μ + L z:  N(μ + L m, (L T)(L T)ᵀ). Lower-triangular times lower-triangular with a
+        positive diagonal stays a valid Cholesky factor."""
+        mean = self.transform(local.mean.unsqueeze(-2)).squeeze(-2)
+        if self.diagonal and local.diagonal:
+            return GaussianPolicy(mean, self.scale * local.scale)
+        return GaussianPolicy(mean, self.scale_tril @ local.scale_tril)
+
+    # ---- densities ----------------------------------------------------------------------------
+    def log_prob(self, y: torch.Tensor) -> torch.Tensor:
+        """log N(y; μ, Σ) = −½‖L⁻¹(y−μ)‖² − ln det L − (D/2) ln 2π. y [..., N, D] -> [..., N]."""
+        z = self.standardize(y)
+        return -0.5 * z.pow(2).sum(-1) - self.log_det_scale().unsqueeze(-1) - 0.5 * self.dim * LOG_2PI
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n draws per batch element: [..., n, D] (no gradient through the noise's source)."""
+        shape = (*self.mean.shape[:-1], n, self.dim)
+        z = torch.randn(
+            shape, generator=generator, dtype=self.mean.dtype, device=self.mean.device
+        )
+        return self.transform(z)
+
+    def kl_from(self, ref: GaussianPolicy) -> torch.Tensor:
+        """KL(ref ‖ self), the forward KL of PMPO Eq. 10 / MPO, in closed form (`anyfeedback.kl`).
+        Returns [...]."""
+        return gaussian_kl(ref.mean, ref.scale, self.mean, self.scale)
+
+    def entropy(self) -> torch.Tensor:
+        """½ D (1 + ln 2π) + ln det L. Returns [...]."""
+        return 0.5 * self.dim * (1.0 + LOG_2PI) + self.log_det_scale()
+
+    # ---- decoupled views (MPO, arXiv 1812.02256) ----------------------------------------------
+    def with_scale_of(self, other: GaussianPolicy) -> GaussianPolicy:
+        """N(self.μ, other.Σ): the mean-only policy π_μ of decoupled MPO."""
+        return GaussianPolicy(self.mean, other.scale)
+
+    def with_mean_of(self, other: GaussianPolicy) -> GaussianPolicy:
+        """N(other.μ, self.Σ): the covariance-only policy π_Σ of decoupled MPO."""
+        return GaussianPolicy(other.mean, self.scale)
+
+    def select(self, index) -> GaussianPolicy:
+        """Rows of the batch (any torch index on the leading dims)."""
+        return GaussianPolicy(self.mean[index], self.scale[index])
