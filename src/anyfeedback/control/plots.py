@@ -15,7 +15,7 @@ def plot_run(rows: list[dict], members, path: str | Path, *, title: str = "") ->
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    plotted = False
+    plotted = any_std = False
     for m in members:
         name = m if isinstance(m, str) else m.name
         ev = [(r["step"], r["eval_return"]) for r in rows
@@ -27,12 +27,14 @@ def plot_run(rows: list[dict], members, path: str | Path, *, title: str = "") ->
             plotted = True
         if tr:
             axes[1].plot(*zip(*tr, strict=True), lw=1.0, label=name)
+            any_std = True
     if not plotted:
         plt.close(fig)
         return None
     axes[0].set_title("evaluation return", fontsize=9)
     axes[1].set_title("policy std (mean over dims and states)", fontsize=9)
-    axes[1].set_yscale("log")
+    if any_std:
+        axes[1].set_yscale("log")
     for ax in axes:
         ax.set_xlabel("env steps", fontsize=8)
         ax.grid(alpha=0.3)
