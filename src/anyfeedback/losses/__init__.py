@@ -13,6 +13,15 @@ from anyfeedback.losses.aihf import (
     self_play_aihf_loss,
 )
 from anyfeedback.losses.kto import kto_loss, kto_reference_point, mismatched_indices
+from anyfeedback.losses.mpo import (
+    check_mpo_epsilon,
+    decoupled_kl_lagrangian,
+    estep_weights,
+    kl_to_uniform,
+    solve_temperature,
+    temperature_dual,
+    weighted_nll,
+)
 from anyfeedback.losses.pmpo import BetaBelowBoundWarning, check_pmpo_beta, pmpo_loss
 from anyfeedback.losses.preference import dpo_loss, ipo_loss, log_ratio_margin, spin_loss
 from anyfeedback.losses.reward import bradley_terry_loss
@@ -39,13 +48,17 @@ __all__ = [
     "aihf_dpo_loss",
     "aihf_reward_loss",
     "bradley_terry_loss",
+    "check_mpo_epsilon",
     "check_pmpo_beta",
+    "decoupled_kl_lagrangian",
     "dense_kl",
     "dpo_loss",
+    "estep_weights",
     "gaussian_kl",
     "gaussian_kl_diag",
     "gaussian_kl_full",
     "ipo_loss",
+    "kl_to_uniform",
     "kto_loss",
     "kto_reference_point",
     "log_ratio_margin",
@@ -54,6 +67,9 @@ __all__ = [
     "self_play_aihf_loss",
     "sequence_logps",
     "sft_loss",
+    "solve_temperature",
     "spin_loss",
+    "temperature_dual",
     "token_logps_and_kl",
+    "weighted_nll",
 ]

@@ -129,14 +129,14 @@ class GaussianPolicy:
     def log_prob(self, y: torch.Tensor) -> torch.Tensor:
         """log N(y; μ, Σ) = −½‖L⁻¹(y−μ)‖² − ln det L − (D/2) ln 2π. y [..., N, D] -> [..., N]."""
         z = self.standardize(y)
-        return -0.5 * z.pow(2).sum(-1) - self.log_det_scale().unsqueeze(-1) - 0.5 * self.dim * LOG_2PI
+        return (
+            -0.5 * z.pow(2).sum(-1) - self.log_det_scale().unsqueeze(-1) - 0.5 * self.dim * LOG_2PI
+        )
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n draws per batch element: [..., n, D] (no gradient through the noise's source)."""
         shape = (*self.mean.shape[:-1], n, self.dim)
-        z = torch.randn(
-            shape, generator=generator, dtype=self.mean.dtype, device=self.mean.device
-        )
+        z = torch.randn(shape, generator=generator, dtype=self.mean.dtype, device=self.mean.device)
         return self.transform(z)
 
     def kl_from(self, ref: GaussianPolicy) -> torch.Tensor:
