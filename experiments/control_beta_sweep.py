@@ -62,7 +62,7 @@ def plot(result: dict, path: Path) -> None:
                if v["alpha"] == a and v["cov"] == "decoupled" and v["final_std"]]  # fmt: skip
         axes[0].plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"α={a:g}")
         axes[1].plot([p[0] for p in pts], [p[2] for p in pts], marker="o", label=f"α={a:g}")
-    for name, v in result.items():
+    for v in result.values():
         if v["cov"] == "joint" and v["final_std"]:
             axes[0].scatter([v["beta"]], [v["final_return"]], marker="x", s=60, c="k")
             axes[1].scatter([v["beta"]], [v["final_std"]], marker="x", s=60, c="k")

@@ -39,8 +39,11 @@ def test_pmpo_advantage_labels_and_joint_kl_run(tmp_path):
 
 def _params(path):
     state = torch.load(path / "checkpoint.pt", weights_only=False)["learner"]
-    return {f"{net}.{k}": v for net in ("policy", "critic", "target_policy", "target_critic")
-            for k, v in state[net].items()} | {f"dual.{k}": v for k, v in state["duals"].items()}
+    return {
+        f"{net}.{k}": v
+        for net in ("policy", "critic", "target_policy", "target_critic")
+        for k, v in state[net].items()
+    } | {f"dual.{k}": v for k, v in state["duals"].items()}
 
 
 @pytest.mark.parametrize("method", ["pmpo-ar", "mpo"])

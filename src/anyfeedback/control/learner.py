@@ -79,7 +79,9 @@ class Learner:
         e, b, _ = next_obs.shape
         noise = self._randn(e, b, self.act_dim)
         if self.family == "sac":
-            return sac.sac_bootstrap(next_obs, self.policy, self.target_critic, self.log_alpha, noise)
+            return sac.sac_bootstrap(
+                next_obs, self.policy, self.target_critic, self.log_alpha, noise
+            )
         mean, std = self.target_policy(next_obs)
         a = (mean + std * noise).clamp(-1, 1)
         return self.target_critic(next_obs, a).min(0).values  # [E, B]

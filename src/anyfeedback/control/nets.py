@@ -35,9 +35,11 @@ class EnsembleMLP(nn.Module):
                            (torch.rand(1, o, generator=g) * 2 - 1) / math.sqrt(i))
                           for i, o in layers])  # fmt: skip
         self.weights = nn.ParameterList(
-            nn.Parameter(torch.stack([d[k][0] for d in draws])) for k in range(len(layers)))
+            nn.Parameter(torch.stack([d[k][0] for d in draws])) for k in range(len(layers))
+        )
         self.biases = nn.ParameterList(
-            nn.Parameter(torch.stack([d[k][1] for d in draws])) for k in range(len(layers)))
+            nn.Parameter(torch.stack([d[k][1] for d in draws])) for k in range(len(layers))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [M, B, in] -> [M, B, out]."""

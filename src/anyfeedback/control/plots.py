@@ -20,8 +20,11 @@ def plot_run(rows: list[dict], members, path: str | Path, *, title: str = "") ->
         name = m if isinstance(m, str) else m.name
         ev = [(r["step"], r["eval_return"]) for r in rows
               if r.get("member") == name and r.get("kind") == "eval"]  # fmt: skip
-        tr = [(r["step"], r["std"]) for r in rows
-              if r.get("member") == name and r.get("kind") == "train" and r.get("std") is not None]
+        tr = [
+            (r["step"], r["std"])
+            for r in rows
+            if r.get("member") == name and r.get("kind") == "train" and r.get("std") is not None
+        ]
         if ev:
             axes[0].plot(*zip(*ev, strict=True), marker="o", ms=3, lw=1.2, label=name)
             plotted = True

@@ -84,6 +84,47 @@ def _log_train(log: MetricsLog, frames: int, members, metrics: list[dict], sps: 
         log.log(frames, member=member.name, kind="train", env_steps_per_s=round(sps, 1), **row)
 
 
+class _State:
+    """Everything a run carries between episodes (what a checkpoint restores)."""
+
+    def __init__(self, cfg: ControlConfig, members: list[MemberSpec]) -> None:
+        seeds = [m.seed for m in members]
+        k = cfg.eval_episodes
+        self.envs = EnvBatch(cfg.domain, cfg.task, seeds, cfg.action_repeat)
+        self.eval_envs = EnvBatch(cfg.domain, cfg.task,
+                                  [10_000 + s * k + j for s in seeds for j in range(k)],
+                                  cfg.action_repeat)  # fmt: skip
+        self.learner = Learner(cfg, members, self.envs.obs_dim, self.envs.act_dim)
+        self.replay = NStepReplay(len(members), cfg.replay_capacity, self.envs.obs_dim,
+                                  self.envs.act_dim, n_step=cfg.n_step, gamma=cfg.gamma,
+                                  seed=seeds[0])  # fmt: skip
+        self.explore = np.random.default_rng(seeds[0] + 1)  # uniform actions before learning
+        self.counters = {"frames": 0, "episodes": 0, "next_eval": cfg.eval_every,
+                         "next_ckpt": cfg.checkpoint_every}  # fmt: skip
+
+
+def _episode(cfg: ControlConfig, st: _State, members) -> list[dict]:
+    """One episode of all agents in lockstep: act, env step, replay, update. Returns the
+    learner's per-update metrics."""
+    metrics, c, e = [], st.counters, len(members)
+    obs = st.envs.reset()  # [E, do]
+    ep_len = cfg.episode_frames // cfg.action_repeat
+    for t in range(ep_len):
+        if c["frames"] < cfg.learning_starts:
+            act = st.explore.uniform(-1, 1, (e, st.envs.act_dim)).astype(np.float32)
+        else:
+            x = torch.from_numpy(obs).unsqueeze(1)  # [E, 1, do]
+            act = st.learner.act(x, deterministic=False).squeeze(1).numpy()  # [E, D]
+        next_obs, reward = st.envs.step(act)
+        st.replay.add(obs, act, reward, next_obs, last=t == ep_len - 1)
+        obs = next_obs
+        c["frames"] += cfg.action_repeat
+        if c["frames"] >= cfg.learning_starts and t % cfg.update_every == 0:
+            metrics.append(st.learner.update(st.replay.sample(cfg.batch_size)))
+    c["episodes"] += 1
+    return metrics
+
+
 def run(cfg: ControlConfig, members: list[MemberSpec] | None = None) -> dict:
     """Train (or resume) and return a summary {member name: final eval return, ...}."""
     members = members or cfg.members()
@@ -94,67 +135,41 @@ def run(cfg: ControlConfig, members: list[MemberSpec] | None = None) -> dict:
     ckpt = out / "checkpoint.pt"
     if cfg.resume and not ckpt.exists():
         raise InputError("--resume but no checkpoint.pt", source=str(out))
-    # --- setup: environments, learner, replay ---
-    seeds = [m.seed for m in members]
-    envs = EnvBatch(cfg.domain, cfg.task, seeds, cfg.action_repeat)
-    k = cfg.eval_episodes
-    eval_envs = EnvBatch(cfg.domain, cfg.task, [10_000 + s * k + j for s in seeds for j in range(k)],
-                         cfg.action_repeat)  # fmt: skip
-    learner = Learner(cfg, members, envs.obs_dim, envs.act_dim)
-    ep_len = cfg.episode_frames // cfg.action_repeat  # agent steps per episode
-    total_episodes = max(1, math.ceil(cfg.steps / cfg.episode_frames)) if cfg.steps else 0
-    replay = NStepReplay(len(members), cfg.replay_capacity, envs.obs_dim, envs.act_dim,
-                         n_step=cfg.n_step, gamma=cfg.gamma, seed=seeds[0])  # fmt: skip
-    explore = np.random.default_rng(seeds[0] + 1)  # uniform actions before learning starts
-    counters = {"frames": 0, "episodes": 0, "next_eval": cfg.eval_every,
-                "next_ckpt": cfg.checkpoint_every, "explore_rng": explore.bit_generator.state}
+    # --- setup (or restore) ---
+    st = _State(cfg, members)
+    c = st.counters
     if cfg.resume:
-        counters = _resume(out, cfg, learner, replay, envs, eval_envs)
-        explore.bit_generator.state = counters["explore_rng"]
+        c = st.counters = _resume(out, cfg, st.learner, st.replay, st.envs, st.eval_envs)
+        st.explore.bit_generator.state = c["explore_rng"]
     atomic_write_json(out / "config.json", cfg)
     log = MetricsLog(out / "metrics.jsonl")
-    log.truncate_after(counters["frames"])
-    buffer: list[dict] = []
-    t0, frames0 = time.perf_counter(), counters["frames"]
+    log.truncate_after(c["frames"])
+    total_episodes = math.ceil(cfg.steps / cfg.episode_frames)
+    t0, frames0 = time.perf_counter(), c["frames"]
     with progress(f"{cfg.method} {cfg.domain}-{cfg.task}", total_episodes * cfg.episode_frames,
                   disable=not cfg.progress) as (bar, task):  # fmt: skip
-        bar.update(task, completed=counters["frames"])
-        while counters["episodes"] < total_episodes:
-            # --- one episode of all agents in lockstep ---
-            obs = envs.reset()  # [E, do]
-            for t in range(ep_len):
-                if counters["frames"] < cfg.learning_starts:
-                    act = explore.uniform(-1, 1, (len(members), envs.act_dim)).astype(np.float32)
-                else:
-                    x = torch.from_numpy(obs).unsqueeze(1)  # [E, 1, do]
-                    act = learner.act(x, deterministic=False).squeeze(1).numpy()
-                next_obs, reward = envs.step(act)
-                replay.add(obs, act, reward, next_obs, last=t == ep_len - 1)
-                obs = next_obs
-                counters["frames"] += cfg.action_repeat
-                if counters["frames"] >= cfg.learning_starts and t % cfg.update_every == 0:
-                    buffer.append(learner.update(replay.sample(cfg.batch_size)))
-                bar.update(task, completed=counters["frames"])
-            counters["episodes"] += 1
-            if buffer:  # one training row per episode: resume-exact (checkpoints end episodes)
-                sps = (counters["frames"] - frames0) / (time.perf_counter() - t0)
-                _log_train(log, counters["frames"], members, buffer, sps)
-                buffer = []
-                bar.update(task, info=f"{sps:.0f} env-steps/s")
-            done = counters["episodes"] == total_episodes
+        bar.update(task, completed=c["frames"])
+        while c["episodes"] < total_episodes:
+            # --- train one episode; one training row per episode (resume-exact) ---
+            metrics = _episode(cfg, st, members)
+            sps = (c["frames"] - frames0) / (time.perf_counter() - t0)
+            if metrics:
+                _log_train(log, c["frames"], members, metrics, sps)
+            bar.update(task, completed=c["frames"], info=f"{sps:.0f} env-steps/s")
+            done = c["episodes"] == total_episodes
             # --- evaluate, checkpoint (episode boundaries only) ---
-            if counters["frames"] >= counters["next_eval"] or done:
-                returns = evaluate(learner, eval_envs, cfg, k)
+            if c["frames"] >= c["next_eval"] or done:
+                returns = evaluate(st.learner, st.eval_envs, cfg, cfg.eval_episodes)
                 for member, ret in zip(members, returns, strict=True):
-                    log.log(counters["frames"], member=member.name, kind="eval",
+                    log.log(c["frames"], member=member.name, kind="eval",
                             eval_return=round(float(ret), 3))  # fmt: skip
-                while counters["next_eval"] <= counters["frames"]:
-                    counters["next_eval"] += cfg.eval_every
-            if counters["frames"] >= counters["next_ckpt"] or done:
-                counters["explore_rng"] = explore.bit_generator.state
-                _checkpoint(ckpt, learner, replay, envs, eval_envs, counters)
-                while counters["next_ckpt"] <= counters["frames"]:
-                    counters["next_ckpt"] += cfg.checkpoint_every
+                while c["next_eval"] <= c["frames"]:
+                    c["next_eval"] += cfg.eval_every
+            if c["frames"] >= c["next_ckpt"] or done:
+                c["explore_rng"] = st.explore.bit_generator.state
+                _checkpoint(ckpt, st.learner, st.replay, st.envs, st.eval_envs, c)
+                while c["next_ckpt"] <= c["frames"]:
+                    c["next_ckpt"] += cfg.checkpoint_every
     log.close()
     return _finish(out, members, cfg)
 
