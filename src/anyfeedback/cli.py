@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        result = app(args=argv, standalone_mode=False)
+        if isinstance(result, int):  # click returns typer.Exit's code when not standalone
+            return result
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
