@@ -10,6 +10,7 @@ optimisers and the duals are restored; metrics.jsonl is truncated to the checkpo
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -23,7 +24,14 @@ from anyfeedback.control.learner import Learner
 from anyfeedback.control.perf import keep_freed_memory
 from anyfeedback.control.replay import NStepReplay
 from anyfeedback.errors import InputError
-from anyfeedback.runs import MetricsLog, atomic_path, atomic_write_json, progress, read_metrics
+from anyfeedback.runs import (
+    MetricsLog,
+    _jsonable,
+    atomic_path,
+    atomic_write_json,
+    progress,
+    read_metrics,
+)
 
 RESUME_IGNORED = {"steps", "resume", "progress", "out", "threads"}  # may change on resume
 
@@ -64,9 +72,7 @@ def _resume(out: Path, cfg: ControlConfig, learner, replay, envs, eval_envs) -> 
     return state["counters"]
 
 
-def _read_json(path: Path) -> dict:
-    import json
-
+def _read_json(path: Path):
     return json.loads(path.read_text())
 
 
@@ -139,9 +145,12 @@ def run(cfg: ControlConfig, members: list[MemberSpec] | None = None) -> dict:
     st = _State(cfg, members)
     c = st.counters
     if cfg.resume:
+        if _read_json(out / "members.json") != json.loads(json.dumps(_jsonable(members))):
+            raise InputError("--resume with different agents (members.json)", source=str(out))
         c = st.counters = _resume(out, cfg, st.learner, st.replay, st.envs, st.eval_envs)
         st.explore.bit_generator.state = c["explore_rng"]
     atomic_write_json(out / "config.json", cfg)
+    atomic_write_json(out / "members.json", members)
     log = MetricsLog(out / "metrics.jsonl")
     log.truncate_after(c["frames"])
     total_episodes = math.ceil(cfg.steps / cfg.episode_frames)
