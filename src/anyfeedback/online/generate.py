@@ -1,8 +1,10 @@
-"""Batched sampling of K completions per prompt with the Hugging Face `generate` API.
+"""Batched sampling of K completions per prompt from token ids (HF `generate`).
 
-Decoder-only models need left padding for batched generation; the tokenizer's padding side is
-set for the call and restored. Completions are decoded without special tokens and cut at EOS.
-An optional vLLM backend is used when `backend="vllm"` (extra `vllm`, GPU only).
+Prompts come in as token ids encoded exactly as the trainer encodes them, and completions come
+back as token ids (cut after EOS) plus their decoded text: the update then scores exactly the
+tokens that were sampled, with no decode/re-encode round trip. Sampling is always stochastic
+(do_sample): the labels, and AIHF's agent samples, must be draws from the current policy.
+Randomness is seeded per call and the global RNG is left untouched.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ import torch
 
 @dataclass
 class Generations:
-    """K completions per prompt, flattened prompt-major: index i·K + k is sample k of prompt i."""
+    """K completions per prompt, prompt-major: index i·K + j is sample j of prompt i."""
 
-    prompts: list[str]
-    completions: list[str]
+    completion_ids: list[list[int]]
+    texts: list[str]
     k: int
     new_tokens: int
     seconds: float
@@ -27,62 +29,49 @@ class Generations:
     def tokens_per_second(self) -> float:
         return self.new_tokens / max(self.seconds, 1e-9)
 
-    def group(self, i: int) -> list[str]:
-        return self.completions[i * self.k : (i + 1) * self.k]
+
+def _left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts])
+    lengths = torch.tensor([len(p) for p in prompts])
+    mask = (torch.arange(width)[None] >= width - lengths[:, None]).long()
+    return ids, mask
 
 
 @torch.no_grad()
 def sample_completions(
     model,
     tokenizer,
-    prompts: list[str],
+    prompt_ids: list[list[int]],
     *,
     k: int = 4,
+    seed: int = 0,
     temperature: float = 1.0,
     top_p: float = 1.0,
     max_new_tokens: int = 32,
     batch_size: int = 64,
-    generator_seed: int | None = None,
 ) -> Generations:
-    """Sample `k` completions for each prompt (do_sample=True; never greedy: the loop's labels
-    and AIHF's agent samples must be draws from the current policy)."""
-    if generator_seed is not None:
-        torch.manual_seed(generator_seed)
+    """Sample `k` completions per prompt; returns ids cut after the first EOS and their text."""
     was_training = model.training
     model.eval()
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
     device = next(model.parameters()).device
-    completions: list[str] = []
-    new_tokens = 0
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    ids_out: list[list[int]] = []
     start = time.perf_counter()
-    try:
+    with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
+        torch.manual_seed(seed)
         per_call = max(1, batch_size // k)
-        for i in range(0, len(prompts), per_call):
-            chunk = prompts[i : i + per_call]
-            enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
-            enc = {key: v.to(device) for key, v in enc.items() if key != "token_type_ids"}
+        for i in range(0, len(prompt_ids), per_call):
+            ids, mask = _left_pad(prompt_ids[i : i + per_call], pad)
             out = model.generate(
-                **enc,
-                do_sample=True,
-                temperature=temperature,
-                top_p=top_p,
-                max_new_tokens=max_new_tokens,
-                num_return_sequences=k,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-            gen = out[:, enc["input_ids"].shape[1] :]  # [len(chunk)·k, new]
-            not_pad = gen != tokenizer.pad_token_id
-            if tokenizer.eos_token_id is not None:
-                # count tokens up to and including the first EOS
-                is_eos = gen == tokenizer.eos_token_id
-                after_eos = (is_eos.cumsum(1) - is_eos.long()) > 0
-                not_pad &= ~after_eos
-            new_tokens += int(not_pad.sum())
-            completions.extend(tokenizer.batch_decode(gen, skip_special_tokens=True))
-    finally:
-        tokenizer.padding_side = side
-        model.train(was_training)
+                input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=True,
+                temperature=temperature, top_p=top_p, top_k=0, max_new_tokens=max_new_tokens,
+                num_return_sequences=k, pad_token_id=pad, eos_token_id=eos, use_cache=True,
+            )  # fmt: skip
+            for row in out[:, ids.shape[1] :].tolist():  # [rows·k, new]
+                cut = row.index(eos) + 1 if eos in row else len(row)
+                ids_out.append(row[:cut] or [eos])
+    model.train(was_training)
     seconds = time.perf_counter() - start
-    return Generations(list(prompts), completions, k, new_tokens, seconds)
+    texts = tokenizer.batch_decode(ids_out, skip_special_tokens=True)
+    return Generations(ids_out, texts, k, sum(len(c) for c in ids_out), seconds)

@@ -1,0 +1,168 @@
+"""`run_online(cfg)`: the online alignment loop (PMPO §7.4), read top to bottom.
+
+setup (trainer, start model, reward, prompts) → for each step: prompts → sample K each from π_θ
+→ reward → labels → one optimizer step (the offline trainer's `train_step`, so losses, π_ref
+refresh, finite checks and checkpoints are the same code) → metrics → held-out evaluation →
+checkpoint. Resume is exact: the prompts and the sampling seed of a step are pure functions of
+the step, and the trainer's checkpoint restores weights, π_ref, optimizer and RNG.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from anyfeedback.errors import InputError
+from anyfeedback.feedback import load_feedback
+from anyfeedback.llm.checkpoint import latest_checkpoint
+from anyfeedback.llm.trainer import Trainer
+from anyfeedback.online.config import OnlineConfig
+from anyfeedback.online.generate import sample_completions
+from anyfeedback.online.steps import (
+    CollapseDetector,
+    Evaluation,
+    build_batches,
+    encode_prompts,
+    evaluate,
+    flat_text,
+    kl_to_start,
+    label_samples,
+    prompts_for_step,
+)
+from anyfeedback.rewards import checked_scores, load_reward
+from anyfeedback.runs import MetricsLog, atomic_write_json, progress
+
+
+class CollapseWarning(UserWarning):
+    """The rejected log-probs keep falling while the KL grows (PMPO spec §4)."""
+
+
+@dataclass
+class OnlineResult:
+    out: Path
+    steps: int
+    start: Evaluation
+    final: Evaluation
+    eval_prompts: list[str]
+    collapsed: bool
+
+
+def load_prompts(cfg: OnlineConfig) -> tuple[list, list]:
+    """(training prompts, held-out prompts): distinct prompts of the source, the last
+    `eval_prompts` held out."""
+    if cfg.prompts == "demo":
+        from anyfeedback.demo.corpus import demo_prompts
+
+        prompts = demo_prompts(2000, seed=1)
+    else:
+        prompts = load_feedback(cfg.prompts).prompts
+    seen, unique = set(), []
+    for p in prompts:
+        if str(p) not in seen:
+            seen.add(str(p))
+            unique.append(p)
+    if len(unique) <= cfg.eval_prompts:
+        raise InputError(f"{len(unique)} distinct prompts: need more than --eval-prompts "
+                         f"({cfg.eval_prompts})", source=cfg.prompts)  # fmt: skip
+    return unique[: -cfg.eval_prompts or None], unique[len(unique) - cfg.eval_prompts :]
+
+
+def _frozen_copy(model):
+    start = copy.deepcopy(model).eval()
+    for p in start.parameters():
+        p.requires_grad_(False)
+    return start
+
+
+def run_online(cfg: OnlineConfig) -> OnlineResult:
+    out = Path(cfg.out)
+    tcfg = cfg.train_config()  # validates; warns if β < 1 − α
+    train_prompts, eval_prompts = load_prompts(cfg)
+    reward = load_reward(cfg.reward)
+    resume = latest_checkpoint(out / "checkpoints") if cfg.resume else None
+    trainer = Trainer(tcfg, total_steps=cfg.steps)
+    start_model = _frozen_copy(trainer.policy)  # π_start, for KL and win rate
+    if resume is not None:
+        trainer = Trainer(tcfg, total_steps=cfg.steps, model=trainer.policy, resume_from=resume)
+    tok = trainer.tokenizer
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "config.json", cfg.to_dict())
+    eval_ids = encode_prompts(tok, eval_prompts)
+    eval_texts = [flat_text(p) for p in eval_prompts]
+    start = evaluate(start_model, tok, eval_ids, eval_texts, reward, cfg)
+    train_ids = encode_prompts(tok, train_prompts)
+    log = MetricsLog(out / "metrics.jsonl")
+    if resume is not None:
+        log.truncate_after(trainer.step)
+    else:
+        log.log(0, **{"eval/reward_mean": start.reward_mean, "eval/win_rate": 0.5})
+    detector = CollapseDetector()
+    try:
+        with progress(f"online {cfg.method}", cfg.steps, disable=not cfg.progress) as (bar, task):
+            bar.update(task, completed=trainer.step)
+            while trainer.step < cfg.steps:
+                row = _one_step(cfg, tcfg, trainer, start_model, reward, train_ids,
+                                train_prompts, detector)  # fmt: skip
+                step = trainer.step
+                if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
+                    ev = evaluate(trainer.policy, tok, eval_ids, eval_texts, reward, cfg,
+                                  baseline=start)  # fmt: skip
+                    row.update({"eval/reward_mean": ev.reward_mean, "eval/win_rate": ev.win_rate})
+                log.log(step, **row)
+                bar.update(task, advance=1, info=f"reward {row['train/reward_mean']:+.3f}")
+                if cfg.save_steps and step % cfg.save_steps == 0:
+                    trainer.save_checkpoint(out)
+    finally:
+        log.close()
+    final = evaluate(trainer.policy, tok, eval_ids, eval_texts, reward, cfg, baseline=start)
+    trainer.save_model(out / "model")
+    return OnlineResult(out, trainer.step, start, final, eval_texts, detector.fired)
+
+
+def _one_step(cfg, tcfg, trainer, start_model, reward, train_ids, train_prompts, detector):
+    """Sample → score → label → update for one step; returns the step's metrics row."""
+    step = trainer.step
+    idx = prompts_for_step(len(train_ids), cfg.prompts_per_step, step, cfg.seed)
+    prompt_ids = [train_ids[i] for i in idx]
+    gen = sample_completions(
+        trainer.policy, trainer.tokenizer, prompt_ids, k=cfg.k, seed=cfg.seed * 7_919 + step,
+        temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+    )  # fmt: skip
+    texts = [flat_text(train_prompts[i]) for i in idx for _ in range(cfg.k)]
+    scores = checked_scores(reward, texts, gen.texts, offset=0)
+    labels = label_samples(scores, cfg)
+    pad = trainer.tokenizer.pad_token_id
+    batches = build_batches(cfg, prompt_ids, gen.completion_ids, scores, labels, pad)
+    row = {
+        "train/reward_mean": sum(scores) / len(scores),
+        "train/reward_accepted": _mean([s for s, lab in zip(scores, labels, strict=True) if lab]),
+        "train/reward_rejected": _mean(
+            [s for s, lab in zip(scores, labels, strict=True) if lab is False]),
+        "train/n_accepted": sum(lab is True for lab in labels),
+        "train/n_rejected": sum(lab is False for lab in labels),
+        "gen/tokens_per_s": gen.tokens_per_second,
+    }  # fmt: skip
+    if not batches:  # every group tied: no preference signal this step
+        trainer.state["step"] = step + 1
+        return {**row, "train/skipped": 1}
+    t0 = time.perf_counter()
+    metrics = trainer.train_step(batches)
+    metrics = trainer.timing_metrics(metrics, time.perf_counter() - t0)
+    kl_start = kl_to_start(trainer.policy, start_model, batches[0], tcfg)
+    row.update({f"train/{k}": v for k, v in metrics.items()})
+    row["train/kl_init"] = kl_start
+    if detector.update(metrics.get("logp_rejected", float("nan")), kl_start):
+        warnings.warn(
+            f"step {step + 1}: the rejected samples' log-prob keeps falling while the KL to the "
+            f"start model grows (collapse; PMPO spec §4): alpha={cfg.alpha}, beta={tcfg.beta}",
+            CollapseWarning, stacklevel=2,
+        )  # fmt: skip
+        row["train/collapse_detected"] = 1
+    return row
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs) if xs else float("nan")

@@ -1,0 +1,152 @@
+"""The pieces of one online step: prompts for a step, labelled batches, KL to the start model,
+held-out evaluation, and the collapse detector.
+
+Shapes: P prompts per step, K samples per prompt, prompt-major flat lists of P·K samples.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import torch
+
+from anyfeedback.feedback import Text, label_groups
+from anyfeedback.llm.batching import Batch, collate_pairs, collate_unpaired
+from anyfeedback.llm.data import Example, encode_texts
+from anyfeedback.llm.model import completion_logits
+from anyfeedback.llm.objective import policy_stats
+from anyfeedback.online.generate import sample_completions
+from anyfeedback.rewards import checked_scores
+
+
+def flat_text(text: Text) -> str:
+    return text if isinstance(text, str) else "\n".join(m["content"] for m in text)
+
+
+def encode_prompts(tokenizer, prompts: list[Text]) -> list[list[int]]:
+    """Prompt token ids exactly as the trainer encodes prompts (special tokens / chat template)."""
+    return [ids for ids, _ in encode_texts(tokenizer, prompts, [("",)] * len(prompts),
+                                           add_eos=False)]  # fmt: skip
+
+
+def prompts_for_step(n_prompts: int, per_step: int, step: int, seed: int) -> list[int]:
+    """Indices of the prompts of `step`: epochs of seeded permutations, a pure function of the
+    step (so a resumed run sees the same prompts)."""
+    start = step * per_step
+    out = []
+    for pos in range(start, start + per_step):
+        epoch, offset = divmod(pos, n_prompts)
+        order = list(range(n_prompts))
+        random.Random(seed * 1_000_003 + epoch).shuffle(order)
+        out.append(order[offset])
+    return out
+
+
+def label_samples(scores: list[float], cfg) -> list[bool | None]:
+    """Per prompt group: the configured rule; PMPO-A keeps only accepted, PMPO-R only rejected."""
+    if cfg.labelling == "rank":
+        labels = label_groups(scores, cfg.k, "rank", k_accept=cfg.k_accept, k_reject=cfg.k_reject)
+    elif cfg.labelling == "threshold":
+        labels = label_groups(scores, cfg.k, "threshold", threshold=cfg.threshold)
+    else:
+        labels = label_groups(scores, cfg.k, "group-mean")
+    if cfg.method == "pmpo" and cfg.alpha >= 1.0:
+        labels = [lab if lab else None for lab in labels]
+    if cfg.method == "pmpo" and cfg.alpha <= 0.0:
+        labels = [lab if lab is False else None for lab in labels]
+    return labels
+
+
+def build_batches(cfg, prompt_ids, completion_ids, scores, labels, pad_id) -> list[Batch]:
+    """Micro-batches of the step: labelled samples (PMPO, KTO) or best-vs-worst pairs (DPO)."""
+    k = cfg.k
+    if cfg.method == "dpo":
+        examples = []
+        for i, p in enumerate(prompt_ids):
+            group = scores[i * k : (i + 1) * k]
+            best = max(range(k), key=lambda j: (group[j], -j))
+            worst = min(range(k), key=lambda j: (group[j], -j))
+            if group[best] > group[worst]:
+                examples.append(Example(p, (completion_ids[i * k + best],
+                                            completion_ids[i * k + worst])))  # fmt: skip
+        collate = lambda ex: collate_pairs(ex, pad_id)  # noqa: E731
+    else:
+        examples = [
+            Example(prompt_ids[j // k], (completion_ids[j],), lab)
+            for j, lab in enumerate(labels)
+            if lab is not None
+        ]
+        kto = cfg.method == "kto"
+        if kto and len(examples) < 2:
+            return []
+        collate = lambda ex: collate_unpaired(ex, pad_id, mismatched=kto)  # noqa: E731
+    if not examples:
+        return []
+    size = cfg.micro_batch_size or len(examples)
+    return [collate(examples[s : s + size]) for s in range(0, len(examples), size)]
+
+
+@torch.no_grad()
+def kl_to_start(policy, start_model, batch: Batch, tcfg) -> float:
+    """Mean dense KL(π_start ‖ π_θ) per sampled completion of the step (no grad)."""
+    device = next(policy.parameters()).device
+    seqs = batch.seqs.to(device)
+    _, kl, _ = policy_stats(policy, seqs, tcfg, completion_logits(start_model, seqs))
+    return float(kl.mean())
+
+
+@dataclass
+class Evaluation:
+    """One completion per held-out prompt, its reward, and the win rate against the start."""
+
+    texts: list[str]
+    rewards: list[float]
+    reward_mean: float
+    win_rate: float | None = None
+
+
+def evaluate(model, tokenizer, prompt_ids, prompt_texts, reward, cfg, *, baseline=None):
+    """Sample one completion per held-out prompt with a fixed seed, score it, and compare with
+    the start model's completions (`baseline`): win 1, tie ½, loss 0."""
+    gen = sample_completions(
+        model, tokenizer, prompt_ids, k=1, seed=cfg.seed + 7919, temperature=cfg.temperature,
+        top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+    )  # fmt: skip
+    rewards = checked_scores(reward, prompt_texts, gen.texts)
+    result = Evaluation(gen.texts, rewards, sum(rewards) / len(rewards))
+    if baseline is not None:
+        wins = [1.0 if a > b else 0.5 if a == b else 0.0
+                for a, b in zip(rewards, baseline.rewards, strict=True)]  # fmt: skip
+        result.win_rate = sum(wins) / len(wins)
+    return result
+
+
+@dataclass
+class CollapseDetector:
+    """PMPO spec §4 guard: flags divergence when the mean rejected log-prob keeps falling
+    (by more than `drop` nats since the first step, strictly over the last `window` steps)
+    while the KL to the start model keeps growing."""
+
+    window: int = 5
+    drop: float = 10.0
+    logps: list[float] = field(default_factory=list)
+    kls: list[float] = field(default_factory=list)
+    fired: bool = False
+
+    def update(self, logp_rejected: float, kl_start: float) -> bool:
+        """Record a step; True the first time the collapse pattern is seen."""
+        if logp_rejected != logp_rejected:  # NaN: no rejected samples this step
+            return False
+        self.logps.append(logp_rejected)
+        self.kls.append(kl_start)
+        w = self.window
+        if self.fired or len(self.logps) <= w:
+            return False
+        lp, kl = self.logps[-w - 1 :], self.kls[-w - 1 :]
+        falling = all(b < a for a, b in zip(lp, lp[1:], strict=False))
+        growing = all(b > a for a, b in zip(kl, kl[1:], strict=False))
+        if falling and growing and self.logps[0] - lp[-1] > self.drop:
+            self.fired = True
+            return True
+        return False
