@@ -40,6 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "bench"
 WORK = OUT / ".work"
 BATCH, MAX_LENGTH, WARMUP = 8, 192, 3
+# One intra-op thread per run: on a shared 2-core machine, 2 OpenMP threads stall whenever the
+# other core is busy (measured 2-7x slower and erratic); 1 thread is steady. Same for all runs.
+THREADS = 1
 RUNS = ("trl-kto", "pmpo", "minimal", "trl-dpo", "dpo")
 
 
@@ -54,7 +57,9 @@ def build_assets(n_records: int) -> dict[str, Path]:
     WORK.mkdir(parents=True, exist_ok=True)
     rng = random.Random(0)
     syll = [c + v for c in "bcdfgklmnprstvz" for v in "aeiou"]
-    vocab = sorted({"".join(rng.choice(syll) for _ in range(rng.randint(1, 3))) for _ in range(6000)})
+    vocab = sorted(
+        {"".join(rng.choice(syll) for _ in range(rng.randint(1, 3))) for _ in range(6000)}
+    )
     rng.shuffle(vocab)
     model_dir = WORK / "model"
     if not (model_dir / "config.json").is_file():
@@ -93,7 +98,10 @@ def record_tokens(model_dir: Path, data: Path) -> int:
     tok = load_tokenizer(_C)
     kind, records = load_records(str(data))
     enc = encode_records(tok, records, kind, max_length=MAX_LENGTH)
-    return sum(len(e.prompt_ids) * len(e.completion_ids) + sum(map(len, e.completion_ids)) for e in enc.examples)
+    return sum(
+        len(e.prompt_ids) * len(e.completion_ids) + sum(map(len, e.completion_ids))
+        for e in enc.examples
+    )
 
 
 def _result(name: str, intervals: list[float], steps: int, tokens: int) -> dict:
@@ -174,7 +182,7 @@ def run_minimal(paths: dict, steps: int, tokens: int) -> dict:
 
     from anyfeedback.llm.batching import BatchPlan, collate_unpaired
     from anyfeedback.llm.data import encode_records
-    from anyfeedback.llm.model import load_tokenizer
+    from anyfeedback.llm.model import completion_logits, load_tokenizer
     from anyfeedback.llm.records import load_records
     from anyfeedback.losses import pmpo_loss, token_logps_and_kl
 
@@ -185,7 +193,10 @@ def run_minimal(paths: dict, steps: int, tokens: int) -> dict:
     kind, records = load_records(str(paths["unpaired"]))
     ex = encode_records(tok, records, kind, max_length=MAX_LENGTH).examples
     plan = BatchPlan([e.length for e in ex], batch_size=BATCH, accumulation=1, world_size=1, seed=0)
-    batches = [collate_unpaired([ex[i] for i in plan.micro_batches(s, 0)[0]], tok.pad_token_id) for s in range(steps)]
+    batches = [
+        collate_unpaired([ex[i] for i in plan.micro_batches(s, 0)[0]], tok.pad_token_id)
+        for s in range(steps)
+    ]
     model = AutoModelForCausalLM.from_pretrained(paths["model"], dtype=torch.float32)
     ref = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
@@ -193,10 +204,9 @@ def run_minimal(paths: dict, steps: int, tokens: int) -> dict:
     ends = []
     for b in batches:
         s = b.seqs
-        inputs = dict(input_ids=s.input_ids, attention_mask=s.attention_mask, position_ids=s.position_ids, logits_to_keep=s.keep)
         with torch.inference_mode():
-            ref_logits = ref(**inputs).logits
-        logits = model(**inputs).logits
+            ref_logits = completion_logits(ref, s)  # LM head on completion positions only
+        logits = completion_logits(model, s)
         logps, kl, _ = token_logps_and_kl(logits, *s.kept(), ref_logits.clone())
         loss, _ = pmpo_loss(logps[b.accepted], logps[~b.accepted], kl, alpha=0.5, beta=0.5)
         loss.backward()
@@ -208,6 +218,9 @@ def run_minimal(paths: dict, steps: int, tokens: int) -> dict:
 
 
 def child(name: str, steps: int) -> None:
+    import torch
+
+    torch.set_num_threads(THREADS)
     paths = build_assets(steps * BATCH)
     data = paths["unpaired" if name in ("trl-kto", "pmpo", "minimal") else "paired"]
     tokens = record_tokens(paths["model"], data)
@@ -222,6 +235,7 @@ def child(name: str, steps: int) -> None:
 
 def _spawn(name: str, steps: int) -> dict:
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", ANYFEEDBACK_PROGRESS="0")
+    env.update(OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
     cmd = [sys.executable, __file__, "--child", name, "--steps", str(steps)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
@@ -256,7 +270,10 @@ def main() -> None:
         res = {name: _spawn(name, args.steps) for name in RUNS}
         reps.append(res)
         print(f"rep {rep + 1}: " + ", ".join(f"{n} {r['s_per_step']:.3f}s" for n, r in res.items()))
-    summary = {n: {k: statistics.median(r[n][k] for r in reps) for k in reps[0][n] if k != "run"} for n in RUNS}
+    summary = {
+        n: {k: statistics.median(r[n][k] for r in reps) for k in reps[0][n] if k != "run"}
+        for n in RUNS
+    }
     ratio_defs = {
         "pmpo_vs_trl_kto_samples_per_s": ("pmpo", "trl-kto", "samples_per_s"),
         "dpo_vs_trl_dpo_samples_per_s": ("dpo", "trl-dpo", "samples_per_s"),
@@ -276,10 +293,17 @@ def main() -> None:
         f"--reps {args.reps} --steps {args.steps}",
         "conditions": {
             "model": "Llama, hidden 256, 6 layers, 4 heads, MLP 768, vocab 4096 (~7.3M params)",
-            "batch_records_per_step": BATCH, "max_length": MAX_LENGTH, "steps": args.steps,
-            "dtype": "float32", "device": "cpu", "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-            "torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__,
+            "batch_records_per_step": BATCH,
+            "max_length": MAX_LENGTH,
+            "steps": args.steps,
+            "dtype": "float32",
+            "device": "cpu",
+            "cpu_count": os.cpu_count(),
+            "torch_threads": THREADS,
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "trl": trl.__version__,
         },  # fmt: skip
         "median": summary,
         "ratios_per_rep": ratios,

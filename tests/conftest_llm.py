@@ -14,7 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("ANYFEEDBACK_PROGRESS", "0")
 
-__all__ = ["feedback_files", "tiny_model", "train_cfg", "write_jsonl"]
+__all__ = ["feedback_files", "one_thread", "tiny_model", "train_cfg", "write_jsonl"]
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -25,6 +25,18 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 def _shared_dir(tmp_path_factory) -> Path:
     # getbasetemp() is shared by the session, so modules importing these fixtures reuse one build
     return tmp_path_factory.getbasetemp() / "llm-shared"
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test with one intra-op thread (restored after): on a shared 2-core machine two
+    OpenMP threads stall whenever the other core is busy, and the tiny models gain nothing."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

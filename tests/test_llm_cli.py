@@ -10,6 +10,8 @@ import pytest
 
 from anyfeedback.cli import main
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _base(tiny_model, data, out) -> list[str]:
     return [

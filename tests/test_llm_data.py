@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from anyfeedback.errors import InputError
-from anyfeedback.llm.batching import BatchPlan, collate_pairs, collate_unpaired, pack
+from anyfeedback.llm.batching import BatchPlan, cat_rows, collate_pairs, collate_unpaired, pack
 from anyfeedback.llm.data import Example, encode_records, encode_texts, records_for_method
 from anyfeedback.llm.records import Demo, Pair, Unpaired, load_records
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -80,39 +82,42 @@ def test_load_records_infers_kinds(feedback_files):
         load_records(str(feedback_files["empty"]))
 
 
-def test_pack_aligns_completions_and_positions():
+def test_pack_right_pads_and_gathers_only_completion_scoring_positions():
     seqs = pack([[1, 5, 6], [1]], [[7, 2], [8, 9, 2]], pad_id=0)
-    assert seqs.input_ids.tolist() == [[1, 5, 6, 7, 2, 0], [0, 0, 1, 8, 9, 2]]
-    assert seqs.position_ids.tolist() == [[0, 1, 2, 3, 4, 4], [0, 0, 0, 1, 2, 3]]
-    assert seqs.completion_mask.long().tolist() == [[0, 0, 0, 1, 1, 0], [0, 0, 0, 1, 1, 1]]
-    assert seqs.keep == 4  # logits of positions 2..5 score completion tokens 3..5
+    assert seqs.input_ids.tolist() == [[1, 5, 6, 7, 2], [1, 8, 9, 2, 0]]
+    assert seqs.attention_mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]
+    # K = 3 + 1: position p−1 predicts the first completion token; short rows repeat the last
+    assert seqs.gather_index.tolist() == [[2, 3, 4, 4], [0, 1, 2, 3]]
     labels, mask = seqs.kept()
-    assert labels.shape == mask.shape == (2, 4) and not mask[:, 0].any()
+    assert labels.tolist() == [[6, 7, 2, 2], [1, 8, 9, 2]]
+    assert mask.long().tolist() == [[0, 1, 1, 0], [0, 1, 1, 1]]
     assert seqs.n_tokens == 9
+    both = cat_rows(seqs, pack([[1, 2, 3, 4, 5]], [[6]], pad_id=0))
+    assert both.input_ids.shape == (3, 6) and both.labels.shape == (3, 4)
+    assert both.mask.long().tolist()[2] == [0, 1, 0, 0]
 
 
-def test_aligned_layout_logps_equal_each_sequence_alone(tiny_model):
-    """ℓ_θ from the padded, logits_to_keep forward equals the unpadded full-logit forward."""
+def test_completion_logits_give_each_sequence_alone(tiny_model):
+    """ℓ_θ from the padded batch with the LM head on gathered positions equals the unpadded
+    full-logit forward of each sequence; the hook leaves ordinary forwards untouched."""
     from transformers import AutoModelForCausalLM
 
+    from anyfeedback.llm.model import completion_logits
     from anyfeedback.losses import sequence_logps
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
     prompts, comps = [[1, 20, 30, 40, 50], [1, 60]], [[70, 80, 2], [90, 2]]
     seqs = pack(prompts, comps, pad_id=0)
     with torch.no_grad():
-        out = model(
-            input_ids=seqs.input_ids,
-            attention_mask=seqs.attention_mask,
-            position_ids=seqs.position_ids,
-            logits_to_keep=seqs.keep,
-        ).logits
-        batched = sequence_logps(out, *seqs.kept())
+        logits = completion_logits(model, seqs)
+        assert logits.shape == (2, 4, model.config.vocab_size)
+        batched = sequence_logps(logits, *seqs.kept())
         for i, (p, c) in enumerate(zip(prompts, comps, strict=True)):
             ids = torch.tensor([p + c])
             mask = torch.tensor([[False] * len(p) + [True] * len(c)])
             alone = sequence_logps(model(input_ids=ids).logits, ids, mask)
             torch.testing.assert_close(batched[i], alone[0], atol=1e-5, rtol=1e-5)
+        assert model(input_ids=seqs.input_ids).logits.shape[1] == seqs.input_ids.shape[1]
 
 
 def test_collate_pairs_and_kto_mismatched_rows():

@@ -16,6 +16,8 @@ from anyfeedback.llm import train
 from anyfeedback.losses import BetaBelowBoundWarning
 from anyfeedback.runs import read_metrics
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _series(cfg, key: str) -> list[float]:
     rows = read_metrics(Path(cfg.out) / "metrics.jsonl")
@@ -114,28 +116,28 @@ def test_reference_refresh_makes_the_kl_zero_after_each_refresh(train_cfg, lora_
 
 def test_lora_reference_is_the_base_with_the_adapter_disabled_and_ema_moves_it(train_cfg):
     from anyfeedback.llm.batching import collate_unpaired
-    from anyfeedback.llm.model import Reference, load_policy
+    from anyfeedback.llm.data import Example
+    from anyfeedback.llm.model import Reference, completion_logits, load_policy
 
-    cfg = train_cfg("pmpo", lora_r=4)
-    policy = load_policy(cfg)
+    policy = load_policy(train_cfg("pmpo", lora_r=4))
     ref = Reference(policy)
     with torch.no_grad():
         for n, p in policy.named_parameters():
             if "lora_B" in n:
                 p.add_(0.05)
-    from anyfeedback.llm.data import Example
-
-    batch = collate_unpaired([Example([1, 20, 30], ([40, 2],), True)], 0)
-    base = policy.get_base_model()
-    with policy.disable_adapter():
-        expected = base(input_ids=batch.seqs.input_ids).logits[:, -batch.seqs.keep :]
-    torch.testing.assert_close(ref.logits(batch.seqs), expected)
+    seqs = collate_unpaired([Example([1, 20, 30], ([40, 2],), True)], 0).seqs
+    with torch.no_grad(), policy.disable_adapter():
+        base = completion_logits(policy, seqs)
+    with torch.no_grad():
+        current = completion_logits(policy, seqs)
+    assert not torch.allclose(base, current)
+    torch.testing.assert_close(ref.logits(seqs), base)  # π_ref = base, no second model
     ref.ema(0.5)  # π_ref moves halfway (on the factors) toward π_θ
-    moved = ref.logits(batch.seqs)
-    policy_logits = policy(input_ids=batch.seqs.input_ids).logits[:, -batch.seqs.keep :]
-    assert not torch.allclose(moved, expected) and not torch.allclose(moved, policy_logits)
+    moved = ref.logits(seqs)
+    assert not torch.allclose(moved, base) and not torch.allclose(moved, current)
     ref.refresh()
-    torch.testing.assert_close(ref.logits(batch.seqs), policy_logits.detach())
+    torch.testing.assert_close(ref.logits(seqs), current)
+    assert ref.model is None  # no copy of the model was made
     assert sum(p.numel() for p in policy.parameters() if p.requires_grad) < 20_000
 
 

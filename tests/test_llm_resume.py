@@ -17,6 +17,8 @@ from safetensors.torch import load_file
 
 from anyfeedback.llm.checkpoint import list_checkpoints
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANYFEEDBACK_DEBUG")}

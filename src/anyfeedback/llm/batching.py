@@ -1,12 +1,14 @@
 """Batches with little padding, and a stateless batch order that resumes exactly.
 
-Layout: every row is `[pad … | prompt | completion | … pad]`, prompts left-padded to the batch's
-longest prompt P and completions right-padded to its longest completion C, so all completions
-start at column P. The model then computes logits for the last C + 1 positions only
-(`logits_to_keep`): no LM-head matmul and no softmax is spent on prompt or padding positions.
-Position ids count real tokens only, so left padding does not shift positions.
+Layout: rows are right-padded `[prompt | completion | pad …]` to the longest sequence T of the
+micro-batch (with length bucketing, little padding). Only the K = C + 1 positions that score a
+completion token (C = longest completion; the position before the completion predicts its first
+token) go through the LM head: `gather_index` [R, K] names them, and `completion_logits` gathers
+those hidden states before the head, so no LM-head matmul, logit memory or softmax is spent on
+prompt or padding positions. Rows with shorter completions repeat their last real position; the
+extra logits are masked out.
 
-Shapes: R rows (sequences) in a micro-batch, T = P + C columns.
+Shapes: R rows (sequences) in a micro-batch, T columns, K kept positions.
 
 Order: `BatchPlan` draws each epoch's permutation from (seed, epoch), sorts chunks of
 `bucket_batches` global batches by length (length bucketing), shuffles the batches, and splits a
@@ -20,19 +22,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from anyfeedback.llm.data import Example
 
 
 @dataclass
 class Packed:
-    """Token rows in the aligned layout."""
+    """Right-padded token rows plus the positions whose logits score completion tokens."""
 
     input_ids: torch.Tensor  # [R, T]
     attention_mask: torch.Tensor  # [R, T]
-    position_ids: torch.Tensor  # [R, T]
-    completion_mask: torch.Tensor  # [R, T] bool: completion tokens (scored)
-    keep: int  # C + 1: logits kept for positions T-keep … T-1
+    gather_index: torch.Tensor  # [R, K] positions p−1 … p+c−1 of each row (then repeated)
+    labels: torch.Tensor  # [R, K] token at each gathered position (logits at j score labels[j+1])
+    mask: torch.Tensor  # [R, K] bool: labels[j] is a completion token
+    pad_id: int = 0
 
     @property
     def n_tokens(self) -> int:
@@ -40,35 +44,66 @@ class Packed:
         return int(self.attention_mask.sum())
 
     def to(self, device) -> Packed:
-        return Packed(
-            self.input_ids.to(device),
-            self.attention_mask.to(device),
-            self.position_ids.to(device),
-            self.completion_mask.to(device),
-            self.keep,
-        )
+        t = [x.to(device) for x in (self.input_ids, self.attention_mask, self.gather_index)]
+        return Packed(*t, self.labels.to(device), self.mask.to(device), self.pad_id)
 
     def kept(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Labels and completion mask for the kept logits, each [R, keep]."""
-        return self.input_ids[:, -self.keep :], self.completion_mask[:, -self.keep :]
+        """Labels and completion mask aligned with the gathered logits, each [R, K]."""
+        return self.labels, self.mask
+
+    def rows(self, sl: slice) -> Packed:
+        return Packed(
+            self.input_ids[sl],
+            self.attention_mask[sl],
+            self.gather_index[sl],
+            self.labels[sl],
+            self.mask[sl],
+            self.pad_id,
+        )
 
 
 def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int) -> Packed:
-    """Rows `[pad | prompt | completion | pad]` with every completion starting at column P."""
-    p_max = max(len(p) for p in prompts)
-    c_max = max(len(c) for c in completions)
-    r, t = len(prompts), p_max + c_max
+    """Right-padded rows `[prompt | completion | pad]` and their completion-scoring positions."""
+    r = len(prompts)
+    t = max(len(p) + len(c) for p, c in zip(prompts, completions, strict=True))
+    k = max(len(c) for c in completions) + 1
     ids = torch.full((r, t), pad_id, dtype=torch.long)
     attn = torch.zeros((r, t), dtype=torch.long)
-    comp = torch.zeros((r, t), dtype=torch.bool)
+    index = torch.zeros((r, k), dtype=torch.long)
+    mask = torch.zeros((r, k), dtype=torch.bool)
     for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
-        start, end = p_max - len(p), p_max + len(c)
-        ids[i, start:p_max] = torch.tensor(p, dtype=torch.long)
-        ids[i, p_max:end] = torch.tensor(c, dtype=torch.long)
-        attn[i, start:end] = 1
-        comp[i, p_max:end] = True
-    pos = (attn.cumsum(-1) - 1).clamp(min=0)  # [R, T] positions of real tokens start at 0
-    return Packed(ids, attn, pos, comp, c_max + 1)
+        n = len(p) + len(c)
+        ids[i, :n] = torch.tensor(p + c, dtype=torch.long)
+        attn[i, :n] = 1
+        index[i] = (torch.arange(k) + len(p) - 1).clamp(max=n - 1)  # [K]
+        mask[i, 1 : len(c) + 1] = True
+    labels = ids.gather(1, index)  # [R, K]
+    return Packed(ids, attn, index, labels, mask, pad_id)
+
+
+def cat_rows(a: Packed, b: Packed) -> Packed:
+    """Stack two packs (right-padding the narrower one), e.g. KTO's matched + mismatched rows
+    for one π_ref forward."""
+
+    def widen(x: torch.Tensor, width: int, value) -> torch.Tensor:
+        return F.pad(x, (0, width - x.shape[1]), value=value)
+
+    t = max(a.input_ids.shape[1], b.input_ids.shape[1])
+    k = max(a.labels.shape[1], b.labels.shape[1])
+    parts = []
+    for p in (a, b):
+        last = p.gather_index[:, -1:]  # repeat each row's last position when widening K
+        index = torch.cat([p.gather_index, last.expand(-1, k - p.labels.shape[1])], dim=1)
+        parts.append(
+            (
+                widen(p.input_ids, t, a.pad_id),
+                widen(p.attention_mask, t, 0),
+                index,
+                widen(p.labels, k, a.pad_id),
+                widen(p.mask, k, False),
+            )
+        )
+    return Packed(*(torch.cat(x) for x in zip(*parts, strict=True)), a.pad_id)
 
 
 @dataclass

@@ -71,9 +71,11 @@ def load_policy(cfg) -> torch.nn.Module:
     if cfg.disable_dropout:
         _zero_dropout(model)
     if cfg.gradient_checkpointing:
-        enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5
-        enable = enable or model.gradient_checkpointing_enable
-        enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        non_reentrant = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=non_reentrant)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=non_reentrant)
     if cfg.lora_r > 0:
         from peft import LoraConfig, get_peft_model
 
@@ -94,17 +96,62 @@ def is_lora(model: torch.nn.Module) -> bool:
     return hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
 
 
+class _GatherBeforeHead:
+    """Forward pre-hook on the LM head: while `index` [R, K] is set, replace the head's input
+    hidden states [R, T, H] by the rows it names, [R, K, H]. Model-specific logit processing
+    after the head (soft-capping, scaling) still runs, so this works for any causal LM."""
+
+    def __init__(self) -> None:
+        self.index: torch.Tensor | None = None
+
+    def __call__(self, module, args):
+        if self.index is None:
+            return None
+        hidden = args[0]  # [R, T, H]
+        picked = hidden.gather(1, self.index[..., None].expand(-1, -1, hidden.shape[-1]))
+        return (picked, *args[1:])  # [R, K, H]
+
+
+def _inner(model: torch.nn.Module) -> torch.nn.Module:
+    """The HF model inside DDP / torch.compile wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(getattr(model, "module", None), torch.nn.Module):
+            model = model.module
+        else:
+            return model
+
+
+def _gather_hook(model: torch.nn.Module) -> _GatherBeforeHead | None:
+    inner = _inner(model)
+    hook = inner.__dict__.get("_anyfeedback_gather")
+    if hook is None:
+        head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
+        if head is None:
+            return None
+        hook = _GatherBeforeHead()
+        head.register_forward_pre_hook(hook)
+        inner.__dict__["_anyfeedback_gather"] = hook
+    return hook
+
+
 def completion_logits(model: torch.nn.Module, seqs: Packed) -> torch.Tensor:
-    """Logits of the last `seqs.keep` positions only (those that score completion tokens).
-    Returns [R, keep, V]."""
-    out = model(
-        input_ids=seqs.input_ids,
-        attention_mask=seqs.attention_mask,
-        position_ids=seqs.position_ids,
-        logits_to_keep=seqs.keep,
-        use_cache=False,
-    )
-    return out.logits
+    """Logits at the K completion-scoring positions of each row only. Returns [R, K, V].
+
+    The LM head runs on the gathered hidden states (see `_GatherBeforeHead`); a model without
+    an output-embedding accessor falls back to full logits, then gathers them."""
+    hook = _gather_hook(model)
+    kwargs = {"input_ids": seqs.input_ids, "attention_mask": seqs.attention_mask}
+    if hook is None:
+        logits = model(**kwargs, use_cache=False).logits  # [R, T, V]
+        index = seqs.gather_index[..., None].expand(-1, -1, logits.shape[-1])
+        return logits.gather(1, index)
+    hook.index = seqs.gather_index
+    try:
+        return model(**kwargs, use_cache=False).logits
+    finally:
+        hook.index = None
 
 
 @contextlib.contextmanager
@@ -159,7 +206,7 @@ class Reference:
                     p.data = saved[n]
 
     def logits(self, seqs: Packed) -> torch.Tensor:
-        """π_ref logits of the kept positions, [R, keep, V], a plain (non-inference) tensor so
+        """π_ref logits of the kept positions, [R, K, V], a plain (non-inference) tensor so
         the fused KL can save it for backward."""
         return self.inference_logits(seqs).clone()
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from anyfeedback.llm.batching import Batch, Packed
+from anyfeedback.llm.batching import Batch, Packed, cat_rows
 from anyfeedback.llm.model import Reference, completion_logits
 from anyfeedback.losses import (
     aihf_dpo_loss,
@@ -166,7 +166,7 @@ def kto_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_
     logps, kl, counts = policy_stats(policy, batch.seqs, cfg, ref_logits)
     with torch.no_grad():
         mm_logps, _, _ = policy_stats(policy, batch.mismatched, cfg)
-    both = _cat_rows(batch.seqs, batch.mismatched)  # one π_ref forward for both: [2R, T]
+    both = cat_rows(batch.seqs, batch.mismatched)  # one π_ref forward for both: [2R, T]
     ref_lp = ref_logps(ref, both, cfg)
     r = batch.n_records
     loss, d = kto_loss(
@@ -199,19 +199,6 @@ def sft_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_
     loss, d = sft_loss(logps)
     kl = _kl_diagnostic(policy, ref, batch.seqs, cfg) if want_kl else loss.new_tensor(float("nan"))
     return loss, {"logp_accepted": d.logp, "kl": kl, "completion_tokens": counts.sum().detach()}
-
-
-def _cat_rows(a: Packed, b: Packed) -> Packed:
-    """Stack two packs with the same columns and kept positions (KTO's matched + mismatched)."""
-    assert a.input_ids.shape[1] == b.input_ids.shape[1] and a.keep == b.keep
-    cat = torch.cat
-    return Packed(
-        cat([a.input_ids, b.input_ids]),
-        cat([a.attention_mask, b.attention_mask]),
-        cat([a.position_ids, b.position_ids]),
-        cat([a.completion_mask, b.completion_mask]),
-        a.keep,
-    )
 
 
 BATCH_LOSSES: dict[str, Callable] = {
