@@ -3,7 +3,7 @@ DMC task, PMPO with the decoupled covariance (β on KL_μ, a β_Σ dual on KL_Σ
 the literal single-β objective (--cov joint) at the paper's AR (0.5, 0.5) and R (0, 2) settings to
 show the std collapse the decoupling fixes. All agents run as one batched program.
 
-    nice -n 10 .venv/bin/python experiments/control_beta_sweep.py --steps 40000 \
+    nice -n 10 .venv/bin/python experiments/control_beta_sweep.py --steps 40000 --target-period 25 \
         --out results/control/beta_sweep_cartpole_swingup
 
 Writes OUT/sweep.json (final return = mean of the last two evaluations, final std, per agent) and
@@ -87,6 +87,7 @@ def main() -> None:
     p.add_argument("--task", default="swingup")
     p.add_argument("--steps", type=int, default=40_000)
     p.add_argument("--action-repeat", type=int, default=4)
+    p.add_argument("--target-period", type=int, default=25, help="learner steps per π_ref copy")
     p.add_argument("--out", default="results/control/beta_sweep_cartpole_swingup")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--plot-only", action="store_true")
@@ -96,7 +97,7 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "command.txt", " ".join(["python", *sys.argv]) + "\n")
         cfg = ControlConfig(domain=args.domain, task=args.task, method="pmpo", steps=args.steps,
-                            action_repeat=args.action_repeat, out=str(out), resume=args.resume,
+                            action_repeat=args.action_repeat, target_period=args.target_period, out=str(out), resume=args.resume,
                             eval_every=10_000, progress=False)  # fmt: skip
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # β < 1 − α is part of the sweep on purpose
