@@ -97,7 +97,8 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "command.txt", " ".join(["python", *sys.argv]) + "\n")
         cfg = ControlConfig(domain=args.domain, task=args.task, method="pmpo", steps=args.steps,
-                            action_repeat=args.action_repeat, target_period=args.target_period, out=str(out), resume=args.resume,
+                            action_repeat=args.action_repeat, target_period=args.target_period,
+                        out=str(out), resume=args.resume,
                             eval_every=10_000, progress=False)  # fmt: skip
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # β < 1 − α is part of the sweep on purpose

@@ -41,7 +41,8 @@ def main() -> None:
             hp = MemberHParams(alpha=m.alpha, beta=m.beta)
             members.append(MemberSpec(f"{method}-s{seed}", method, seed, hp))
     cfg = ControlConfig(domain=args.domain, task=args.task, method="pmpo", steps=args.steps,
-                        action_repeat=args.action_repeat, target_period=args.target_period, out=args.out, resume=args.resume,
+                        action_repeat=args.action_repeat, target_period=args.target_period,
+                        out=args.out, resume=args.resume,
                         progress=False)  # fmt: skip
     Path(args.out).mkdir(parents=True, exist_ok=True)
     atomic_write_text(Path(args.out) / "command.txt", " ".join(["python", *sys.argv]) + "\n")
