@@ -1,0 +1,222 @@
+"""Configuration of a bandit run: one flat dataclass, method specs parsed at the edge.
+
+A method spec is `NAME` or `NAME:key=value:key=value`, e.g. `pmpo-r:beta=2`,
+`pmpo:alpha=0.3:beta=20`, `pmpo-ar:beta=adaptive:epsilon=0.02`, `cma-es:popsize=10`.
+
+Defaults and the β mapping (PMPO §7.1). The paper's β (AR 0.5, A 0, R 2) belong to its
+normalisation and its slowly refreshed reference. Here 4 samples per iteration and π_ref ← π_θ
+every iteration, so β is the trust region of each step: a step moves the mean by ≈ Σwᵢzᵢ/(Σwᵢ+β)
+reference standard deviations. β ≤ 2 collapses every variant; the defaults below (per-set
+normalisation) are where each variant converges on Sphere/Rosenbrock at d = 10. `--paper-betas`
+restores the paper's values (and DPO's β = 0.1) for every variant without an explicit beta.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+from anyfeedback.errors import InputError
+from anyfeedback.losses.mpo import check_mpo_epsilon
+from anyfeedback.losses.pmpo import check_pmpo_beta
+
+PMPO_ALPHA = {"pmpo-ar": 0.5, "pmpo-a": 1.0, "pmpo-r": 0.0, "pmpo": 0.5}
+BANDIT_BETA = {"pmpo-ar": 20.0, "pmpo-a": 50.0, "pmpo-r": 50.0, "pmpo": 20.0}
+PAPER_BETA = {"pmpo-ar": 0.5, "pmpo-a": 0.0, "pmpo-r": 2.0, "pmpo": 0.5}
+DPO_BETA, DPO_PAPER_BETA, DPO_LR = 100.0, 0.1, 0.005
+METHOD_KEYS = {
+    "pmpo": {"alpha", "beta", "epsilon", "beta_lr", "solver", "decoupled", "beta_cov", "lr"},
+    "dpo": {"beta", "lr"},
+    "mpo": {"epsilon", "epsilon_mean", "epsilon_cov", "lr"},
+    "cem": {"smoothing", "noise", "decay", "elites"},
+    "cma-es": {"popsize"},
+}
+KINDS = {**{n: "pmpo" for n in PMPO_ALPHA}, "dpo": "dpo", "mpo": "mpo", "cem": "cem"}
+KINDS.update({"cma-es": "cma-es", "cma-es-default": "cma-es"})
+DEFAULT_METHODS = (
+    "pmpo-ar",
+    "pmpo-a",
+    "pmpo-r",
+    "dpo",
+    "mpo",
+    "cem",
+    "cma-es",
+    "cma-es-default",
+)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A parsed method: its label (the spec string), kind and resolved options."""
+
+    label: str
+    kind: str
+    options: dict = field(default_factory=dict)
+
+
+def _value(text: str):
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def parse_method(spec: str) -> tuple[str, str, dict]:
+    """`name:key=value:...` -> (name, kind, raw options). Raises InputError on unknown names/keys."""
+    name, *pairs = [p.strip() for p in spec.strip().split(":")]
+    if name not in KINDS:
+        known = ", ".join(KINDS)
+        raise InputError(f"unknown method {name!r} (known: {known})", field="methods")
+    kind = KINDS[name]
+    options = {}
+    for pair in pairs:
+        key, eq, text = pair.partition("=")
+        if not eq or key not in METHOD_KEYS[kind]:
+            allowed = ", ".join(sorted(METHOD_KEYS[kind]))
+            raise InputError(f"{spec!r}: bad option {pair!r} (allowed: {allowed})", field="methods")
+        options[key] = _value(text)
+    return name, kind, options
+
+
+@dataclass
+class BanditConfig:
+    """Resolved configuration of `anyfeedback bandit run` (saved with every run)."""
+
+    functions: tuple[str, ...] = ("rosenbrock",)  # built-in names or module:callable
+    dim: int = 10  # problem dimension d
+    methods: tuple[str, ...] = DEFAULT_METHODS  # method specs (see module docstring)
+    seeds: int = 5  # runs per (function, method); seeds first_seed … first_seed+seeds−1
+    first_seed: int = 1  # pycma needs seeds >= 1
+    evals: int = 10_000  # function-evaluation budget per run (monitoring f(mean) not counted)
+    samples: int = 4  # K samples per iteration; top K/2 accepted, bottom K/2 rejected
+    solver: str = "exact"  # PMPO M-step: "exact" (closed form, spec §4) or "gradient" (Adam)
+    steps: int = 10  # Adam steps per iteration (gradient methods: PMPO-gradient, DPO, MPO)
+    lr: float = 0.02  # Adam learning rate on the whitened local parameters
+    param: str = "whitened"  # local parameters relative to π_ref ("whitened") or to N(x0, σ0²I)
+    refresh_every: int = 1  # π_ref ← π_θ every N iterations (gradient methods)
+    ema: float = 0.0  # > 0: π_ref ← EMA(π_ref, π_θ) at this rate instead
+    covariance: str = "full"  # "full" (Cholesky, log-diagonal) or "diag"
+    normalization: str = "per_set"  # pmpo_loss normalisation: "per_set" or "global"
+    paper_betas: bool = False  # use the paper's β (AR 0.5, A 0, R 2; DPO 0.1) as defaults
+    epsilon: float = 0.01  # target KL(π_ref‖π) per iteration for adaptive β
+    sigma0: float | None = None  # initial std (default: ¼ of the function's box)
+    target: float = 1e-2  # report evaluations to reach f <= target
+    curve_every: int = 100  # curve resolution in evaluations
+    workers: int = 1  # processes for CMA-ES (0: run it inline)
+
+    def __post_init__(self) -> None:
+        self.functions = tuple(self.functions)
+        self.methods = tuple(self.methods)
+        checks = [
+            (self.dim >= 1, "dim", f"must be >= 1, got {self.dim}"),
+            (self.seeds >= 1, "seeds", f"must be >= 1, got {self.seeds}"),
+            (self.first_seed >= 1, "first_seed", "must be >= 1 (pycma seeds 0 from the clock)"),
+            (self.samples >= 2, "samples", f"must be >= 2, got {self.samples}"),
+            (self.evals >= self.samples, "evals", f"must be >= samples ({self.samples})"),
+            (self.steps >= 1, "steps", f"must be >= 1, got {self.steps}"),
+            (self.lr > 0, "lr", f"must be > 0, got {self.lr}"),
+            (self.refresh_every >= 1, "refresh_every", "must be >= 1"),
+            (0.0 <= self.ema < 1.0, "ema", f"must be in [0, 1), got {self.ema}"),
+            (self.solver in ("exact", "gradient"), "solver", "must be 'exact' or 'gradient'"),
+            (self.param in ("whitened", "absolute"), "param", "must be 'whitened' or 'absolute'"),
+            (self.covariance in ("full", "diag"), "covariance", "must be 'full' or 'diag'"),
+            (self.normalization in ("per_set", "global"), "normalization", "per_set or global"),
+            (self.epsilon > 0, "epsilon", "must be > 0"),
+            (self.sigma0 is None or self.sigma0 > 0, "sigma0", "must be > 0"),
+            (self.curve_every >= 1, "curve_every", "must be >= 1"),
+            (self.workers >= 0, "workers", "must be >= 0"),
+            (len(self.functions) >= 1, "function", "give at least one function"),
+            (len(self.methods) >= 1, "methods", "give at least one method"),
+        ]
+        for ok, name, problem in checks:
+            if not ok:
+                raise InputError(problem, field=name)
+        if len(set(self.methods)) != len(self.methods):
+            raise InputError("a method is listed twice", field="methods")
+        self.resolved = [self.resolve(spec) for spec in self.methods]
+
+    @property
+    def iterations(self) -> int:
+        return self.evals // self.samples
+
+    @property
+    def n_accepted(self) -> int:
+        return self.samples // 2
+
+    def resolve(self, spec: str) -> MethodSpec:
+        """Fill a method's options with the defaults; warn if PMPO's β < 1 − α (spec §4)."""
+        name, kind, opts = parse_method(spec)
+        if kind == "pmpo":
+            alpha = float(opts.get("alpha", PMPO_ALPHA[name]))
+            if name != "pmpo" and "alpha" in opts:
+                raise InputError(f"{spec!r}: alpha is fixed for {name}; use pmpo:alpha=…")
+            beta = opts.get("beta", (PAPER_BETA if self.paper_betas else BANDIT_BETA)[name])
+            adaptive = beta == "adaptive"
+            if not adaptive and not isinstance(beta, (int, float)):
+                raise InputError(f"{spec!r}: beta must be a number or 'adaptive'")
+            beta0 = BANDIT_BETA[name] if adaptive else float(beta)
+            if not 0.0 <= alpha <= 1.0 or beta0 < 0:
+                raise InputError(f"{spec!r}: need 0 <= alpha <= 1 and beta >= 0")
+            with warnings.catch_warnings():
+                warnings.simplefilter("default")
+                check_pmpo_beta(alpha, beta0, stacklevel=3)
+            solver = opts.get("solver", self.solver)
+            if solver not in ("exact", "gradient"):
+                raise InputError(f"{spec!r}: solver must be 'exact' or 'gradient'")
+            out = dict(alpha=alpha, beta=beta0, solver=solver, adaptive=adaptive)
+            out.update(epsilon=float(opts.get("epsilon", self.epsilon)))
+            out.update(beta_lr=float(opts.get("beta_lr", 0.1)))
+            out.update(decoupled=bool(opts.get("decoupled", False)))
+            out.update(beta_cov=float(opts.get("beta_cov", 50.0)))
+            out.update(lr=_lr(spec, opts.get("lr")))
+            return MethodSpec(spec, kind, out)
+        if kind == "dpo":
+            beta = float(opts.get("beta", DPO_PAPER_BETA if self.paper_betas else DPO_BETA))
+            if beta <= 0:
+                raise InputError(f"{spec!r}: beta must be > 0")
+            lr = _lr(spec, opts.get("lr", None if self.paper_betas else DPO_LR))
+            return MethodSpec(spec, kind, {"beta": beta, "lr": lr})
+        if kind == "mpo":
+            out = {
+                "epsilon": float(opts.get("epsilon", 0.5)),
+                "epsilon_mean": float(opts.get("epsilon_mean", 0.02)),
+                "epsilon_cov": float(opts.get("epsilon_cov", 0.002)),
+                "lr": _lr(spec, opts.get("lr")),
+            }
+            try:
+                check_mpo_epsilon(out["epsilon"], self.samples)
+            except ValueError as err:
+                raise InputError(str(err), field="methods") from err
+            return MethodSpec(spec, kind, out)
+        if kind == "cem":
+            elites = int(opts.get("elites", self.n_accepted))
+            if not 1 <= elites < self.samples:
+                raise InputError(f"{spec!r}: elites must be in [1, samples)")
+            out = {"smoothing": float(opts.get("smoothing", 0.5)), "elites": elites}
+            out.update(noise=float(opts.get("noise", 0.1)), decay=float(opts.get("decay", 0.99)))
+            return MethodSpec(spec, kind, out)
+        popsize = opts.get("popsize", None if name == "cma-es-default" else self.samples)
+        if popsize is not None and (not isinstance(popsize, int) or popsize < 2):
+            raise InputError(f"{spec!r}: popsize must be an integer >= 2")
+        return MethodSpec(spec, kind, {"popsize": popsize})
+
+
+def _lr(spec: str, value) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or value <= 0:
+        raise InputError(f"{spec!r}: lr must be a number > 0")
+    return float(value)
+
+
+def default_popsize(dim: int) -> int:
+    """pycma's default λ = 4 + ⌊3 ln d⌋."""
+    return 4 + int(3 * math.log(dim))

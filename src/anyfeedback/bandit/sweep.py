@@ -1,0 +1,201 @@
+"""α × β sweep of PMPO on one function: the analogue of the paper's Fig. 3 (spec PMPO §7.2).
+
+The sweep is about the *paper's* β scale, so it uses a schedule under which the paper's
+semantics apply (choice, documented): the gradient solver (Adam on `pmpo_loss`), 2 steps at lr 0.02
+per iteration, and a slowly refreshed reference (π_ref ← π_θ every `refresh_every` = 50
+iterations). Between refreshes the 4-sample batches are stochastic gradients of the population
+objective J(θ; π_ref) of Eq. 10, whose boundedness is what β controls (spec §4): for PMPO-R,
+W = β − 1 < 0 lets Σ grow without bound, and β < 2 (= K/|D_r|) leaves the signed weights
+indefinite; PMPO-A's objective is bounded for every β ≥ 0.
+
+All cells run as one batch: one PMPO block per α with β per row. A cell's value is the median
+over seeds of the final f(μ), with a diverged run counted as +inf (heat map: "div").
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from anyfeedback.bandit.engine import Block, EngineConfig, run_engine
+from anyfeedback.bandit.functions import check_finite_start, resolve_function
+from anyfeedback.bandit.methods import PMPO
+from anyfeedback.errors import InputError
+from anyfeedback.losses.pmpo import check_pmpo_beta
+
+
+@dataclass
+class SweepConfig:
+    """Resolved configuration of `anyfeedback bandit sweep` (saved with the results)."""
+
+    function: str = "sphere"  # built-in name or module:callable
+    dim: int = 10  # problem dimension
+    alphas: tuple[float, ...] = (0.0, 0.5, 1.0)  # α values (rows of the heat map)
+    betas: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 4.0)  # the paper's β scale
+    seeds: int = 5  # seeds per cell, first_seed …
+    first_seed: int = 1
+    evals: int = 30_000  # evaluations per run (60 reference refreshes at the defaults)
+    samples: int = 4  # K per iteration (top K/2 accepted, bottom K/2 rejected)
+    steps: int = 2  # Adam steps per iteration
+    lr: float = 0.02  # Adam learning rate (whitened local parameters)
+    refresh_every: int = 50  # slow reference: π_ref ← π_θ every N iterations
+    normalization: str = "per_set"  # pmpo_loss normalisation
+    covariance: str = "full"
+
+    def __post_init__(self) -> None:
+        self.alphas, self.betas = tuple(self.alphas), tuple(self.betas)
+        if not self.alphas or not self.betas:
+            raise InputError("give at least one alpha and one beta", field="alphas/betas")
+        if any(not 0 <= a <= 1 for a in self.alphas):
+            raise InputError("alphas must lie in [0, 1]", field="alphas")
+        if any(b < 0 for b in self.betas):
+            raise InputError("betas must be >= 0", field="betas")
+        for name in ("dim", "seeds", "first_seed", "steps", "refresh_every"):
+            if getattr(self, name) < 1:
+                raise InputError(f"must be >= 1, got {getattr(self, name)}", field=name)
+        if self.samples < 2 or self.evals < self.samples:
+            raise InputError("need samples >= 2 and evals >= samples", field="evals")
+        if self.lr <= 0:
+            raise InputError("must be > 0", field="lr")
+        if self.normalization not in ("per_set", "global"):
+            raise InputError("must be per_set or global", field="normalization")
+        if self.covariance not in ("full", "diag"):
+            raise InputError("must be full or diag", field="covariance")
+
+
+def run_sweep(cfg: SweepConfig, *, show_progress: bool = True) -> dict:
+    """Run every (α, β, seed); returns the sweep results dict (final f per cell and seed)."""
+    start = time.perf_counter()
+    function = resolve_function(cfg.function, cfg.dim)
+    for a in cfg.alphas:
+        for b in cfg.betas:
+            with warnings.catch_warnings():
+                warnings.simplefilter("default")
+                check_pmpo_beta(a, b, stacklevel=2)  # shown by the CLI: β < 1 − α
+    seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
+    from anyfeedback.bandit.run import starting_points
+
+    start_pts = [starting_points(function, cfg.dim, s, None) for s in seeds]
+    check_finite_start(function, np.stack([x for x, _ in start_pts]))
+    k = cfg.samples
+    rows, blocks = [], []
+    for a in cfg.alphas:
+        first = len(rows)
+        rows += [(a, b, i) for b in cfg.betas for i in range(len(seeds))]
+        sl = slice(first, len(rows))
+        betas = torch.tensor([b for _, b, _ in rows[sl]], dtype=torch.float64)
+        method = PMPO(a, betas, sl, k, k // 2, k // 2, normalization=cfg.normalization)
+        blocks.append(Block(f"alpha={a:g}", method, sl))
+    x0 = np.stack([start_pts[i][0] for _, _, i in rows])
+    sigma0 = np.array([start_pts[i][1] for _, _, i in rows])
+    ecfg = EngineConfig(
+        dim=cfg.dim,
+        samples=k,
+        iterations=cfg.evals // k,
+        steps=cfg.steps,
+        lr=cfg.lr,
+        refresh_every=cfg.refresh_every,
+        diagonal=cfg.covariance == "diag",
+    )
+    functions = [function] * len(rows)
+    row_seeds = [seeds[i] for _, _, i in rows]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if show_progress:
+            from anyfeedback.runs import progress
+
+            with progress(f"sweep {cfg.function} ({len(rows)} runs)", ecfg.iterations) as (bar, t):
+
+                def tick(i: int) -> None:
+                    if i % 25 == 0 or i == ecfg.iterations:
+                        bar.update(t, completed=i, info=f"{i * k} evals")
+
+                out = run_engine(ecfg, blocks, functions, row_seeds, x0, sigma0, tick)
+        else:
+            out = run_engine(ecfg, blocks, functions, row_seeds, x0, sigma0)
+    finally:
+        torch.set_num_threads(threads)
+    return _sweep_results(cfg, rows, seeds, out, time.perf_counter() - start)
+
+
+def _sweep_results(cfg, rows, seeds, out, seconds) -> dict:
+    cells = []
+    for a in cfg.alphas:
+        for b in cfg.betas:
+            idx = [i for i, (ra, rb, _) in enumerate(rows) if ra == a and rb == b]
+            finals = [float(out.final_f_mean[i]) for i in idx]
+            div = [out.reason[i] for i in idx]
+            counted = [np.inf if d else f for f, d in zip(finals, div, strict=True)]
+            med = float(np.median(counted))
+            cells.append(
+                {
+                    "alpha": a,
+                    "beta": b,
+                    "final_f_mean": [f if np.isfinite(f) else None for f in finals],
+                    "divergence": div,
+                    "diverged": sum(d is not None for d in div),
+                    "median_final_f_mean": med if np.isfinite(med) else None,
+                    "below_bound": a < 1 and b < 1 - a,
+                }
+            )
+    return {
+        "schema": "anyfeedback.bandit.sweep/1",
+        "config": cfg,
+        "seeds": seeds,
+        "cells": cells,
+        "seconds": round(seconds, 2),
+    }
+
+
+def plot_heatmap(results: dict, path: str | Path) -> Path:
+    """α (rows) × β (columns) heat map of log10 median final f(μ); diverged cells hatched."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from anyfeedback.runs import atomic_path
+
+    cfg = results["config"]
+    alphas, betas = list(cfg.alphas), list(cfg.betas)
+    grid = np.full((len(alphas), len(betas)), np.nan)
+    labels = [["" for _ in betas] for _ in alphas]
+    for c in results["cells"]:
+        i, j = alphas.index(c["alpha"]), betas.index(c["beta"])
+        med = c["median_final_f_mean"]
+        if med is not None:
+            grid[i, j] = np.log10(max(med, 1e-300))
+        text = "div" if med is None else f"{med:.0e}"
+        if c["diverged"]:
+            text += f"\n{c['diverged']}/{len(c['final_f_mean'])} div"
+        labels[i][j] = text
+    fig, ax = plt.subplots(figsize=(1.0 + 1.05 * len(betas), 0.9 + 0.75 * len(alphas)))
+    cmap = plt.get_cmap("viridis").copy()
+    cmap.set_bad("#b2182b")  # diverged (median = +inf)
+    im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, aspect="auto")
+    for i in range(len(alphas)):
+        for j in range(len(betas)):
+            ax.text(j, i, labels[i][j], ha="center", va="center", fontsize=7, color="white")
+    ax.set_xticks(range(len(betas)), [f"{b:g}" for b in betas])
+    ax.set_yticks(range(len(alphas)), [f"{a:g}" for a in alphas])
+    ax.set_xlabel("β")
+    ax.set_ylabel("α   (0 = reject-only, 1 = accept-only)")
+    ax.set_title(
+        f"PMPO on {cfg.function} d={cfg.dim}: median final f(μ) over {cfg.seeds} seeds, "
+        f"{cfg.evals} evals\n(red = diverged; refresh every {cfg.refresh_every} it., "
+        f"{cfg.steps} Adam step/it., lr {cfg.lr:g})",
+        fontsize=8,
+    )
+    fig.colorbar(im, ax=ax, label="log10 median final f(μ)")
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return path
