@@ -6,7 +6,7 @@ import typer
 
 
 def register_all(app: typer.Typer) -> None:
-    from anyfeedback.commands import control, data, demo, plot, train
+    from anyfeedback.commands import bandit, control, data, demo, plot, train
 
-    for module in (data, demo, train, plot, control):
+    for module in (data, demo, train, plot, control, bandit):
         module.register(app)
