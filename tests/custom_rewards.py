@@ -21,3 +21,28 @@ def raises_on_boom(prompts, completions):
 
 
 NOT_CALLABLE = 3
+
+
+GOOD_WORDS = ("good", "great", "happy", "nice", "kind")
+
+
+def toy_sentiment(prompts, completions):
+    """+1 per good word, −1 per bad word of the toy language (anyfeedback.llm.tiny)."""
+    out = []
+    for c in completions:
+        words = c.replace(",", " ").replace(".", " ").split()
+        out.append(
+            sum(w in GOOD_WORDS for w in words)
+            - sum(w in ("bad", "awful", "angry", "wrong", "rude") for w in words)
+        )
+    return [float(x) for x in out]
+
+
+CALLS = {"n": 0}
+
+
+def nan_from_fourth_call(prompts, completions):
+    CALLS["n"] += 1
+    if CALLS["n"] >= 4:
+        return [1.0] + [float("nan")] * (len(completions) - 1)
+    return toy_sentiment(prompts, completions)

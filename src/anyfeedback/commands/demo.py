@@ -1,12 +1,21 @@
-"""`anyfeedback demo`: placeholder until the embedded demo lands (replaced below)."""
+"""`anyfeedback demo`: the embedded offline demo (see `anyfeedback.demo.run`)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def demo() -> None:
-        """Run the embedded offline demo."""
-        typer.echo("demo: not yet available")
+    def demo(
+        out: Path = typer.Option(Path("runs/demo"), help="Where the report and runs go."),
+        quick: bool = typer.Option(False, help="A smaller model and fewer steps (~2 minutes)."),
+    ) -> None:
+        """Train a small LM on generated reviews, align it to positive sentiment with PMPO-AR,
+        PMPO-A, PMPO-R and DPO, and write an HTML report (offline, 2 CPU cores)."""
+        from anyfeedback.demo.run import run_demo
+
+        report = run_demo(out, quick=quick, log=typer.echo)
+        typer.echo(f"report: {report.resolve()}")

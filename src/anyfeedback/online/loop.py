@@ -151,10 +151,10 @@ def _one_step(cfg, tcfg, trainer, start_model, reward, train_ids, train_prompts,
     t0 = time.perf_counter()
     metrics = trainer.train_step(batches)
     metrics = trainer.timing_metrics(metrics, time.perf_counter() - t0)
-    kl_start = kl_to_start(trainer.policy, start_model, batches[0], tcfg)
+    kl_start, kl_token = kl_to_start(trainer.policy, start_model, batches[0], tcfg)
     row.update({f"train/{k}": v for k, v in metrics.items()})
-    row["train/kl_init"] = kl_start
-    if detector.update(metrics.get("logp_rejected", float("nan")), kl_start):
+    row["train/kl_init"], row["train/kl_init_per_token"] = kl_start, kl_token
+    if detector.update(metrics.get("logp_rejected", float("nan")), kl_start, kl_token):
         warnings.warn(
             f"step {step + 1}: the rejected samples' log-prob keeps falling while the KL to the "
             f"start model grows (collapse; PMPO spec §4): alpha={cfg.alpha}, beta={tcfg.beta}",

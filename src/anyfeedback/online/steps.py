@@ -88,12 +88,13 @@ def build_batches(cfg, prompt_ids, completion_ids, scores, labels, pad_id) -> li
 
 
 @torch.no_grad()
-def kl_to_start(policy, start_model, batch: Batch, tcfg) -> float:
-    """Mean dense KL(π_start ‖ π_θ) per sampled completion of the step (no grad)."""
+def kl_to_start(policy, start_model, batch: Batch, tcfg) -> tuple[float, float]:
+    """Dense KL(π_start ‖ π_θ) on the step's sampled completions (no grad): the mean per
+    completion and the mean per completion token."""
     device = next(policy.parameters()).device
     seqs = batch.seqs.to(device)
-    _, kl, _ = policy_stats(policy, seqs, tcfg, completion_logits(start_model, seqs))
-    return float(kl.mean())
+    _, kl, counts = policy_stats(policy, seqs, tcfg, completion_logits(start_model, seqs))
+    return float(kl.mean()), float(kl.sum() / counts.sum().clamp(min=1))
 
 
 @dataclass
@@ -124,24 +125,31 @@ def evaluate(model, tokenizer, prompt_ids, prompt_texts, reward, cfg, *, baselin
 
 @dataclass
 class CollapseDetector:
-    """PMPO spec §4 guard: flags divergence when the mean rejected log-prob keeps falling
-    (by more than `drop` nats since the first step, strictly over the last `window` steps)
-    while the KL to the start model keeps growing."""
+    """PMPO spec §4 guard. Fires (once) when the mean rejected log-prob keeps falling — by more
+    than `drop` nats since the first step and strictly over the last `window` steps — while the
+    KL to the start model keeps growing; or when that KL exceeds `kl_per_token` nats per token,
+    a policy no longer near the start model (aligned chat models sit around 0.05–0.2)."""
 
-    window: int = 5
-    drop: float = 10.0
+    window: int = 4
+    drop: float = 5.0
+    kl_per_token: float = 2.0
     logps: list[float] = field(default_factory=list)
     kls: list[float] = field(default_factory=list)
     fired: bool = False
 
-    def update(self, logp_rejected: float, kl_start: float) -> bool:
-        """Record a step; True the first time the collapse pattern is seen."""
+    def update(self, logp_rejected: float, kl_start: float, kl_start_per_token: float = 0.0):
+        """Record a step; True the first time a collapse is seen."""
+        if self.fired:
+            return False
+        if kl_start_per_token > self.kl_per_token:
+            self.fired = True
+            return True
         if logp_rejected != logp_rejected:  # NaN: no rejected samples this step
             return False
         self.logps.append(logp_rejected)
         self.kls.append(kl_start)
         w = self.window
-        if self.fired or len(self.logps) <= w:
+        if len(self.logps) <= w:
             return False
         lp, kl = self.logps[-w - 1 :], self.kls[-w - 1 :]
         falling = all(b < a for a, b in zip(lp, lp[1:], strict=False))

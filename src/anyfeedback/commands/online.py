@@ -1,0 +1,37 @@
+"""`anyfeedback online`: sample → score → label → update (options from `OnlineConfig`)."""
+
+from __future__ import annotations
+
+import typer
+
+from anyfeedback.commands.options import add_dataclass_command
+
+
+def _run(cfg) -> None:
+    import warnings
+
+    from anyfeedback.llm.trainer import NonFiniteLossError
+    from anyfeedback.online.loop import run_online
+
+    def one_line(message, category, *args, **kwargs):
+        typer.echo(f"warning: {message}", err=True)
+
+    warnings.showwarning = one_line
+    try:
+        result = run_online(cfg)
+    except NonFiniteLossError as err:
+        typer.echo(f"error: {err}; the last checkpoint in {cfg.out} is intact", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"done: {result.steps} steps; held-out reward {result.start.reward_mean:+.3f} → "
+               f"{result.final.reward_mean:+.3f}, win rate vs start {result.final.win_rate:.2f}; "
+               f"model in {result.out / 'model'}")  # fmt: skip
+
+
+def register(app: typer.Typer) -> None:
+    from anyfeedback.online.config import OnlineConfig
+
+    add_dataclass_command(
+        app, "online", OnlineConfig, _run,
+        "Online alignment: sample K completions per prompt, score them, label the best accepted "
+        "and the worst rejected, update with PMPO (or DPO/KTO), refresh π_ref every N steps.",
+    )  # fmt: skip

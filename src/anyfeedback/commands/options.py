@@ -1,0 +1,100 @@
+"""Typer options generated from a flat config dataclass: one flag per field.
+
+`learning_rate` → `--learning-rate`, booleans as `--flag/--no-flag`, the field's docstring (the
+string literal under it) as help, and `--config FILE` (YAML/JSON of the same fields) read first;
+flags given on the command line override the file. Unknown keys in the file are an error.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import json
+import textwrap
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from anyfeedback.errors import InputError
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Field name → the docstring literal written under it in the class body."""
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    docs = {}
+    for node, nxt in zip(body, body[1:], strict=False):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr):
+            if isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
+                docs[node.target.id] = nxt.value.value.strip()
+    return docs
+
+
+def _base_type(annotation: Any) -> type:
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation
+
+
+def read_config_file(path: str | Path, cls: type) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("config file not found", source=str(p))
+    text = p.read_text(encoding="utf-8")
+    try:
+        if p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            values = yaml.safe_load(text) or {}
+        else:
+            values = json.loads(text)
+    except Exception as err:  # yaml.YAMLError / json.JSONDecodeError
+        raise InputError(f"cannot parse: {str(err).splitlines()[0]}", source=str(p)) from None
+    if not isinstance(values, dict):
+        raise InputError("must hold a mapping of field names to values", source=str(p))
+    values = {k.replace("-", "_"): v for k, v in values.items()}
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise InputError(f"unknown field(s): {', '.join(unknown)}", source=str(p))
+    return values
+
+
+def build_config(cls: type, file: str | None, flags: dict[str, Any]):
+    """Defaults ← `file` ← `flags` (None means "not given")."""
+    values = read_config_file(file, cls) if file else {}
+    values.update({k: v for k, v in flags.items() if v is not None})
+    try:
+        return cls(**values)
+    except TypeError as err:
+        raise InputError(str(err), source="config") from None
+
+
+def add_dataclass_command(app: typer.Typer, name: str, cls: type, run: Callable, help: str):
+    """Register `name` whose options are `cls`'s fields; calls `run(config_instance)`."""
+    hints, docs = typing.get_type_hints(cls), field_docs(cls)
+    params = [inspect.Parameter(
+        "config", inspect.Parameter.KEYWORD_ONLY,
+        default=typer.Option(None, "--config", help="YAML or JSON file of these fields."),
+    )]  # fmt: skip
+    annotations: dict[str, Any] = {"config": Optional[str], "return": None}
+    for f in dataclasses.fields(cls):
+        base = _base_type(hints[f.name])
+        flag = "--" + f.name.replace("_", "-")
+        decl = f"{flag}/--no-{flag[2:]}" if base is bool else flag
+        shown = "per method" if f.default is None else f.default
+        option = typer.Option(None, decl, help=f"{docs.get(f.name, '')} [default: {shown}]",
+                              show_default=False)  # fmt: skip
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option))
+        annotations[f.name] = Optional[base]
+
+    def command(config: str | None = None, **flags: Any) -> None:
+        run(build_config(cls, config, flags))
+
+    command.__signature__ = inspect.Signature(params)
+    command.__annotations__ = annotations
+    command.__doc__ = help
+    app.command(name=name)(command)
