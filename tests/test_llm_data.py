@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from anyfeedback.errors import InputError
-from anyfeedback.llm.batching import BatchPlan, cat_rows, collate_pairs, collate_unpaired, pack
+from anyfeedback.llm.batching import (
+    BatchPlan,
+    cat_rows,
+    collate_pairs,
+    collate_unpaired,
+    pack,
+    pack_shared,
+)
 from anyfeedback.llm.data import Example, encode_records, encode_texts, records_for_method
 from anyfeedback.llm.records import Demo, Pair, Unpaired, load_records
 
@@ -86,7 +93,8 @@ def test_pack_right_pads_and_gathers_only_completion_scoring_positions():
     seqs = pack([[1, 5, 6], [1]], [[7, 2], [8, 9, 2]], pad_id=0)
     assert seqs.input_ids.tolist() == [[1, 5, 6, 7, 2], [1, 8, 9, 2, 0]]
     assert seqs.attention_mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]
-    # K = 3 + 1: position p−1 predicts the first completion token; short rows repeat the last
+    # K = 3 + 1: position p−1 predicts the first completion token; short views repeat the last
+    assert seqs.rows.tolist() == [0, 1]
     assert seqs.gather_index.tolist() == [[2, 3, 4, 4], [0, 1, 2, 3]]
     labels, mask = seqs.kept()
     assert labels.tolist() == [[6, 7, 2, 2], [1, 8, 9, 2]]
@@ -94,30 +102,56 @@ def test_pack_right_pads_and_gathers_only_completion_scoring_positions():
     assert seqs.n_tokens == 9
     both = cat_rows(seqs, pack([[1, 2, 3, 4, 5]], [[6]], pad_id=0))
     assert both.input_ids.shape == (3, 6) and both.labels.shape == (3, 4)
-    assert both.mask.long().tolist()[2] == [0, 1, 0, 0]
+    assert both.mask.long().tolist()[2] == [0, 1, 0, 0] and both.rows.tolist() == [0, 1, 2]
+
+
+def test_pack_shared_puts_a_pair_in_one_row_with_a_block_causal_mask():
+    seqs = pack_shared([[1, 5]], [([7, 2], [8, 9, 2])], pad_id=0)
+    assert seqs.input_ids.tolist() == [[1, 5, 7, 2, 8, 9, 2]]
+    assert seqs.position_ids.tolist() == [[0, 1, 2, 3, 2, 3, 4]]  # rejected restarts at p
+    allowed = seqs.attention_mask[0, 0].long().tolist()
+    assert allowed[4] == [1, 1, 0, 0, 1, 0, 0]  # rejected sees the prompt, not chosen
+    assert allowed[3] == [1, 1, 1, 1, 0, 0, 0]  # chosen is plainly causal
+    assert seqs.rows.tolist() == [0, 0]
+    assert seqs.gather_index.tolist() == [[1, 2, 3, 3], [1, 4, 5, 6]]
+    labels, mask = seqs.kept()
+    assert labels.tolist() == [[5, 7, 2, 2], [5, 8, 9, 2]]
+    assert mask.long().tolist() == [[0, 1, 1, 0], [0, 1, 1, 1]]
+    assert seqs.n_tokens == 7
 
 
 def test_completion_logits_give_each_sequence_alone(tiny_model):
-    """ℓ_θ from the padded batch with the LM head on gathered positions equals the unpadded
-    full-logit forward of each sequence; the hook leaves ordinary forwards untouched."""
+    """ℓ_θ from padded rows, from shared-prompt rows, and with the LM head on gathered positions
+    equals the unpadded full-logit forward of each sequence alone; plain forwards are untouched."""
     from transformers import AutoModelForCausalLM
 
-    from anyfeedback.llm.model import completion_logits
+    from anyfeedback.llm.model import completion_logits, shared_prompt_supported
     from anyfeedback.losses import sequence_logps
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
-    prompts, comps = [[1, 20, 30, 40, 50], [1, 60]], [[70, 80, 2], [90, 2]]
-    seqs = pack(prompts, comps, pad_id=0)
+    prompts, chosen, rejected = (
+        [[1, 20, 30, 40, 50], [1, 60]],
+        [[70, 80, 2], [90, 2]],
+        [[5, 2], [6, 7, 8, 2]],
+    )
+    alone = []
     with torch.no_grad():
-        logits = completion_logits(model, seqs)
-        assert logits.shape == (2, 4, model.config.vocab_size)
-        batched = sequence_logps(logits, *seqs.kept())
-        for i, (p, c) in enumerate(zip(prompts, comps, strict=True)):
+        for p, c in zip(prompts * 2, chosen + rejected, strict=True):
             ids = torch.tensor([p + c])
             mask = torch.tensor([[False] * len(p) + [True] * len(c)])
-            alone = sequence_logps(model(input_ids=ids).logits, ids, mask)
-            torch.testing.assert_close(batched[i], alone[0], atol=1e-5, rtol=1e-5)
+            alone.append(sequence_logps(model(input_ids=ids).logits, ids, mask)[0])
+        alone = torch.stack(alone)
+        for seqs in (
+            pack(prompts * 2, chosen + rejected, pad_id=0),
+            pack_shared(prompts, list(zip(chosen, rejected, strict=True)), pad_id=0),
+        ):
+            logits = completion_logits(model, seqs)
+            assert logits.shape == (4, 5, model.config.vocab_size)
+            torch.testing.assert_close(
+                sequence_logps(logits, *seqs.kept()), alone, atol=1e-5, rtol=1e-5
+            )
         assert model(input_ids=seqs.input_ids).logits.shape[1] == seqs.input_ids.shape[1]
+    assert shared_prompt_supported(model, pad_id=0)
 
 
 def test_collate_pairs_and_kto_mismatched_rows():

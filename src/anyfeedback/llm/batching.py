@@ -1,20 +1,13 @@
-"""Batches with little padding, and a stateless batch order that resumes exactly.
+"""Micro-batches per method, and a stateless batch order that resumes exactly.
 
-Layout: rows are right-padded `[prompt | completion | pad …]` to the longest sequence T of the
-micro-batch (with length bucketing, little padding). Only the K = C + 1 positions that score a
-completion token (C = longest completion; the position before the completion predicts its first
-token) go through the LM head: `gather_index` [R, K] names them, and `completion_logits` gathers
-those hidden states before the head, so no LM-head matmul, logit memory or softmax is spent on
-prompt or padding positions. Rows with shorter completions repeat their last real position; the
-extra logits are masked out.
-
-Shapes: R rows (sequences) in a micro-batch, T columns, K kept positions.
+`collate_*` turn tokenised `Example`s into a `Batch` (token layouts in `packing.py`).
 
 Order: `BatchPlan` draws each epoch's permutation from (seed, epoch), sorts chunks of
-`bucket_batches` global batches by length (length bucketing), shuffles the batches, and splits a
-global batch of G = B·A·W records into micro-batches: micro-batch k = a·W + r goes to
-accumulation step a on process r. So 2 processes × 1 accumulation step and 1 process × 2 steps
-see the same micro-batches, and step s's data is a pure function of s (resume needs only s).
+`bucket_batches` global batches by length (length bucketing: little padding), shuffles the
+batches, and splits a global batch of G = B·A·W records into micro-batches: micro-batch
+k = a·W + r goes to accumulation step a on process r. So 2 processes × 1 accumulation step and
+1 process × 2 steps see the same micro-batches, and step s's data is a pure function of s
+(resume needs only s).
 """
 
 from __future__ import annotations
@@ -22,93 +15,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from anyfeedback.llm.data import Example
+from anyfeedback.llm.packing import Packed, cat_rows, pack, pack_shared
 
-
-@dataclass
-class Packed:
-    """Right-padded token rows plus the positions whose logits score completion tokens."""
-
-    input_ids: torch.Tensor  # [R, T]
-    attention_mask: torch.Tensor  # [R, T]
-    gather_index: torch.Tensor  # [R, K] positions p−1 … p+c−1 of each row (then repeated)
-    labels: torch.Tensor  # [R, K] token at each gathered position (logits at j score labels[j+1])
-    mask: torch.Tensor  # [R, K] bool: labels[j] is a completion token
-    pad_id: int = 0
-
-    @property
-    def n_tokens(self) -> int:
-        """Real (non-padding) tokens."""
-        return int(self.attention_mask.sum())
-
-    def to(self, device) -> Packed:
-        t = [x.to(device) for x in (self.input_ids, self.attention_mask, self.gather_index)]
-        return Packed(*t, self.labels.to(device), self.mask.to(device), self.pad_id)
-
-    def kept(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Labels and completion mask aligned with the gathered logits, each [R, K]."""
-        return self.labels, self.mask
-
-    def rows(self, sl: slice) -> Packed:
-        return Packed(
-            self.input_ids[sl],
-            self.attention_mask[sl],
-            self.gather_index[sl],
-            self.labels[sl],
-            self.mask[sl],
-            self.pad_id,
-        )
-
-
-def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int) -> Packed:
-    """Right-padded rows `[prompt | completion | pad]` and their completion-scoring positions."""
-    r = len(prompts)
-    t = max(len(p) + len(c) for p, c in zip(prompts, completions, strict=True))
-    k = max(len(c) for c in completions) + 1
-    ids = torch.full((r, t), pad_id, dtype=torch.long)
-    attn = torch.zeros((r, t), dtype=torch.long)
-    index = torch.zeros((r, k), dtype=torch.long)
-    mask = torch.zeros((r, k), dtype=torch.bool)
-    for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
-        n = len(p) + len(c)
-        ids[i, :n] = torch.tensor(p + c, dtype=torch.long)
-        attn[i, :n] = 1
-        index[i] = (torch.arange(k) + len(p) - 1).clamp(max=n - 1)  # [K]
-        mask[i, 1 : len(c) + 1] = True
-    labels = ids.gather(1, index)  # [R, K]
-    return Packed(ids, attn, index, labels, mask, pad_id)
-
-
-def cat_rows(a: Packed, b: Packed) -> Packed:
-    """Stack two packs (right-padding the narrower one), e.g. KTO's matched + mismatched rows
-    for one π_ref forward."""
-
-    def widen(x: torch.Tensor, width: int, value) -> torch.Tensor:
-        return F.pad(x, (0, width - x.shape[1]), value=value)
-
-    t = max(a.input_ids.shape[1], b.input_ids.shape[1])
-    k = max(a.labels.shape[1], b.labels.shape[1])
-    parts = []
-    for p in (a, b):
-        last = p.gather_index[:, -1:]  # repeat each row's last position when widening K
-        index = torch.cat([p.gather_index, last.expand(-1, k - p.labels.shape[1])], dim=1)
-        parts.append(
-            (
-                widen(p.input_ids, t, a.pad_id),
-                widen(p.attention_mask, t, 0),
-                index,
-                widen(p.labels, k, a.pad_id),
-                widen(p.mask, k, False),
-            )
-        )
-    return Packed(*(torch.cat(x) for x in zip(*parts, strict=True)), a.pad_id)
+__all__ = [
+    "Batch",
+    "BatchPlan",
+    "Packed",
+    "cat_rows",
+    "collate_demos",
+    "collate_pairs",
+    "collate_unpaired",
+    "pack",
+    "pack_shared",
+]
 
 
 @dataclass
 class Batch:
-    """One micro-batch for one method. Row groups of `seqs`:
+    """One micro-batch for one method. View groups of `seqs`:
     unpaired (pmpo, kto): one row per record, `accepted` [R] bool;
     paired (dpo, ipo, aihf-dpo): rows [0, n) chosen, [n, 2n) rejected, then `n_demos` demo rows
     and `n_ref_samples` π_ref-sample rows (aihf-dpo contrastive, one per demo);
@@ -155,22 +81,29 @@ def collate_pairs(
     *,
     demos: list[Example] | None = None,
     ref_samples: list[list[int]] | None = None,
+    share_prompt: bool = False,
 ) -> Batch:
-    """Chosen rows, then rejected rows, then demonstrations (and π_ref samples for the same
-    demo prompts), all in one forward."""
-    prompts = [e.prompt_ids for e in examples] * 2
-    comps = [e.completion_ids[0] for e in examples] + [e.completion_ids[1] for e in examples]
+    """Views: chosen, then rejected, then demonstrations (and π_ref samples for the same demo
+    prompts, aihf-dpo contrastive), all in one forward. `share_prompt` puts each pair in one
+    row, prompt once (`pack_shared`); demos then follow as rows of their own."""
+    n = len(examples)
     demos = demos or []
-    prompts += [d.prompt_ids for d in demos]
-    comps += [d.completion_ids[0] for d in demos]
+    extra_p = [d.prompt_ids for d in demos]
+    extra_c = [d.completion_ids[0] for d in demos]
     if ref_samples is not None:
-        prompts += [d.prompt_ids for d in demos]
-        comps += ref_samples
+        extra_p += [d.prompt_ids for d in demos]
+        extra_c += ref_samples
     n_ref = 0 if ref_samples is None else len(ref_samples)
-    seqs = pack(prompts, comps, pad_id)
-    return Batch(
-        seqs, len(examples), n_pairs=len(examples), n_demos=len(demos), n_ref_samples=n_ref
-    )
+    if share_prompt:
+        pairs = pack_shared(
+            [e.prompt_ids for e in examples], [e.completion_ids for e in examples], pad_id
+        )
+        seqs = pairs if not extra_p else cat_rows(pairs, pack(extra_p, extra_c, pad_id))
+    else:
+        prompts = [e.prompt_ids for e in examples] * 2 + extra_p
+        comps = [e.completion_ids[0] for e in examples] + [e.completion_ids[1] for e in examples]
+        seqs = pack(prompts, comps + extra_c, pad_id)
+    return Batch(seqs, n, n_pairs=n, n_demos=len(demos), n_ref_samples=n_ref)
 
 
 def collate_demos(examples: list[Example], pad_id: int) -> Batch:

@@ -69,6 +69,9 @@ class TrainConfig:
     """Maximum tokens of prompt + completion; longer completions are truncated (counted)."""
     add_eos: bool = True
     """Append EOS to completions that do not already end with it."""
+    share_prompt: bool = True
+    """Pairs: compute each prompt once, chosen and rejected after it under a block-causal mask
+    (checked against separate rows at start-up; off if the model's attention ignores it)."""
     group_by_length: bool = True
     """Length-bucketed batches: sort within chunks of --bucket-batches batches to cut padding."""
     bucket_batches: int = 64

@@ -34,9 +34,16 @@ class TrainResult:
     metrics: dict
 
 
+def _length(example, shared: bool) -> int:
+    """Row tokens of an example: prompt + longest completion, or prompt + all (shared)."""
+    if shared and len(example.completion_ids) > 1:
+        return len(example.prompt_ids) + sum(map(len, example.completion_ids))
+    return example.length
+
+
 def _plan(cfg: TrainConfig, data: Encoded, world: int, seed: int, batch_size: int) -> BatchPlan:
     plan = BatchPlan(
-        [e.length for e in data.examples],
+        [_length(e, cfg.share_prompt) for e in data.examples],
         batch_size=batch_size,
         accumulation=cfg.gradient_accumulation_steps,
         world_size=world,
@@ -75,9 +82,10 @@ def _data_info(cfg: TrainConfig, data: Encoded, demos: Encoded | None, plan, tot
 class _Collator:
     """Records of a micro-batch → `Batch` for the method (AIHF: plus this step's demos)."""
 
-    def __init__(self, cfg, data, demos, demo_plan, ref_samples, pad_id) -> None:
+    def __init__(self, cfg, data, demos, demo_plan, ref_samples, pad_id, share_prompt) -> None:
         self.cfg, self.data, self.demos = cfg, data, demos
         self.demo_plan, self.ref_samples, self.pad_id = demo_plan, ref_samples, pad_id
+        self.share_prompt = share_prompt
 
     def __call__(self, step: int, rank: int, indices: list[list[int]]):
         ex = self.data.examples
@@ -93,7 +101,11 @@ class _Collator:
             else:
                 demos = [self.demos.examples[j] for j in demo_idx[a]] if demo_idx else None
                 refs = [self.ref_samples[j] for j in demo_idx[a]] if self.ref_samples else None
-                out.append(collate_pairs(items, pad, demos=demos, ref_samples=refs))
+                out.append(
+                    collate_pairs(
+                        items, pad, demos=demos, ref_samples=refs, share_prompt=self.share_prompt
+                    )
+                )
         return out
 
 
@@ -138,7 +150,10 @@ def _setup(cfg: TrainConfig):
     ref_samples = None
     if demos is not None and cfg.demo_mode == "contrastive":
         ref_samples = _reference_samples(trainer, demos, cfg, out)
-    collate = _Collator(cfg, data, demos, demo_plan, ref_samples, tokenizer.pad_token_id)
+    share = cfg.share_prompt and data.kind == "paired" and trainer.shared_prompt_ok()
+    info["shared_prompt"] = share
+    pad_id = tokenizer.pad_token_id
+    collate = _Collator(cfg, data, demos, demo_plan, ref_samples, pad_id, share)
     if trainer.accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", cfg.to_dict())

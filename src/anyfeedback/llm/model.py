@@ -21,7 +21,7 @@ import copy
 import torch
 
 from anyfeedback.errors import InputError
-from anyfeedback.llm.batching import Packed
+from anyfeedback.llm.packing import Packed
 
 
 def load_tokenizer(cfg):
@@ -97,19 +97,18 @@ def is_lora(model: torch.nn.Module) -> bool:
 
 
 class _GatherBeforeHead:
-    """Forward pre-hook on the LM head: while `index` [R, K] is set, replace the head's input
-    hidden states [R, T, H] by the rows it names, [R, K, H]. Model-specific logit processing
-    after the head (soft-capping, scaling) still runs, so this works for any causal LM."""
+    """Forward pre-hook on the LM head: while `views` = (rows [M], index [M, K]) is set, replace
+    the head's input hidden states [R, T, H] by the positions it names, [M, K, H]. Logit
+    processing after the head (soft-capping, scaling) still runs, so any causal LM works."""
 
     def __init__(self) -> None:
-        self.index: torch.Tensor | None = None
+        self.views: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __call__(self, module, args):
-        if self.index is None:
+        if self.views is None:
             return None
-        hidden = args[0]  # [R, T, H]
-        picked = hidden.gather(1, self.index[..., None].expand(-1, -1, hidden.shape[-1]))
-        return (picked, *args[1:])  # [R, K, H]
+        rows, index = self.views
+        return (args[0][rows[:, None], index], *args[1:])  # [M, K, H]
 
 
 def _inner(model: torch.nn.Module) -> torch.nn.Module:
@@ -137,21 +136,54 @@ def _gather_hook(model: torch.nn.Module) -> _GatherBeforeHead | None:
 
 
 def completion_logits(model: torch.nn.Module, seqs: Packed) -> torch.Tensor:
-    """Logits at the K completion-scoring positions of each row only. Returns [R, K, V].
+    """Logits at the K scoring positions of each view only. Returns [M, K, V].
 
     The LM head runs on the gathered hidden states (see `_GatherBeforeHead`); a model without
     an output-embedding accessor falls back to full logits, then gathers them."""
     hook = _gather_hook(model)
-    kwargs = {"input_ids": seqs.input_ids, "attention_mask": seqs.attention_mask}
+    kwargs = {
+        "input_ids": seqs.input_ids,
+        "attention_mask": seqs.attention_mask,
+        "position_ids": seqs.position_ids,
+        "use_cache": False,
+    }
     if hook is None:
-        logits = model(**kwargs, use_cache=False).logits  # [R, T, V]
-        index = seqs.gather_index[..., None].expand(-1, -1, logits.shape[-1])
-        return logits.gather(1, index)
-    hook.index = seqs.gather_index
+        logits = model(**kwargs).logits  # [R, T, V]
+        return logits[seqs.rows[:, None], seqs.gather_index]
+    hook.views = (seqs.rows, seqs.gather_index)
     try:
-        return model(**kwargs, use_cache=False).logits
+        return model(**kwargs).logits
     finally:
-        hook.index = None
+        hook.views = None
+
+
+def shared_prompt_supported(model: torch.nn.Module, pad_id: int) -> bool:
+    """Does `model` honour the block mask of `pack_shared`? Compares the log-probs of one toy
+    pair packed shared and as separate rows (some attention kernels and recurrent layers ignore
+    custom 4D masks; then the prompt is simply not shared)."""
+    from anyfeedback.llm.packing import pack, pack_shared
+    from anyfeedback.token_stats import sequence_logps
+
+    v = (
+        int(model.get_input_embeddings().weight.shape[0])
+        if hasattr(model, "get_input_embeddings")
+        else 32
+    )
+    prompt, chosen, rejected = [1 % v, 5 % v, 7 % v], [11 % v, 13 % v], [17 % v, 19 % v, 23 % v]
+    device = next(model.parameters()).device
+    shared = pack_shared([prompt], [(chosen, rejected)], pad_id).to(device)
+    separate = pack([prompt, prompt], [chosen, rejected], pad_id).to(device)
+    was = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            a = sequence_logps(completion_logits(model, shared), *shared.kept())
+            b = sequence_logps(completion_logits(model, separate), *separate.kept())
+    except Exception:  # noqa: BLE001  (any kernel that rejects the mask means "not supported")
+        return False
+    finally:
+        model.train(was)
+    return bool(torch.allclose(a, b, atol=1e-3, rtol=1e-3))
 
 
 @contextlib.contextmanager

@@ -16,8 +16,9 @@ from collections.abc import Callable
 
 import torch
 
-from anyfeedback.llm.batching import Batch, Packed, cat_rows
+from anyfeedback.llm.batching import Batch
 from anyfeedback.llm.model import Reference, completion_logits
+from anyfeedback.llm.packing import Packed, cat_rows
 from anyfeedback.losses import (
     aihf_dpo_loss,
     dpo_loss,

@@ -100,6 +100,15 @@ class Trainer:
         if resume_from is not None:
             self.state = ckpt.load_training_state(resume_from, self.optimizer, self.scheduler)
 
+    def shared_prompt_ok(self) -> bool:
+        """Can pairs share their prompt in one row with this model (see `pack_shared`)?"""
+        from anyfeedback.llm.model import shared_prompt_supported
+
+        ok = shared_prompt_supported(self.policy, self.tokenizer.pad_token_id)
+        if not ok and self.accelerator.is_main_process:
+            print("share_prompt: the model's attention ignores block masks; pairs use two rows")
+        return ok
+
     @property
     def step(self) -> int:
         """Optimizer steps taken so far."""
