@@ -24,7 +24,7 @@ class OnlineConfig:
     model: str = ""
     """Start model: name or directory (Hugging Face format)."""
     prompts: str = ""
-    """Prompt source: any feedback file/dir/Hub id (its prompts are used), or 'demo'."""
+    """Prompts: a feedback file/dir/Hub id (its prompts), 'lmsys:<file or id>', or 'demo'."""
     reward: str = "sentiment"
     """Reward: 'sentiment' (VADER), 'module:function', or a sequence-classification model."""
     out: str = "runs/online"

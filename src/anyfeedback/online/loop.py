@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from anyfeedback.errors import InputError
-from anyfeedback.feedback import load_feedback
 from anyfeedback.llm.checkpoint import latest_checkpoint
 from anyfeedback.llm.trainer import Trainer
 from anyfeedback.online.config import OnlineConfig
 from anyfeedback.online.generate import sample_completions
+from anyfeedback.online.prompts import load_prompt_source
 from anyfeedback.online.steps import (
     CollapseDetector,
     Evaluation,
@@ -51,19 +51,8 @@ class OnlineResult:
 
 
 def load_prompts(cfg: OnlineConfig) -> tuple[list, list]:
-    """(training prompts, held-out prompts): distinct prompts of the source, the last
-    `eval_prompts` held out."""
-    if cfg.prompts == "demo":
-        from anyfeedback.demo.corpus import demo_prompts
-
-        prompts = demo_prompts(2000, seed=1)
-    else:
-        prompts = load_feedback(cfg.prompts).prompts
-    seen, unique = set(), []
-    for p in prompts:
-        if str(p) not in seen:
-            seen.add(str(p))
-            unique.append(p)
+    """(training prompts, held-out prompts): the last `eval_prompts` distinct prompts held out."""
+    unique = load_prompt_source(cfg.prompts)
     if len(unique) <= cfg.eval_prompts:
         raise InputError(f"{len(unique)} distinct prompts: need more than --eval-prompts "
                          f"({cfg.eval_prompts})", source=cfg.prompts)  # fmt: skip
