@@ -104,33 +104,48 @@ def record_tokens(model_dir: Path, data: Path) -> int:
     )
 
 
-def _result(name: str, intervals: list[float], steps: int, tokens: int) -> dict:
-    s_step = statistics.mean(intervals[WARMUP:])
+def _stamp() -> tuple[float, float]:
+    """(wall clock, CPU time of this process) at a step end."""
+    return time.perf_counter(), time.process_time()
+
+
+def _result(name: str, stamps: list[tuple[float, float]], steps: int, tokens: int) -> dict:
+    """Mean wall and CPU seconds per step between step ends, after WARMUP steps."""
+    walls = [b[0] - a[0] for a, b in zip(stamps, stamps[1:], strict=False)][WARMUP:]
+    cpus = [b[1] - a[1] for a, b in zip(stamps, stamps[1:], strict=False)][WARMUP:]
+    s_step, cpu_step = statistics.mean(walls), statistics.mean(cpus)
     return {
         "run": name,
         "steps": steps,
         "s_per_step": s_step,
+        "cpu_s_per_step": cpu_step,
         "samples_per_s": BATCH / s_step,
+        "samples_per_cpu_s": BATCH / cpu_step,
         "tokens_per_s": tokens / steps / s_step,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
 def run_ours(method: str, paths: dict, steps: int, tokens: int) -> dict:
-    from anyfeedback.llm import TrainConfig, train
-    from anyfeedback.runs import read_metrics
+    from anyfeedback.llm import TrainConfig, fit, train
 
+    stamps = []
+
+    class StampedLog(fit.MetricsLog):  # the metrics line is written right after each step
+        def log(self, step, **metrics):
+            stamps.append(_stamp())
+            super().log(step, **metrics)
+
+    fit.MetricsLog = StampedLog
     data = paths["unpaired" if method == "pmpo" else "paired"]
-    out = WORK / f"run-{method}"
     beta = 0.5 if method == "pmpo" else 0.1
     cfg = TrainConfig(
-        model=str(paths["model"]), data=str(data), method=method, out=str(out), beta=beta,
-        batch_size=BATCH, max_length=MAX_LENGTH, max_steps=steps, learning_rate=1e-5,
+        model=str(paths["model"]), data=str(data), method=method, out=str(WORK / f"run-{method}"),
+        beta=beta, batch_size=BATCH, max_length=MAX_LENGTH, max_steps=steps, learning_rate=1e-5,
         save_steps=0, progress=False, seed=0,
     )  # fmt: skip
     train(cfg)
-    times = [r["time"] for r in read_metrics(out / "metrics.jsonl")]
-    return _result(method, [b - a for a, b in zip(times, times[1:], strict=False)], steps, tokens)
+    return _result(method, stamps, steps, tokens)
 
 
 def run_trl(kind: str, paths: dict, steps: int, tokens: int) -> dict:
@@ -139,10 +154,10 @@ def run_trl(kind: str, paths: dict, steps: int, tokens: int) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
     class StepTimer(TrainerCallback):
-        ends: list[float] = []
+        ends: list[tuple[float, float]] = []
 
         def on_step_end(self, args, state, control, **kwargs):
-            self.ends.append(time.perf_counter())
+            self.ends.append(_stamp())
 
     data = paths["unpaired" if kind == "trl-kto" else "paired"]
     rows = [json.loads(x) for x in data.read_text().splitlines()]
@@ -169,8 +184,7 @@ def run_trl(kind: str, paths: dict, steps: int, tokens: int) -> dict:
         processing_class=tok, callbacks=[timer],
     )  # fmt: skip
     trainer.train()
-    ends = timer.ends
-    return _result(kind, [b - a for a, b in zip(ends, ends[1:], strict=False)], steps, tokens)
+    return _result(kind, timer.ends, steps, tokens)
 
 
 def run_minimal(paths: dict, steps: int, tokens: int) -> dict:
@@ -213,8 +227,8 @@ def run_minimal(paths: dict, steps: int, tokens: int) -> dict:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        ends.append(time.perf_counter())
-    return _result("minimal", [b - a for a, b in zip(ends, ends[1:], strict=False)], steps, tokens)
+        ends.append(_stamp())
+    return _result("minimal", ends, steps, tokens)
 
 
 def child(name: str, steps: int) -> None:
@@ -245,12 +259,15 @@ def _spawn(name: str, steps: int) -> dict:
 
 
 def _table(summary: dict) -> str:
-    rows = ["| run | s/step | samples/s | tokens/s | peak RSS (MiB) |", "|---|---|---|---|---|"]
+    rows = [
+        "| run | s/step (wall) | s/step (CPU) | samples/s | tokens/s | peak RSS (MiB) |",
+        "|---|---|---|---|---|---|",
+    ]
     for name in RUNS:
         s = summary[name]
         rows.append(
-            f"| {name} | {s['s_per_step']:.3f} | {s['samples_per_s']:.1f} | "
-            f"{s['tokens_per_s']:.0f} | {s['peak_rss_mib']:.0f} |"
+            f"| {name} | {s['s_per_step']:.3f} | {s['cpu_s_per_step']:.3f} | "
+            f"{s['samples_per_s']:.1f} | {s['tokens_per_s']:.0f} | {s['peak_rss_mib']:.0f} |"
         )
     return "\n".join(rows)
 
@@ -276,8 +293,11 @@ def main() -> None:
     }
     ratio_defs = {
         "pmpo_vs_trl_kto_samples_per_s": ("pmpo", "trl-kto", "samples_per_s"),
+        "pmpo_vs_trl_kto_samples_per_cpu_s": ("pmpo", "trl-kto", "samples_per_cpu_s"),
         "dpo_vs_trl_dpo_samples_per_s": ("dpo", "trl-dpo", "samples_per_s"),
+        "dpo_vs_trl_dpo_samples_per_cpu_s": ("dpo", "trl-dpo", "samples_per_cpu_s"),
         "pmpo_step_vs_minimal_loop": ("pmpo", "minimal", "s_per_step"),
+        "pmpo_cpu_step_vs_minimal_loop": ("pmpo", "minimal", "cpu_s_per_step"),
         "pmpo_vs_trl_kto_peak_rss": ("pmpo", "trl-kto", "peak_rss_mib"),
         "dpo_vs_trl_dpo_peak_rss": ("dpo", "trl-dpo", "peak_rss_mib"),
     }
