@@ -188,7 +188,7 @@ class BanditConfig:
             out = {
                 "epsilon": float(opts.get("epsilon", 0.5)),
                 "epsilon_mean": float(opts.get("epsilon_mean", 0.02)),
-                "epsilon_cov": float(opts.get("epsilon_cov", 0.002)),
+                "epsilon_cov": float(opts.get("epsilon_cov", 0.01)),
                 "lr": _lr(spec, opts.get("lr")),
             }
             try:

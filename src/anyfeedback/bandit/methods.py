@@ -245,13 +245,14 @@ class MPO:
     """MPO on the bandit (BASELINES §MPO, choice: no state, Q = −f): E-step softmax(Q/η) with η
     solved exactly per iteration (the dual of Eq. 9 by bisection; Q's scale shrinks by orders of
     magnitude as a run converges), M-step = weighted ML under the decoupled KL Lagrangian with
-    persistent duals α_μ, α_Σ (Acme: softplus(raw) + 1e-8, raw init 1 and 10, Adam)."""
+    persistent duals α_μ, α_Σ (Acme: softplus(raw) + 1e-8, raw init 1 and 10, Adam), stepped
+    once per iteration on the realised KLs."""
 
     epsilon: float
     epsilon_mean: float
     epsilon_cov: float
     rows: slice
-    dual_lr: float = 1e-2
+    dual_lr: float = 0.3  # Adam on the raw duals, one step per iteration
     lr: float | None = None
     gradient: bool = True
 
@@ -262,6 +263,9 @@ class MPO:
         self.dual_opt = torch.optim.Adam([self.raw_duals], lr=self.dual_lr)
         self.weights = None
         self.kl_uniform_sum = torch.zeros(r, dtype=torch.float64)
+        self.iterations = 0
+        self.kl_mean_ema = torch.ones(r, dtype=torch.float64)
+        self.kl_cov_ema = torch.ones(r, dtype=torch.float64)
 
     def prepare(self, fb: Feedback) -> None:
         q = -fb.f_sorted.unsqueeze(-1)  # Q = −f  [r, K, 1]
@@ -272,8 +276,8 @@ class MPO:
     def loss(self, stats: StatsView, fb: Feedback):
         logps = (stats.logps_mu + stats.logps_cov).unsqueeze(-1)  # [r, K, 1]
         nll = weighted_nll(self.weights, logps)  # [r]
-        duals = dual_value(self.raw_duals)  # [r, 2]
-        penalty, dual_loss = decoupled_kl_lagrangian(
+        duals = dual_value(self.raw_duals).detach()  # [r, 2]
+        penalty, _ = decoupled_kl_lagrangian(
             stats.kl_mu,
             stats.kl_cov,
             duals[:, 0],
@@ -281,21 +285,40 @@ class MPO:
             epsilon_mean=self.epsilon_mean,
             epsilon_std=self.epsilon_cov,
         )
-        return (nll + penalty).sum() + dual_loss.sum()
+        return (nll + penalty).sum()
 
-    def after_backward(self) -> None:
+    def end_iteration(self, local, ref_local, ok=None) -> None:
+        """One dual step per iteration on L_α with the *realised* KL_μ, KL_Σ of the update (the
+        KL to the per-iteration reference starts at 0 at every step's origin, so stepping the
+        duals inside the iteration would hold the average, not the final, KL at ε)."""
+        kl_mu = local.with_scale_of(ref_local).kl_from(ref_local)
+        kl_cov = local.with_mean_of(ref_local).kl_from(ref_local)
+        rate = 0.02 if self.iterations else 1.0  # EMA of KL/ε: the steady state, not warm-up
+        self.kl_mean_ema += rate * (kl_mu / self.epsilon_mean - self.kl_mean_ema)
+        self.kl_cov_ema += rate * (kl_cov / self.epsilon_cov - self.kl_cov_ema)
+        self.iterations += 1
+        with torch.enable_grad():
+            duals = dual_value(self.raw_duals)
+            _, dual_loss = decoupled_kl_lagrangian(
+                kl_mu,
+                kl_cov,
+                duals[:, 0],
+                duals[:, 1],
+                epsilon_mean=self.epsilon_mean,
+                epsilon_std=self.epsilon_cov,
+            )
+            dual_loss.sum().backward()
         self.dual_opt.step()
         self.dual_opt.zero_grad(set_to_none=True)
         with torch.no_grad():
             self.raw_duals.clamp_(min=RAW_DUAL_MIN)
 
-    def end_iteration(self, local, ref_local, ok=None) -> None:
-        pass
-
     def diagnostics(self, iterations: int) -> dict[str, torch.Tensor]:
         duals = dual_value(self.raw_duals.detach())
         return {
             "kl_q_uniform": self.kl_uniform_sum / max(iterations, 1),
+            "kl_mean_over_eps": self.kl_mean_ema.clone(),
+            "kl_cov_over_eps": self.kl_cov_ema.clone(),
             "alpha_mean_final": duals[:, 0],
             "alpha_cov_final": duals[:, 1],
         }

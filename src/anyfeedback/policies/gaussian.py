@@ -125,6 +125,15 @@ class GaussianPolicy:
             return GaussianPolicy(mean, self.scale * local.scale)
         return GaussianPolicy(mean, self.scale_tril @ local.scale_tril)
 
+    def relative_to(self, frame: GaussianPolicy) -> GaussianPolicy:
+        """This policy in `frame`'s standardized coordinates (the inverse of `frame.compose`):
+        N(L_f⁻¹(μ − μ_f), L_f⁻¹ L)."""
+        mean = frame.standardize(self.mean.unsqueeze(-2)).squeeze(-2)
+        if frame.diagonal and self.diagonal:
+            return GaussianPolicy(mean, self.scale / frame.scale)
+        lt = torch.linalg.solve_triangular(frame.scale_tril, self.scale_tril, upper=False)
+        return GaussianPolicy(mean, lt)
+
     # ---- densities ----------------------------------------------------------------------------
     def log_prob(self, y: torch.Tensor) -> torch.Tensor:
         """log N(y; μ, Σ) = −½‖L⁻¹(y−μ)‖² − ln det L − (D/2) ln 2π. y [..., N, D] -> [..., N]."""
