@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from anyfeedback.errors import InputError
+from anyfeedback.feedback import Demonstration, FeedbackDataset, Paired, Unpaired
 from anyfeedback.llm.batching import (
     BatchPlan,
     cat_rows,
@@ -14,8 +15,8 @@ from anyfeedback.llm.batching import (
     pack,
     pack_shared,
 )
-from anyfeedback.llm.data import Example, encode_records, encode_texts, records_for_method
-from anyfeedback.llm.records import Demo, Pair, Unpaired, load_records
+from anyfeedback.llm.data import Example, encode_records, encode_texts
+from anyfeedback.llm.records import for_method, load_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -53,7 +54,10 @@ def test_chat_records_use_the_template_and_split_at_the_generation_prompt(tok):
 
 
 def test_truncation_is_counted_and_a_too_long_prompt_is_an_input_error(tok):
-    recs = [Demo("the cat saw a red box", " it was good and kind" * 5), Demo("a dog", " ok.")]
+    recs = [
+        Demonstration("the cat saw a red box", " it was good and kind" * 5),
+        Demonstration("a dog", " ok."),
+    ]
     enc = encode_records(tok, recs, "demonstration", max_length=12)
     assert enc.n_truncated == 1
     assert all(e.length <= 12 for e in enc.examples)
@@ -62,31 +66,37 @@ def test_truncation_is_counted_and_a_too_long_prompt_is_an_input_error(tok):
 
 
 def test_record_kinds_per_method():
-    pair = Pair("p", "good", "bad")
-    kind, recs = records_for_method("pmpo", "paired", [pair], "f")
-    assert kind == "unpaired" and [r.label for r in recs] == [True, False]
-    assert records_for_method("kto", "paired", [pair], "f")[1][1] == Unpaired("p", "bad", False)
-    assert records_for_method("sft", "paired", [pair], "f")[1] == [Demo("p", "good")]
-    unpaired = [Unpaired("p", "a", True), Unpaired("p", "b", False)]
-    assert records_for_method("sft", "unpaired", unpaired, "f")[1] == [Demo("p", "a")]
-    assert records_for_method("pmpo", "demonstration", [Demo("p", "a")], "f")[1][0].label
+    def ds(kind, *records):
+        return FeedbackDataset(kind, list(records), "f")
+
+    def fields(d):
+        return [(r.prompt, getattr(r, "completion", None), getattr(r, "label", None)) for r in d]
+
+    pairs = ds("paired", Paired("p", "good", "bad"))
+    pmpo = for_method("pmpo", pairs)
+    assert pmpo.kind == "unpaired" and fields(pmpo) == [("p", "good", True), ("p", "bad", False)]
+    assert fields(for_method("kto", pairs)) == fields(pmpo)
+    assert fields(for_method("sft", pairs)) == [("p", "good", None)]
+    unpaired = ds("unpaired", Unpaired("p", "a", True), Unpaired("p", "b", False))
+    assert fields(for_method("sft", unpaired)) == [("p", "a", None)]
+    assert for_method("pmpo", ds("demonstration", Demonstration("p", "a"))).records[0].label
     for method in ("dpo", "ipo", "aihf-dpo"):
         with pytest.raises(InputError, match="paired"):
-            records_for_method(method, "unpaired", unpaired, "f")
+            for_method(method, unpaired)
     with pytest.raises(InputError, match="labels"):
-        records_for_method("kto", "demonstration", [Demo("p", "a")], "f")
+        for_method("kto", ds("demonstration", Demonstration("p", "a")))
     with pytest.raises(InputError, match="prompt-only"):
-        records_for_method("pmpo", "prompt-only", [], "f")
+        for_method("pmpo", ds("prompt-only"))
     with pytest.raises(InputError, match="accepted"):
-        records_for_method("sft", "unpaired", [Unpaired("p", "b", False)], "f")
+        for_method("sft", ds("unpaired", Unpaired("p", "b", False)))
 
 
-def test_load_records_infers_kinds(feedback_files):
-    assert load_records(str(feedback_files["paired"]))[0] == "paired"
-    assert load_records(str(feedback_files["unpaired"]))[0] == "unpaired"
-    assert load_records(str(feedback_files["demos"]))[0] == "demonstration"
-    with pytest.raises(InputError, match="empty"):
-        load_records(str(feedback_files["empty"]))
+def test_load_dataset_detects_kinds(feedback_files):
+    assert load_dataset(str(feedback_files["paired"])).kind == "paired"
+    assert load_dataset(str(feedback_files["unpaired"])).kind == "unpaired"
+    assert load_dataset(str(feedback_files["demos"])).kind == "demonstration"
+    with pytest.raises(InputError, match="empty|no records"):
+        load_dataset(str(feedback_files["empty"]))
 
 
 def test_pack_right_pads_and_gathers_only_completion_scoring_positions():

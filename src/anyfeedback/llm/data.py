@@ -6,13 +6,7 @@ messages (the tokenizer's chat template: the prompt rendered with the generation
 completion = the rest of the rendered conversation). Prompt and completion are tokenised
 separately, so the boundary is exact and only completion tokens are scored.
 
-Which record kinds each method takes (anything else is an InputError before training):
-  pmpo      unpaired (native), paired (unpaired: chosen accepted, rejected rejected),
-            demonstrations (accepted)
-  kto       unpaired, paired (unpaired)
-  dpo, ipo  paired
-  aihf-dpo  paired (+ demonstrations from --demo-data)
-  sft       demonstrations, the accepted side of unpaired, the chosen side of paired
+Which record kinds each method takes: `anyfeedback.llm.records.for_method`.
 """
 
 from __future__ import annotations
@@ -21,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from anyfeedback.errors import InputError
-from anyfeedback.llm.records import Demo, Pair, Unpaired, load_records
+from anyfeedback.llm.records import Unpaired, for_method, load_dataset
 
 Text = str | list[dict[str, Any]]
 
@@ -37,7 +31,7 @@ class Example:
 
     @property
     def length(self) -> int:
-        """Tokens in the aligned layout: prompt + longest completion."""
+        """Row tokens of one sequence per row: prompt + longest completion."""
         return len(self.prompt_ids) + max(len(c) for c in self.completion_ids)
 
 
@@ -49,49 +43,6 @@ class Encoded:
     kind: str  # "unpaired" | "paired" | "demonstration" (after the method's conversion)
     n_truncated: int
     n_sequences: int
-
-
-def records_for_method(method: str, kind: str, records: list, source: str) -> tuple[str, list]:
-    """Convert records of `kind` to what `method` trains on, or raise a one-line InputError."""
-    if kind == "prompt-only":
-        raise InputError(
-            f"prompt-only data has no completions to learn from; '{method}' needs labelled "
-            "completions (use the online loop to sample and label them)",
-            source=source,
-        )
-    if method in ("dpo", "ipo", "aihf-dpo"):
-        if kind != "paired":
-            raise InputError(
-                f"{method} needs paired preferences {{prompt, chosen, rejected}}, got {kind} "
-                "records (use --method pmpo or kto for unpaired labels, sft for demonstrations)",
-                source=source,
-            )
-        return "paired", records
-    if method == "sft":
-        if kind == "unpaired":
-            records = [Demo(r.prompt, r.completion) for r in records if r.label]
-            if not records:
-                raise InputError(
-                    "sft needs accepted completions; none are labelled accepted", source=source
-                )
-        elif kind == "paired":
-            records = [Demo(r.prompt, r.chosen) for r in records]
-        return "demonstration", records
-    if kind == "paired":
-        records = [
-            u
-            for r in records
-            for u in (Unpaired(r.prompt, r.chosen, True), Unpaired(r.prompt, r.rejected, False))
-        ]
-    elif kind == "demonstration":
-        if method == "kto":
-            raise InputError(
-                "kto needs desirable and undesirable labels; demonstrations carry none "
-                "(use --method sft or pmpo)",
-                source=source,
-            )
-        records = [Unpaired(r.prompt, r.completion, True) for r in records]
-    return "unpaired", records
 
 
 def _as_messages(text: Text, role: str) -> list[dict[str, Any]]:
@@ -209,14 +160,18 @@ def encode_records(
 
 def load_training_data(tokenizer, cfg) -> tuple[Encoded, Encoded | None]:
     """Load, check and tokenise --data (and --demo-data for aihf-dpo) for `cfg.method`."""
-    kind, records = load_records(cfg.data, cfg.data_kind)
-    kind, records = records_for_method(cfg.method, kind, records, cfg.data)
-    if cfg.method == "kto" and len(records) < 2:
+    ds = for_method(cfg.method, load_dataset(cfg.data, cfg.data_kind))
+    if cfg.method == "kto" and len(ds) < 2:
         raise InputError(
             "kto needs at least 2 records (its reference point pairs them)", source=cfg.data
         )
     data = encode_records(
-        tokenizer, records, kind, max_length=cfg.max_length, add_eos=cfg.add_eos, source=cfg.data
+        tokenizer,
+        ds.records,
+        ds.kind,
+        max_length=cfg.max_length,
+        add_eos=cfg.add_eos,
+        source=cfg.data,
     )
     demos = None
     if cfg.method == "aihf-dpo" and cfg.demo_weight > 0:
@@ -224,14 +179,14 @@ def load_training_data(tokenizer, cfg) -> tuple[Encoded, Encoded | None]:
             raise InputError(
                 "aihf-dpo needs --demo-data (or --demo-weight 0, which is DPO)", source="config"
             )
-        demo_kind, demo_records = load_records(cfg.demo_data, "demonstration")
-        if demo_kind != "demonstration":
+        demo_ds = load_dataset(cfg.demo_data)
+        if demo_ds.kind != "demonstration":
             raise InputError(
-                f"--demo-data must hold demonstrations, got {demo_kind}", source=cfg.demo_data
+                f"--demo-data must hold demonstrations, got {demo_ds.kind}", source=cfg.demo_data
             )
         demos = encode_records(
             tokenizer,
-            demo_records,
+            demo_ds.records,
             "demonstration",
             max_length=cfg.max_length,
             add_eos=cfg.add_eos,
@@ -256,14 +211,4 @@ def unpaired_examples(
     ).examples
 
 
-__all__ = [
-    "Demo",
-    "Encoded",
-    "Example",
-    "Pair",
-    "Unpaired",
-    "encode_records",
-    "load_training_data",
-    "records_for_method",
-    "unpaired_examples",
-]
+__all__ = ["Encoded", "Example", "encode_records", "load_training_data", "unpaired_examples"]

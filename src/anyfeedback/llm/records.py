@@ -1,153 +1,80 @@
-"""Adapter from the feedback data model (`anyfeedback.feedback`) to the trainer's three record
-shapes. Text is a string or a list of {"role", "content"} messages.
+"""Feedback data for the trainer: loading through `anyfeedback.feedback` and the record kinds each
+method takes (anything else is a one-line InputError before training).
 
-  Unpaired(prompt, completion, label)   label True = accepted, False = rejected
-  Pair(prompt, chosen, rejected)
-  Demo(prompt, completion)
+  pmpo      unpaired (native: accepted-only, rejected-only or both), paired (unpaired: chosen
+            accepted, rejected rejected), demonstrations (accepted)
+  kto       unpaired, paired (unpaired)
+  dpo, ipo  paired
+  aihf-dpo  paired (+ demonstrations from --demo-data)
+  sft       demonstrations, the accepted side of unpaired, the chosen side of paired
 
-`load_records(source, kind)` uses `anyfeedback.feedback.load_feedback` when that package provides
-it and converts its records by field name; otherwise it reads JSON / JSONL files itself, inferring
-the kind from the keys of the first record.
+Records are the feedback package's dataclasses (`Unpaired`, `Paired`, `Demonstration`); text is a
+string or a list of {"role", "content"} messages.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any, NamedTuple
-
 from anyfeedback.errors import InputError
+from anyfeedback.feedback import (
+    Demonstration,
+    FeedbackDataset,
+    Paired,
+    Unpaired,
+    demos_from,
+    load_feedback,
+    pairs_to_unpaired,
+)
 
-KINDS = ("unpaired", "paired", "demonstration", "prompt-only")
-
-
-class Unpaired(NamedTuple):
-    prompt: Any
-    completion: Any
-    label: bool
-
-
-class Pair(NamedTuple):
-    prompt: Any
-    chosen: Any
-    rejected: Any
+__all__ = ["Demonstration", "Paired", "Unpaired", "for_method", "load_dataset", "load_records"]
 
 
-class Demo(NamedTuple):
-    prompt: Any
-    completion: Any
-
-
-class PromptOnly(NamedTuple):
-    prompt: Any
-
-
-def _get(record: Any, name: str) -> Any:
-    return record[name] if isinstance(record, dict) else getattr(record, name)
-
-
-def _has(record: Any, name: str) -> bool:
-    if isinstance(record, dict):
-        return name in record
-    return hasattr(record, name)
-
-
-def infer_kind(record: Any) -> str:
-    """The kind of one record from its fields."""
-    if _has(record, "chosen") and _has(record, "rejected"):
-        return "paired"
-    if _has(record, "completion") and _has(record, "label"):
-        return "unpaired"
-    if _has(record, "completion"):
-        return "demonstration"
-    if _has(record, "prompt"):
-        return "prompt-only"
-    raise InputError("cannot tell the record kind from its fields", record=0)
-
-
-def _label(value: Any, index: int, source: str) -> bool:
-    if isinstance(value, bool) or value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.lower() in ("accepted", "rejected", "true", "false"):
-        return value.lower() in ("accepted", "true")
-    raise InputError(f"label must be a boolean, got {value!r}", source=source, record=index)
-
-
-def convert(records: list[Any], kind: str, source: str) -> list[NamedTuple]:
-    """Records (dicts or objects with the fields) → the NamedTuples above."""
-    out: list[NamedTuple] = []
-    for i, r in enumerate(records):
-        try:
-            if kind == "paired":
-                out.append(Pair(_get(r, "prompt"), _get(r, "chosen"), _get(r, "rejected")))
-            elif kind == "unpaired":
-                label = _label(_get(r, "label"), i, source)
-                out.append(Unpaired(_get(r, "prompt"), _get(r, "completion"), label))
-            elif kind == "demonstration":
-                out.append(Demo(_get(r, "prompt"), _get(r, "completion")))
-            else:
-                out.append(PromptOnly(_get(r, "prompt")))
-        except (KeyError, AttributeError) as err:
-            raise InputError(
-                f"missing field {err} for {kind} records", source=source, record=i
-            ) from None
-    return out
-
-
-def _read_json_records(path: Path) -> list[dict]:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise InputError(
-                f"invalid JSON: {err.msg}", source=str(path), line=err.lineno
-            ) from None
-        return data if isinstance(data, list) else data.get("records", [])
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise InputError(f"invalid JSON: {err.msg}", source=str(path), line=n) from None
-    return rows
-
-
-def _fallback_load(source: str, kind: str | None) -> tuple[str, list[Any]]:
-    path = Path(source)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in (".jsonl", ".json"))
-        rows = [r for p in files for r in _read_json_records(p)]
-    elif path.is_file():
-        rows = _read_json_records(path)
-    else:
-        raise InputError("no such file or directory", source=source)
-    if not rows:
+def load_dataset(source: str, kind: str | None = None) -> FeedbackDataset:
+    """Validated records of a feedback file, directory or dataset id; empty data is an error."""
+    ds = load_feedback(source, kind=kind)
+    if len(ds) == 0:
         raise InputError("the dataset is empty (no records)", source=source)
-    return kind or infer_kind(rows[0]), rows
+    return ds
 
 
-def _feedback_loader():
-    try:
-        from anyfeedback import feedback
-    except ImportError:
-        return None
-    return getattr(feedback, "load_feedback", None)
+def for_method(method: str, ds: FeedbackDataset) -> FeedbackDataset:
+    """`ds` converted to what `method` trains on: unpaired, paired or demonstration records."""
+    source = ds.source
+    if ds.kind == "prompt-only":
+        raise InputError(
+            f"prompt-only data has no completions to learn from; '{method}' needs labelled "
+            "completions (use the online loop to sample and label them)",
+            source=source,
+        )
+    if method in ("dpo", "ipo", "aihf-dpo"):
+        if ds.kind != "paired":
+            raise InputError(
+                f"{method} needs paired preferences {{prompt, chosen, rejected}}, got {ds.kind} "
+                "records (use --method pmpo or kto for unpaired labels, sft for demonstrations)",
+                source=source,
+            )
+        return ds
+    if method == "sft":
+        demos = demos_from(ds)
+        if len(demos) == 0:
+            raise InputError(
+                "sft needs accepted completions; none are labelled accepted", source=source
+            )
+        return demos
+    if ds.kind == "paired":
+        return pairs_to_unpaired(ds)
+    if ds.kind == "demonstration":
+        if method == "kto":
+            raise InputError(
+                "kto needs desirable and undesirable labels; demonstrations carry none "
+                "(use --method sft or pmpo)",
+                source=source,
+            )
+        accepted = [Unpaired(r.prompt, r.completion, True) for r in ds.records]
+        return FeedbackDataset("unpaired", accepted, source)
+    return ds
 
 
-def load_records(source: str, kind: str | None = None) -> tuple[str, list[NamedTuple]]:
-    """(kind, records) of a feedback file, directory or dataset id; empty data is an error."""
-    if kind is not None and kind not in KINDS:
-        raise InputError(f"unknown record kind {kind!r}; one of {', '.join(KINDS)}", source=source)
-    loader = _feedback_loader()
-    if loader is None:
-        kind, rows = _fallback_load(source, kind)
-    else:
-        dataset = loader(source, kind=kind)
-        rows = list(getattr(dataset, "records", dataset))
-        kind = str(getattr(dataset, "kind", None) or (infer_kind(rows[0]) if rows else kind))
-        kind = kind.replace("_", "-")
-    if not rows:
-        raise InputError("the dataset is empty (no records)", source=source)
-    return kind, convert(rows, kind, source)
+def load_records(source: str, kind: str | None = None) -> tuple[str, list]:
+    """(kind, records) of a feedback source (`load_dataset` as a tuple)."""
+    ds = load_dataset(source, kind)
+    return ds.kind, ds.records
