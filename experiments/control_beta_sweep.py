@@ -45,7 +45,9 @@ def summarise(out: Path) -> dict:
                           "final_return": sum(ev[-2:]) / len(ev[-2:]) if ev else None,
                           "eval_returns": ev,
                           "final_std": tr[-1]["std"] if tr else None,
-                          "min_std": min(r["std"] for r in tr) if tr else None}  # fmt: skip
+                          "min_std": min(r["std"] for r in tr) if tr else None,
+                          "final_logp_rejected": tr[-1]["logp_rejected"] if tr else None,
+                          "final_kl_mean": tr[-1]["kl_mean"] if tr else None}  # fmt: skip
     atomic_write_json(out / "sweep.json", result)
     return result
 
@@ -89,6 +91,7 @@ def main() -> None:
     p.add_argument("--action-repeat", type=int, default=4)
     p.add_argument("--target-period", type=int, default=25, help="learner steps per π_ref copy")
     p.add_argument("--out", default="results/control/beta_sweep_cartpole_swingup")
+    p.add_argument("--eval-every", type=int, default=5000)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--plot-only", action="store_true")
     args = p.parse_args()
@@ -99,7 +102,7 @@ def main() -> None:
         cfg = ControlConfig(domain=args.domain, task=args.task, method="pmpo", steps=args.steps,
                             action_repeat=args.action_repeat, target_period=args.target_period,
                         out=str(out), resume=args.resume,
-                            eval_every=10_000, progress=False)  # fmt: skip
+                            eval_every=args.eval_every, progress=False)  # fmt: skip
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # β < 1 − α is part of the sweep on purpose
             run(cfg, members())
