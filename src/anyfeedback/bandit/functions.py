@@ -14,7 +14,8 @@ follow Hansen et al. (2003) / pycma's `cma.ff`, which PMPO cites:
   rastrigin    10d + Σ y_i² − 10 cos(2π y_i)                     optimum y = 0
   ackley       −20 exp(−0.2 √(mean y²)) − exp(mean cos 2πy) + 20 + e   optimum y = 0
 
-A user function `module:callable` takes [N, d] and returns [N]; it is checked for shape and
+A user function `module:callable` (an importable module, searched in the working directory too,
+or `path/to/file.py:callable`) takes [N, d] and returns [N]; it is checked for shape and
 finiteness where it is first evaluated (a clear `InputError`, not a crash inside the loop).
 Each function carries its initial box (the first mean is drawn uniformly in it, per seed) and
 σ₀ = ¼ of the box width (BASELINES §CMA-ES: sigma0 ¼–⅓ of the search range).
@@ -23,9 +24,13 @@ Each function carries its initial box (the first mean is drawn uniformly in it, 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import math
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -116,7 +121,16 @@ def _load_user_function(spec: str) -> Callable[[np.ndarray], np.ndarray]:
     if not module_name or not attr:
         raise InputError(f"expected 'module:callable', got {spec!r}", field="function")
     try:
-        module = importlib.import_module(module_name)
+        if module_name.endswith(".py"):  # path/to/file.py:callable
+            location = importlib.util.spec_from_file_location(Path(module_name).stem, module_name)
+            if location is None or not Path(module_name).is_file():
+                raise ImportError(f"no file {module_name}")
+            module = importlib.util.module_from_spec(location)
+            location.loader.exec_module(module)
+        else:  # an importable module; the working directory is searched too (like `python -m`)
+            if os.getcwd() not in sys.path and "" not in sys.path:
+                sys.path.append(os.getcwd())
+            module = importlib.import_module(module_name)
     except ImportError as err:
         raise InputError(f"cannot import module {module_name!r}: {err}", field="function") from err
     obj = module

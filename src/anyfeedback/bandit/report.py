@@ -89,7 +89,7 @@ def assemble_results(cfg, rows, engine_out, cma_runs, seconds: float) -> dict:
             )
             if engine_out.diverged_at[i] >= 0:
                 rec["diverged"] = True
-                at = int(engine_out.diverged_at[i]) * cfg.samples
+                at = (int(engine_out.diverged_at[i]) + 1) * cfg.samples  # samples seen
                 rec["divergence"] = {"reason": engine_out.reason[i], "evals": at}
             rec["diagnostics"] = {
                 k: _num(v[i]) for k, v in engine_out.diagnostics.items() if np.isfinite(v[i])

@@ -176,8 +176,7 @@ def plot_heatmap(results: dict, path: str | Path) -> Path:
             text += f"\n{c['diverged']}/{len(c['final_f_mean'])} div"
         labels[i][j] = text
     fig, ax = plt.subplots(figsize=(1.0 + 1.05 * len(betas), 0.9 + 0.75 * len(alphas)))
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("#b2182b")  # diverged (median = +inf)
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#b2182b")  # red: diverged (median +inf)
     im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, aspect="auto")
     for i in range(len(alphas)):
         for j in range(len(betas)):
