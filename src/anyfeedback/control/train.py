@@ -175,10 +175,10 @@ def run(cfg: ControlConfig, members: list[MemberSpec] | None = None) -> dict:
                 while c["next_eval"] <= c["frames"]:
                     c["next_eval"] += cfg.eval_every
             if c["frames"] >= c["next_ckpt"] or done:
-                c["explore_rng"] = st.explore.bit_generator.state
-                _checkpoint(ckpt, st.learner, st.replay, st.envs, st.eval_envs, c)
                 while c["next_ckpt"] <= c["frames"]:
                     c["next_ckpt"] += cfg.checkpoint_every
+                c["explore_rng"] = st.explore.bit_generator.state
+                _checkpoint(ckpt, st.learner, st.replay, st.envs, st.eval_envs, c)
     log.close()
     return _finish(out, members, cfg)
 
