@@ -5,7 +5,8 @@ Each method runs the training loop's inner step (act → env step → replay →
 methods alike; the median over rounds is reported. PMPO and MPO score N=20 sampled actions per
 state; SAC (CleanRL-style: twin Q, batch 256, one update per env step) scores one.
 
-    nice -n 10 .venv/bin/python benchmarks/control_speed.py --out results/control/speed.json
+    nice -n 10 .venv/bin/python benchmarks/control_speed.py --rounds 5 --steps 200 --fill 2000 \
+        --out results/control/speed.json
 """
 
 from __future__ import annotations
