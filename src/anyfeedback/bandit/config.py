@@ -14,7 +14,6 @@ restores the paper's values (and DPO's β = 0.1) for every variant without an ex
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 
 from anyfeedback.errors import InputError
@@ -26,7 +25,17 @@ BANDIT_BETA = {"pmpo-ar": 20.0, "pmpo-a": 50.0, "pmpo-r": 50.0, "pmpo": 20.0}
 PAPER_BETA = {"pmpo-ar": 0.5, "pmpo-a": 0.0, "pmpo-r": 2.0, "pmpo": 0.5}
 DPO_BETA, DPO_PAPER_BETA, DPO_LR = 100.0, 0.1, 0.005
 METHOD_KEYS = {
-    "pmpo": {"alpha", "beta", "epsilon", "beta_lr", "solver", "decoupled", "beta_cov", "lr"},
+    "pmpo": {
+        "alpha",
+        "beta",
+        "epsilon",
+        "beta_lr",
+        "solver",
+        "decoupled",
+        "beta_cov",
+        "epsilon_cov",
+        "lr",
+    },
     "dpo": {"beta", "lr"},
     "mpo": {"epsilon", "epsilon_mean", "epsilon_cov", "lr"},
     "cem": {"smoothing", "noise", "decay", "elites"},
@@ -165,9 +174,7 @@ class BanditConfig:
             beta0 = BANDIT_BETA[name] if adaptive else float(beta)
             if not 0.0 <= alpha <= 1.0 or beta0 < 0:
                 raise InputError(f"{spec!r}: need 0 <= alpha <= 1 and beta >= 0")
-            with warnings.catch_warnings():
-                warnings.simplefilter("default")
-                check_pmpo_beta(alpha, beta0, stacklevel=3)
+            check_pmpo_beta(alpha, beta0, stacklevel=3)  # warns: β < 1 − α (spec §4)
             solver = opts.get("solver", self.solver)
             if solver not in ("exact", "gradient"):
                 raise InputError(f"{spec!r}: solver must be 'exact' or 'gradient'")
@@ -176,6 +183,7 @@ class BanditConfig:
             out.update(beta_lr=float(opts.get("beta_lr", 0.1)))
             out.update(decoupled=bool(opts.get("decoupled", False)))
             out.update(beta_cov=float(opts.get("beta_cov", 50.0)))
+            out.update(epsilon_cov=float(opts.get("epsilon_cov", 0.001)))
             out.update(lr=_lr(spec, opts.get("lr")))
             return MethodSpec(spec, kind, out)
         if kind == "dpo":

@@ -5,7 +5,8 @@ Shapes: R runs (rows), K samples per iteration, D dims, T iterations.
   frame        GaussianPolicy [R]        the coordinates the local parameters live in:
                                          π_ref itself ("whitened", re-set at every refresh)
                                          or N(x₀, σ₀²I) for ever ("absolute", the naive choice)
-  delta, raw   [R, D], [R, D, D] / [R, D]  local parameters of π_θ = frame.compose(local)
+  delta, raw   [G, D], [G, D, D] / [G, D]  local parameters of π_θ = frame.compose(local) for the
+                                         G rows of gradient methods (a prefix of the batch)
   z            [R, K, D]                 standard-normal noise; common random numbers: every run
                                          with the same seed draws the same z at iteration t
 Per iteration: y = π_ref(z) → f (one vectorised call per function) → sort best → worst →
@@ -161,10 +162,14 @@ def run_engine(
     frame = ref
     grad_blocks = [b for b in blocks if b.method.gradient]
     closed_blocks = [b for b in blocks if not b.method.gradient]
-    std_local = GaussianPolicy.standard((r,), d, diagonal=cfg.diagonal, dtype=DTYPE)
-    delta = torch.zeros(r, d, dtype=DTYPE, requires_grad=True)
+    g = max((b.rows.stop for b in grad_blocks), default=0)  # gradient rows: the prefix [0, g)
+    if sum(b.rows.stop - b.rows.start for b in grad_blocks) != g:
+        raise ValueError("gradient blocks must come first and cover rows [0, g)")
+    head = slice(0, g)
+    std_local = GaussianPolicy.standard((g,), d, diagonal=cfg.diagonal, dtype=DTYPE)
+    delta = torch.zeros(g, d, dtype=DTYPE, requires_grad=True)
     raw = std_local.raw().clone().requires_grad_(True)
-    lr_rows = torch.full((r,), cfg.lr, dtype=DTYPE)
+    lr_rows = torch.full((g,), cfg.lr, dtype=DTYPE)
     for b in grad_blocks:
         if getattr(b.method, "lr", None) is not None:
             lr_rows[b.rows] = b.method.lr
@@ -179,15 +184,12 @@ def run_engine(
     f0 = None
     since_refresh = 0
     streak = torch.zeros(r, dtype=torch.long)  # consecutive failed closed-form M-steps
-    closed_rows = torch.zeros(r, dtype=torch.bool)
-    for b in closed_blocks:
-        closed_rows[b.rows] = True
 
     for t in range(big_t):
         z = torch.stack([torch.randn(k, d, generator=g, dtype=DTYPE) for g in generators])
         z = z[seed_index]  # [R, K, D]
         with torch.no_grad():
-            theta = frame.compose(GaussianPolicy.from_raw(delta, raw)).detach()
+            theta = _theta(ref, frame, delta, raw, head)
             y = ref.transform(z)  # [R, K, D]
         pts = torch.cat([y, theta.mean[:, None, :]], dim=1).numpy()  # [R, K+1, D]
         fvals = _evaluate(groups, pts)  # [R, K+1]
@@ -205,10 +207,11 @@ def run_engine(
         idx = order[:, :, None].expand(r, k, d)
         fb_ref = Feedback(torch.gather(z, 1, idx), torch.gather(ft, 1, order))  # whitened by π_ref
         if cfg.param == "whitened":
-            fb_local, ref_local = fb_ref, std_local
+            fb_local, ref_local = fb_ref.rows(head), std_local
         else:  # the fixed frame's coordinates
-            fb_local = Feedback(torch.gather(frame.standardize(y), 1, idx), fb_ref.f_sorted)
-            ref_local = ref.relative_to(frame)
+            zl = frame.select(head).standardize(y[head])
+            fb_local = Feedback(torch.gather(zl, 1, idx[head]), fb_ref.f_sorted[head])
+            ref_local = ref.select(head).relative_to(frame.select(head))
 
         new_ref, refreshed = ref, False
         for b in closed_blocks:  # closed forms refresh π_ref every iteration
@@ -223,7 +226,7 @@ def run_engine(
                 since_refresh = 0
                 with torch.no_grad():
                     target = local if cfg.ema <= 0 else _ema(ref_local, local, cfg.ema)
-                    target = frame.compose(target)
+                    target = frame.select(head).compose(target)
                 for b in grad_blocks:
                     new_ref = _splice(new_ref, target.select(b.rows), b.rows)
 
@@ -245,22 +248,22 @@ def run_engine(
             ref = _merge(ref, new_ref, alive)
             if cfg.param == "whitened":
                 if refreshed:  # π_θ in the new frame: N(0, I), or the EMA's remaining offset
-                    theta = frame.compose(GaussianPolicy.from_raw(delta, raw))
-                    rel = theta.relative_to(ref) if cfg.ema > 0 else std_local
+                    theta = _theta(ref, frame, delta, raw, head).select(head)
+                    rel = theta.relative_to(ref.select(head)) if cfg.ema > 0 else std_local
                     delta.copy_(rel.mean)
                     raw.copy_(rel.raw())
                     opt.reset()
                 frame = ref
-            sync = ~alive | closed_rows  # rows whose π_θ is simply π_ref
+            sync = ~alive[head]  # frozen runs: π_θ is simply π_ref
             if sync.any():
-                back = ref.relative_to(frame)
+                back = ref.select(head).relative_to(frame.select(head))
                 delta[sync] = back.mean[sync]
                 raw[sync] = back.raw()[sync]
         if on_iteration is not None:
             on_iteration(t + 1)
 
     with torch.no_grad():
-        theta = frame.compose(GaussianPolicy.from_raw(delta, raw)).detach()
+        theta = _theta(ref, frame, delta, raw, head)
     final = _evaluate(groups, theta.mean[:, None, :].numpy())[:, 0]
     f_mean[big_t] = np.where(alive.numpy(), final, np.nan)
     final = np.where(alive.numpy(), final, _last_finite(f_mean))
@@ -268,6 +271,14 @@ def run_engine(
     return EngineResult(
         f_mean, best_hist, diverged_at, reason, final, diagnostics, time.perf_counter() - t_start
     )
+
+
+def _theta(ref, frame, delta, raw, head: slice) -> GaussianPolicy:
+    """π_θ for every row: frame.compose(local) on the gradient rows, π_ref elsewhere."""
+    if head.stop == 0:
+        return ref
+    local = GaussianPolicy.from_raw(delta, raw).detach()
+    return _splice(ref, frame.select(head).compose(local), head)
 
 
 def _gradient_steps(cfg, grad_blocks, delta, raw, opt, ref_local, fb) -> GaussianPolicy:

@@ -16,6 +16,7 @@ closed form of `GaussianPolicy.kl_from` (spec PMPO §5).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -114,7 +115,8 @@ class PMPO:
 
     `beta_mode="adaptive"`: β is a dual variable holding KL(π_ref‖π) near `epsilon` per
     iteration (`update_log_beta`). `decoupled`: separate β_μ = β, β_Σ = `beta_cov` on the mean-
-    and covariance-only KLs (MPO's split). `solver`: "gradient" (Adam on `pmpo_loss`, run by the
+    and covariance-only KLs (MPO's split); adaptive, each holds its own KL near `epsilon` and
+    `epsilon_cov`. `solver`: "gradient" (Adam on `pmpo_loss`, run by the
     engine) or "exact" (the closed form of spec §4, `exact_pmpo_mstep`).
     """
 
@@ -132,6 +134,7 @@ class PMPO:
     beta_bounds: tuple[float, float] = (1e-3, 1e5)
     decoupled: bool = False
     beta_cov: float = 50.0
+    epsilon_cov: float = 0.001
     lr: float | None = None
     log_beta: torch.Tensor = field(init=False)
     kl_sum: torch.Tensor = field(init=False)
@@ -141,6 +144,7 @@ class PMPO:
         r = self.rows.stop - self.rows.start
         beta = torch.as_tensor(self.beta, dtype=torch.float64).expand(r)  # a float or [r]
         self.log_beta = beta.clamp_min(1e-300).log().clone()
+        self.log_beta_cov = torch.full((r,), math.log(self.beta_cov), dtype=torch.float64)
         self.kl_sum = torch.zeros(r, dtype=torch.float64)
         self.failures = torch.zeros(r, dtype=torch.long)
         self.weights = pmpo_sample_weights(
@@ -159,12 +163,15 @@ class PMPO:
         """β as a float, or per run [r] (adaptive, or a sweep over β within one block)."""
         return self.log_beta.exp() if self.beta_mode == "adaptive" else self.beta
 
+    def _beta_cov(self):
+        return self.log_beta_cov.exp() if self.beta_mode == "adaptive" else self.beta_cov
+
     # ---- gradient solver: Adam on the loss core's pmpo_loss ------------------------------
     def loss(self, stats: StatsView, fb: Feedback):
         r, k = fb.f_sorted.shape
         if self.decoupled:  # log π_μ + log π_Σ and β_μ·KL_μ + β_Σ·KL_Σ (folded into the KL term)
             logps = stats.logps_mu + stats.logps_cov  # [r, K]
-            kl = self._beta() * stats.kl_mu + self.beta_cov * stats.kl_cov  # [r]
+            kl = self._beta() * stats.kl_mu + self._beta_cov() * stats.kl_cov  # [r]
             beta = 1.0
         else:
             logps, kl = stats.logps, stats.kl  # [r, K], [r]
@@ -187,7 +194,7 @@ class PMPO:
         std = _standard(ref)
         if self.decoupled:
             local, ok = exact_pmpo_mstep_decoupled(
-                fb.z_sorted, self.weights, std, self._beta(), self.beta_cov
+                fb.z_sorted, self.weights, std, self._beta(), self._beta_cov()
             )
         else:
             local, ok = exact_pmpo_mstep(fb.z_sorted, self.weights, std, self._beta())
@@ -198,20 +205,30 @@ class PMPO:
     def end_iteration(self, local: GaussianPolicy, ref_local: GaussianPolicy, ok=None) -> None:
         """Record KL(π_ref‖π) and take the adaptive-β dual step (a failed M-step counts as a
         huge KL, so β grows)."""
-        kl = local.kl_from(ref_local).detach()
-        if ok is not None:
-            kl = torch.where(ok, kl, torch.full_like(kl, float("inf")))
+        ok = torch.ones(local.mean.shape[0], dtype=torch.bool) if ok is None else ok
+        inf = torch.full(ok.shape, float("inf"), dtype=torch.float64)
+        kl = torch.where(ok, local.kl_from(ref_local).detach(), inf)
         self.kl_sum += torch.where(torch.isfinite(kl), kl, torch.zeros_like(kl))
-        if self.beta_mode == "adaptive":
-            lo, hi = self.beta_bounds
-            self.log_beta = update_log_beta(
-                self.log_beta, kl, epsilon=self.epsilon, lr=self.beta_lr, beta_min=lo, beta_max=hi
+        if self.beta_mode != "adaptive":
+            return
+        lo, hi = self.beta_bounds
+        step = dict(lr=self.beta_lr, beta_min=lo, beta_max=hi)
+        if self.decoupled:  # β_μ on KL_μ = KL(π_r‖N(μ, Σ_r)), β_Σ on KL_Σ = KL(π_r‖N(μ_r, Σ))
+            kl_mu = torch.where(ok, local.with_scale_of(ref_local).kl_from(ref_local), inf)
+            kl_cov = torch.where(ok, local.with_mean_of(ref_local).kl_from(ref_local), inf)
+            self.log_beta = update_log_beta(self.log_beta, kl_mu, epsilon=self.epsilon, **step)
+            self.log_beta_cov = update_log_beta(
+                self.log_beta_cov, kl_cov, epsilon=self.epsilon_cov, **step
             )
+        else:
+            self.log_beta = update_log_beta(self.log_beta, kl, epsilon=self.epsilon, **step)
 
     def diagnostics(self, iterations: int) -> dict[str, torch.Tensor]:
         out = {"kl_per_iteration": self.kl_sum / max(iterations, 1)}
         if self.beta_mode == "adaptive":
             out["beta_final"] = self.log_beta.exp()
+            if self.decoupled:
+                out["beta_cov_final"] = self.log_beta_cov.exp()
         if self.solver == "exact":
             out["mstep_failures"] = self.failures.to(torch.float64)
         return out

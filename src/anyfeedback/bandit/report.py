@@ -111,6 +111,9 @@ def assemble_results(cfg, rows, engine_out, cma_runs, seconds: float) -> dict:
         )
         rec["diagnostics"] = {"popsize": out["popsize"], "stop": out["stop"]}
         runs.append(rec)
+    order = {m: i for i, m in enumerate(cfg.methods)}
+    fn_order = {f: i for i, f in enumerate(cfg.functions)}
+    runs.sort(key=lambda r: (fn_order.get(r["function"], 0), order[r["method"]], r["seed"]))
     return {
         "schema": SCHEMA,
         "config": cfg,
@@ -217,6 +220,28 @@ def target_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+BASE_COLORS = {
+    "pmpo-ar": "tab:blue", "pmpo-a": "tab:orange", "pmpo-r": "tab:green", "pmpo": "tab:cyan",
+    "dpo": "tab:purple", "mpo": "tab:brown", "cem": "tab:gray", "cma-es": "tab:red",
+    "cma-es-default": "darkred",
+}  # fmt: skip
+VARIANT_STYLES = ["-", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1))]
+
+
+def _line_styles(methods: list[str]) -> dict[str, tuple]:
+    """Colour by method family (PMPO-AR blue, …, CMA-ES red, dashed); variants of one family
+    (e.g. `pmpo-ar:beta=adaptive`) share its colour with another line style."""
+    out: dict[str, tuple] = {}
+    seen: dict[str, int] = {}
+    for m in dict.fromkeys(methods):
+        base = m.split(":")[0]
+        i = seen.get(base, 0)
+        seen[base] = i + 1
+        style = "--" if base.startswith("cma-es") and i == 0 else VARIANT_STYLES[i % 5]
+        out[m] = (BASE_COLORS.get(base, "black"), style)
+    return out
+
+
 def plot_curves(results: dict, path: str | Path, *, key: str = "f_mean") -> Path:
     """One log-y panel per function: median over seeds with the interquartile band."""
     import matplotlib
@@ -235,17 +260,18 @@ def plot_curves(results: dict, path: str | Path, *, key: str = "f_mean") -> Path
     cols = min(n, 3)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.0 * cols, 3.8 * rows), squeeze=False)
-    cmap = plt.get_cmap("tab10")
+    styles = _line_styles([m for methods in by_fn.values() for m in methods])
     for ax, (fn, methods) in zip(axes.flat, by_fn.items(), strict=False):
-        for j, (method, curves) in enumerate(methods.items()):
+        for method, curves in methods.items():
             arr = np.maximum(np.asarray(curves, dtype=float), 1e-300)  # [S, P]
             arr = np.where(np.isnan(arr), np.inf, arr)  # a diverged seed counts as +inf
             with np.errstate(invalid="ignore"):
                 med = np.quantile(arr, 0.5, axis=0)
                 lo, hi = np.quantile(arr, 0.25, axis=0), np.quantile(arr, 0.75, axis=0)
-            style = "--" if method.startswith("cma-es") else "-"
-            color = cmap(j % 10)
-            ax.plot(grid, np.where(np.isfinite(med), med, np.nan), style, color=color, label=method)
+            color, style = styles[method]
+            ax.plot(
+                grid, np.where(np.isfinite(med), med, np.nan), ls=style, color=color, label=method
+            )
             ax.fill_between(
                 grid, lo, np.where(np.isfinite(hi), hi, np.nan), color=color, alpha=0.15
             )
@@ -257,9 +283,17 @@ def plot_curves(results: dict, path: str | Path, *, key: str = "f_mean") -> Path
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=8)
-    fig.suptitle("median over seeds, interquartile band", fontsize=10)
-    fig.tight_layout(rect=(0, 0.06 + 0.03 * (len(labels) > 5), 1, 0.97))
+    spare = list(axes.flat)[n:]
+    if spare:  # a free panel holds the legend
+        spare[0].legend(handles, labels, loc="center", fontsize=8, ncol=1 + len(labels) // 9)
+        fig.suptitle("median over seeds, interquartile band", fontsize=10)
+        fig.tight_layout(rect=(0, 0, 1, 0.97))
+    else:
+        ncol = min(len(labels), 4)
+        legend_rows = math.ceil(len(labels) / ncol)
+        fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8)
+        fig.suptitle("median over seeds, interquartile band", fontsize=10)
+        fig.tight_layout(rect=(0, 0.12 * legend_rows / rows, 1, 0.97))
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

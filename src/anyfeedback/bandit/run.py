@@ -49,6 +49,7 @@ def build_method(spec: MethodSpec, cfg: BanditConfig, rows: slice, sigma0: np.nd
             beta_lr=o["beta_lr"],
             decoupled=o["decoupled"],
             beta_cov=o["beta_cov"],
+            epsilon_cov=o["epsilon_cov"],
             lr=o["lr"],
         )
     if spec.kind == "dpo":
@@ -59,6 +60,12 @@ def build_method(spec: MethodSpec, cfg: BanditConfig, rows: slice, sigma0: np.nd
         s0 = torch.as_tensor(sigma0[rows], dtype=torch.float64)
         return CEM(o["smoothing"], o["noise"], o["decay"], o["elites"], s0, rows=rows)
     raise ValueError(f"{spec.kind} does not run in the torch engine")
+
+
+def _is_gradient(spec: MethodSpec) -> bool:
+    return spec.kind in ("dpo", "mpo") or (
+        spec.kind == "pmpo" and spec.options["solver"] == "gradient"
+    )
 
 
 def engine_config(cfg: BanditConfig) -> EngineConfig:
@@ -93,6 +100,7 @@ def run_bandit(
 
     rows, blocks, cma_tasks = [], [], []
     torch_specs = [m for m in cfg.resolved if m.kind != "cma-es"]
+    torch_specs.sort(key=lambda m: not _is_gradient(m))  # the engine wants gradient rows first
     for spec in torch_specs:
         first = len(rows)
         rows += [(f, spec.label, s) for f in functions for s in seeds]
