@@ -3,8 +3,8 @@
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/vs_trl.py            # ~10 min on 2 cores
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/vs_trl.py --reps 1 --steps 12   # quick look
 
-Builds (once, cached under results/bench/.work) a fixed ~7M-parameter Llama (locally trained
-4k-token BPE, hidden 256, 6 layers) and fixed unpaired and paired datasets (prompts 6-48 words,
+Builds (once, cached under results/bench/.work) a fixed ~6M-parameter Llama (a byte-level BPE
+of 1850 tokens trained locally, hidden 256, 6 layers) and fixed unpaired and paired datasets (prompts 6-48 words,
 completions 6-56 words), then runs, each in its own subprocess so peak RSS is not shared:
 
   trl-kto   TRL KTOTrainer on the unpaired data        pmpo     our PMPO (α=0.5, β=0.5, dense KL)
@@ -17,7 +17,8 @@ of the data, so every trainer sees every record once); TRL with bf16=False,
 gradient_checkpointing=False and ref_model passed explicitly. Runs are interleaved
 (rep 1: all five, rep 2: all five, …) because the machine is shared; the reported numbers are
 medians over reps and ratios are taken within a rep. s/step is the mean interval between step
-ends after 3 warm-up steps. tokens/s = non-padding prompt+completion tokens of the training
+ends after 3 warm-up steps, in wall-clock time and in CPU time of the (single-threaded)
+process; on a shared machine the CPU-time ratios are the stable ones. tokens/s = non-padding prompt+completion tokens of the training
 records per second (the same records for both trainers, tokenised once by our tokenizer setup).
 Results: results/bench/vs_trl.json; a Markdown table is printed (and pasted into
 docs/llm_trainer_readme_section.md).
@@ -272,21 +273,14 @@ def _table(summary: dict) -> str:
     return "\n".join(rows)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=24)
-    parser.add_argument("--child", choices=RUNS)
-    args = parser.parse_args()
-    if args.child:
-        child(args.child, args.steps)
-        return
-    build_assets(args.steps * BATCH)
-    reps = []
-    for rep in range(args.reps):
-        res = {name: _spawn(name, args.steps) for name in RUNS}
-        reps.append(res)
-        print(f"rep {rep + 1}: " + ", ".join(f"{n} {r['s_per_step']:.3f}s" for n, r in res.items()))
+def _summarise(reps: list[dict], args) -> dict:
+    """Medians over reps, ratios within each rep, and the conditions of the run."""
+    import platform
+
+    import torch
+    import transformers
+    import trl
+
     summary = {
         n: {k: statistics.median(r[n][k] for r in reps) for k in reps[0][n] if k != "run"}
         for n in RUNS
@@ -302,39 +296,48 @@ def main() -> None:
         "dpo_vs_trl_dpo_peak_rss": ("dpo", "trl-dpo", "peak_rss_mib"),
     }
     ratios = {k: [r[a][m] / r[b][m] for r in reps] for k, (a, b, m) in ratio_defs.items()}
-    import platform
-
-    import torch
-    import transformers
-    import trl
-
-    result = {
+    conditions = {
+        "model": "Llama, hidden 256, 6 layers, 4 heads, MLP 768, BPE vocab 1850 (~6.1M params)",
+        "data": f"{args.steps * BATCH} records: prompts 6-48 words, completions 6-56 words",
+        "batch_records_per_step": BATCH, "max_length": MAX_LENGTH, "steps": args.steps,
+        "warmup_steps_excluded": WARMUP, "dtype": "float32", "device": "cpu",
+        "cpu_count": os.cpu_count(), "torch_threads": THREADS, "platform": platform.platform(),
+        "torch": torch.__version__, "transformers": transformers.__version__,
+        "trl": trl.__version__,
+    }  # fmt: skip
+    return {
         "command": "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/vs_trl.py "
         f"--reps {args.reps} --steps {args.steps}",
-        "conditions": {
-            "model": "Llama, hidden 256, 6 layers, 4 heads, MLP 768, vocab 4096 (~7.3M params)",
-            "batch_records_per_step": BATCH,
-            "max_length": MAX_LENGTH,
-            "steps": args.steps,
-            "dtype": "float32",
-            "device": "cpu",
-            "cpu_count": os.cpu_count(),
-            "torch_threads": THREADS,
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "trl": trl.__version__,
-        },  # fmt: skip
+        "conditions": conditions,
         "median": summary,
         "ratios_per_rep": ratios,
         "ratios_median": {k: statistics.median(v) for k, v in ratios.items()},
         "reps": reps,
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=24)
+    parser.add_argument("--child", choices=RUNS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.steps)
+        return
+    build_assets(args.steps * BATCH)
+    reps = []
+    for rep in range(args.reps):
+        res = {name: _spawn(name, args.steps) for name in RUNS}
+        reps.append(res)
+        print(f"rep {rep + 1}: " + ", ".join(f"{n} {r['s_per_step']:.3f}s" for n, r in res.items()))
+    result = _summarise(reps, args)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "vs_trl.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(_table(summary))
+    print(_table(result["median"]))
     for k, v in result["ratios_median"].items():
-        print(f"{k}: {v:.2f}  (per rep: {', '.join(f'{x:.2f}' for x in ratios[k])})")
+        per_rep = ", ".join(f"{x:.2f}" for x in result["ratios_per_rep"][k])
+        print(f"{k}: {v:.2f}  (per rep: {per_rep})")
 
 
 if __name__ == "__main__":

@@ -125,6 +125,20 @@ def _reference_samples(trainer: Trainer, demos: Encoded, cfg, out: Path) -> list
     return samples
 
 
+def _warn_config_changes(cfg: TrainConfig, saved_path: Path) -> None:
+    """On resume, name the fields that differ from the run's saved config (they take effect)."""
+    import json
+    import warnings
+
+    if not saved_path.is_file():
+        return
+    saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    harmless = {"resume", "max_steps", "num_epochs", "save_steps", "progress", "tensorboard"}
+    changed = sorted(k for k, v in cfg.to_dict().items() if k not in harmless and saved.get(k) != v)
+    if changed:
+        warnings.warn(f"resuming with changed settings: {', '.join(changed)}", stacklevel=3)
+
+
 def _setup(cfg: TrainConfig):
     """Everything before the first step. Input errors surface here."""
     import os
@@ -143,6 +157,8 @@ def _setup(cfg: TrainConfig):
         resume_from = latest_checkpoint(out / "checkpoints")
         if resume_from is None:
             print(f"resume: no checkpoint in {out / 'checkpoints'}; starting from step 0")
+        else:
+            _warn_config_changes(cfg, out / "config.json")
     if cfg.tensorboard:
         require_tensorboard()
     trainer = Trainer(cfg, total_steps=total, tokenizer=tokenizer, resume_from=resume_from)
