@@ -2,7 +2,14 @@
 
     from anyfeedback.feedback import load_feedback
     ds = load_feedback("prefs.jsonl")          # kind detected: 'paired'
-    ds.kind, len(ds), ds.counts()
+    ds.kind, len(ds), ds.counts(), ds.accepted, ds.rejected
+
+Kinds: 'unpaired' (`Unpaired`), 'paired' (`Paired`), 'demonstration' (`Demonstration`),
+'prompt-only' (`PromptOnly`); frozen dataclasses whose text is a str or a list of
+{"role", "content"} messages. Sources: .jsonl, .json, .csv, .parquet, a directory of those, a
+saved HF dataset directory, or a Hub id. Every problem is one-line `InputError`
+(file:line N / record N: field 'x': problem). See schema.py (fields, decisions), loaders.py
+(formats), convert.py (labelling rules and their tie-breaking).
 
 Imports only the standard library at import time (pyarrow/datasets load when such a file is read).
 """

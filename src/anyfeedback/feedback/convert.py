@@ -7,13 +7,19 @@ Labelling rules, for one group of K scored samples of the same prompt (the onlin
               preference: if the lowest accepted score equals the highest rejected score, every
               sample with that score is left unlabelled (so all-equal scores label nothing).
   threshold:  score > t accepted, score < t rejected, score == t unlabelled.
-  group-mean: the sign of score − mean(group); exactly the mean is unlabelled.
-A label is True (accepted), False (rejected) or None (not used).
+  group-mean: the sign of score − mean(group), compared exactly (rational arithmetic, so
+              [0.1, 0.1, 0.1] is all unlabelled, not all rejected by a rounded mean); exactly
+              the mean is unlabelled.
+A label is True (accepted), False (rejected) or None (not used). Scores must be finite
+(ValueError otherwise). `label_scored_samples` groups flat samples by prompt and applies a rule;
+`label_groups` does the same for the online loop's prompt-major layout (K samples per prompt).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from fractions import Fraction
 
 from anyfeedback.feedback.dataset import FeedbackDataset
 from anyfeedback.feedback.schema import Demonstration, Paired, Text, Unpaired
@@ -21,8 +27,15 @@ from anyfeedback.feedback.schema import Demonstration, Paired, Text, Unpaired
 Label = bool | None
 
 
+def _check_finite(scores: Sequence[float]) -> None:
+    bad = next((s for s in scores if not math.isfinite(s)), None)
+    if bad is not None:
+        raise ValueError(f"scores must be finite to be labelled, got {bad}")
+
+
 def label_by_rank(scores: Sequence[float], k_accept: int = 2, k_reject: int = 2) -> list[Label]:
     """Top-k accepted, bottom-k rejected within one group (see module docstring for ties)."""
+    _check_finite(scores)
     if k_accept < 0 or k_reject < 0:
         raise ValueError("k_accept and k_reject must be >= 0")
     order = sorted(range(len(scores)), key=lambda i: -scores[i])  # stable: ties keep order
@@ -44,12 +57,17 @@ def label_by_rank(scores: Sequence[float], k_accept: int = 2, k_reject: int = 2)
 
 
 def label_by_threshold(scores: Sequence[float], threshold: float) -> list[Label]:
+    """Accepted above `threshold`, rejected below, unlabelled at it."""
+    _check_finite([*scores, threshold])
     return [True if s > threshold else False if s < threshold else None for s in scores]
 
 
 def label_by_group_mean(scores: Sequence[float]) -> list[Label]:
-    mean = sum(scores) / len(scores)
-    return label_by_threshold(scores, mean)
+    """The sign of score − group mean, exactly: n·score is compared with the exact sum."""
+    _check_finite(scores)
+    exact = [Fraction(float(s)) for s in scores]
+    total, n = sum(exact), len(exact)
+    return [True if n * s > total else False if n * s < total else None for s in exact]
 
 
 def label_groups(scores: Sequence[float], k: int, rule: str, **kwargs) -> list[Label]:
@@ -73,8 +91,14 @@ def label_scored_samples(
     rule: str = "rank",
     **kwargs,
 ) -> FeedbackDataset:
-    """Scored samples → unpaired records, grouping by prompt (first-seen order); unlabelled
-    samples are dropped. `kwargs` go to the rule (k_accept/k_reject or threshold)."""
+    """Scored samples → unpaired records (score kept), grouped by prompt: groups in first-seen
+    order, samples in their original order within a group; unlabelled samples are dropped.
+    `rule` is 'rank' | 'threshold' | 'group-mean'; `kwargs` go to it (k_accept/k_reject or
+    threshold)."""
+    if not len(prompts) == len(completions) == len(scores):
+        raise ValueError(
+            f"{len(prompts)} prompts, {len(completions)} completions, {len(scores)} scores"
+        )
     groups: dict[str, list[int]] = {}
     for i, p in enumerate(prompts):
         groups.setdefault(str(p), []).append(i)

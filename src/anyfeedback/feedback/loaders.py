@@ -1,10 +1,18 @@
 """Read feedback from JSONL, JSON, CSV, Parquet, a saved HF dataset directory or a Hub id.
 
 Every reader yields `(Where, row)` so that errors can name the file and the physical line
-(JSONL, CSV) or the 1-based record number (JSON, Parquet, HF datasets). `load_feedback` then
-validates every row (schema.py), fixes the kind from the first record (or `kind=`), and rejects a
-file that mixes kinds. Loading is all-or-nothing: the first problem raises `InputError`.
-Heavy readers (pyarrow, datasets) are imported only when such a file is read.
+(JSONL, CSV: 1-based, the line a multi-line CSV record starts on) or the 1-based record number
+(JSON, Parquet, HF datasets). `load_feedback` then validates every row (schema.py), fixes the
+kind from the first record (or `kind=`), and rejects a file that mixes kinds. Loading is
+all-or-nothing: the first problem raises `InputError` (one line), unless a `problems` list is
+passed (then bad records are collected, skipped, and the scan goes on; `data inspect` uses it).
+
+Formats: JSON is a list of records or {"data": [...]}; CSV has a header row, holds plain-text
+records only, and its label column may read true/false/1/0 (CSV has no booleans); text files
+are UTF-8 (a BOM is ignored). A directory is a saved HF dataset (`dataset_info.json`,
+`state.json` or `dataset_dict.json` inside) or else every supported file in it, sorted by name.
+A missing path of the form `owner/name` is loaded with `datasets.load_dataset(id, split=...)`.
+pyarrow and datasets are imported only when such a source is read.
 """
 
 from __future__ import annotations
@@ -19,12 +27,13 @@ from typing import Any
 from anyfeedback.errors import InputError
 from anyfeedback.feedback.dataset import FeedbackDataset
 from anyfeedback.feedback.schema import (
-    KINDS,
     REQUIRED,
     Where,
+    a_kind,
     build_record,
     check_field_names,
     detect_kind,
+    normalise_kind,
 )
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -38,12 +47,39 @@ def _row_dict(value: Any, where: Where) -> dict[str, Any]:
     return value
 
 
+class _Lines:
+    """A file's lines, decoded as UTF-8 one at a time (a BOM on line 1 is dropped) and counted,
+    so a decoding error, or a CSV record spanning lines, is placed on its physical line."""
+
+    def __init__(self, path: Path, fh):
+        self.path, self.fh, self.n = path, fh, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        raw = next(self.fh)
+        self.n += 1
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise _not_utf8(self.path, err, self.n) from None
+        return text.removeprefix("\ufeff") if self.n == 1 else text
+
+
+def _not_utf8(path: Path, err: UnicodeDecodeError, line: int | None = None) -> InputError:
+    return Where(str(path), line=line).error(
+        f"not UTF-8 text (byte 0x{err.object[err.start]:02x}); re-save the file as UTF-8"
+    )
+
+
 def read_jsonl(path: Path) -> Rows:
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
+    with open(path, "rb") as fh:
+        lines = _Lines(path, fh)
+        for line in lines:
             if not line.strip():
                 continue
-            where = Where(str(path), line=n)
+            where = Where(str(path), line=lines.n)
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as err:
@@ -52,8 +88,11 @@ def read_jsonl(path: Path) -> Rows:
 
 
 def read_json(path: Path) -> Rows:
+    raw = path.read_bytes()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path, err, raw.count(b"\n", 0, err.start) + 1) from None
     except json.JSONDecodeError as err:
         raise Where(str(path), line=err.lineno).error(f"invalid JSON ({err.msg})") from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):
@@ -66,36 +105,46 @@ def read_json(path: Path) -> Rows:
 
 
 def read_csv(path: Path) -> Rows:
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None:
-            return
-        if len(set(reader.fieldnames)) != len(reader.fieldnames):
-            raise Where(str(path), line=1).error("duplicate column names in the header")
-        start = 2
-        for row in reader:
-            where = Where(str(path), line=start)
-            start = reader.line_num + 1
-            if None in row:
-                raise where.error("more values than header columns")
-            yield where, {k: v for k, v in row.items() if v is not None}
-
-
-def _read_table(table, source: str) -> Rows:
-    for i, row in enumerate(table.to_pylist(), 1):
-        yield Where(source, record=i), row
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # long completions are fine
+    with open(path, "rb") as fh:
+        lines = _Lines(path, fh)
+        reader = csv.reader(lines)
+        try:
+            header = next(reader, None)
+            if header is None:
+                return
+            dup = next((name for name in header if header.count(name) > 1), None)
+            if dup is not None:
+                raise Where(str(path), line=1).error("duplicate column in the header", dup)
+            while True:
+                start = lines.n + 1
+                values = next(reader, None)
+                if values is None:
+                    return
+                if not values:  # a blank line
+                    continue
+                where = Where(str(path), line=start, from_text=True)
+                if len(values) > len(header):
+                    raise where.error(f"{len(values)} values for {len(header)} header columns")
+                yield where, dict(zip(header, values, strict=False))  # short rows: fields missing
+        except csv.Error as err:
+            raise Where(str(path), line=lines.n).error(f"malformed CSV ({err})") from None
 
 
 def read_parquet(path: Path) -> Rows:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        batches = pq.ParquetFile(path).iter_batches(batch_size=1024)
     except Exception as err:  # pyarrow raises several types for a corrupt file
         raise Where(str(path)).error(
             f"not a readable Parquet file ({type(err).__name__})"
         ) from None
-    yield from _read_table(table, str(path))
+    i = 0
+    for batch in batches:
+        for row in batch.to_pylist():
+            i += 1
+            yield Where(str(path), record=i), row
 
 
 def read_hf_dataset(dataset, source: str, split: str) -> Rows:
@@ -108,12 +157,33 @@ def read_hf_dataset(dataset, source: str, split: str) -> Rows:
 
 
 def _is_saved_dataset(path: Path) -> bool:
-    names = {"dataset_info.json", "state.json", "dataset_dict.json"}
+    names = ("dataset_info.json", "state.json", "dataset_dict.json")
     return any((path / n).exists() for n in names)
 
 
+def _load_saved(path: Path, split: str) -> Rows:
+    import datasets
+
+    try:
+        dataset = datasets.load_from_disk(str(path))
+    except Exception as err:  # a damaged or foreign directory: one clean line
+        raise InputError(
+            f"not a loadable saved dataset ({_first_line(err)})", source=str(path)
+        ) from None
+    yield from read_hf_dataset(dataset, str(path), split)
+
+
+def _read_dir(path: Path, split: str) -> Rows:
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+    if not files:
+        raise InputError("directory holds no feedback files or saved dataset", source=str(path))
+    for f in files:
+        yield from iter_rows(str(f), split=split)[0]
+
+
 def iter_rows(source: str, *, split: str = "train") -> tuple[Rows, bool]:
-    """(rows, from_text): raw rows of any supported source; `from_text` for CSV's strings."""
+    """(rows, from_text): raw rows of any supported source. `from_text` is True for a CSV file
+    (each row's `Where.from_text` says the same per row, which is what a directory needs)."""
     path = Path(source)
     if path.is_file():
         suffix = path.suffix.lower()
@@ -122,23 +192,23 @@ def iter_rows(source: str, *, split: str = "train") -> tuple[Rows, bool]:
             return read_csv(path), True
         if suffix not in readers:
             raise InputError(
-                f"unsupported file type '{suffix}' (use one of {', '.join(SUFFIXES)})",
+                f"unsupported file type '{suffix or path.name}' (use one of {', '.join(SUFFIXES)},"
+                " a saved dataset directory or a Hub id)",
                 source=source,
             )
         return readers[suffix](path), False
     if path.is_dir():
         if _is_saved_dataset(path):
-            import datasets
-
-            return read_hf_dataset(datasets.load_from_disk(str(path)), source, split), False
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES)
-        if not files:
-            raise InputError("directory holds no feedback files or saved dataset", source=source)
-        text = any(p.suffix.lower() == ".csv" for p in files)
-        return (row for f in files for row in iter_rows(str(f), split=split)[0]), text
+            return _load_saved(path, split), False
+        return _read_dir(path, split), False
     if HUB_ID.match(source) and not path.suffix:
         return _hub_rows(source, split), False
-    raise InputError("no such file or directory", source=source)
+    raise InputError("no such file or directory (a Hub dataset id is owner/name)", source=source)
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _hub_rows(source: str, split: str) -> Rows:
@@ -147,38 +217,44 @@ def _hub_rows(source: str, split: str) -> Rows:
     try:
         dataset = datasets.load_dataset(source, split=split)
     except Exception as err:  # offline, unknown id, missing split: one clean line
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise InputError(f"could not load Hub dataset: {msg}", source=source) from None
+        raise InputError(
+            f"no such local file, and not loadable as a Hub dataset: {_first_line(err)}",
+            source=source,
+        ) from None
     yield from read_hf_dataset(dataset, source, split)
 
 
 def load_feedback(
-    source: str,
+    source: str | Path,
     *,
     kind: str | None = None,
     split: str = "train",
     problems: list[InputError] | None = None,
     max_problems: int = 20,
 ) -> FeedbackDataset:
-    """Load and validate every record of `source`; the kind is detected from the first record's
-    fields unless given. Raises `InputError` (one line, naming file, line/record and field) at
-    the first problem — or, when a `problems` list is passed, collects up to `max_problems`
-    record-level problems there, skips those records and goes on (for `data inspect`)."""
-    if kind is not None and kind not in KINDS:
-        raise InputError(f"unknown kind '{kind}' (one of {', '.join(KINDS)})", source=source)
-    rows, from_text = iter_rows(source, split=split)
+    """Load and validate every record of `source` (file, directory or Hub id). The kind is
+    detected from the first record's fields unless given ('unpaired', 'paired',
+    'demonstration', 'prompt-only'; 'prompt' also works; 'prompt-only' reads the prompts of
+    records of any kind, the other fields going to `extra`). Raises `InputError` (one line, naming
+    file, line/record and field) at the first problem — or, when a `problems` list is passed,
+    collects up to `max_problems` problems there, skips those records and goes on."""
+    source = str(source)
+    kind = normalise_kind(kind, source) if kind is not None else None
+    rows, _ = iter_rows(source, split=split)
     records, first_where = [], None
     try:
         for where, row in rows:
             try:
                 check_field_names(row, where)
-                row_kind = detect_kind(row)
                 if kind is None:
-                    kind, first_where = row_kind, where
-                elif not set(REQUIRED[row_kind]) <= set(REQUIRED[kind]):
+                    kind, first_where = detect_kind(row, fuzzy=True), where
+                else:
+                    row_kind = detect_kind(row)
                     # a row with fewer fields than the kind needs gets 'missing field' below
-                    raise _mixed_kinds(where, row, row_kind, kind, first_where)
-                records.append(build_record(row, kind, where, from_text=from_text))
+                    # and kind='prompt-only' takes the prompts of records of any kind
+                    if not set(REQUIRED[row_kind]) <= set(REQUIRED[kind]) and kind != "prompt-only":
+                        raise _mixed_kinds(where, row, row_kind, kind, first_where)
+                records.append(build_record(row, kind, where))
             except InputError as err:
                 if problems is None:
                     raise
@@ -200,10 +276,12 @@ def _mixed_kinds(where: Where, row: dict, row_kind: str, kind: str, first: Where
         (f for f in ("chosen", "rejected", "label", "completion") if f in row), "prompt"
     )
     return where.error(
-        f"a {row_kind} record in a {kind} dataset (kind {origin}); one file holds one kind",
+        f"{a_kind(row_kind)} record in {a_kind(kind)} dataset (kind {origin}); "
+        "one file holds one kind",
         differing,
     )
 
 
 def _where_text(where: Where) -> str:
-    return f"line {where.line}" if where.line is not None else f"record {where.record}"
+    line = f"line {where.line}" if where.line is not None else f"record {where.record}"
+    return line if where.source == "" else f"{Path(where.source).name} {line}"
