@@ -5,10 +5,19 @@ A method spec is `NAME` or `NAME:key=value:key=value`, e.g. `pmpo-r:beta=2`,
 
 Defaults and the β mapping (PMPO §7.1). The paper's β (AR 0.5, A 0, R 2) belong to its
 normalisation and its slowly refreshed reference. Here 4 samples per iteration and π_ref ← π_θ
-every iteration, so β is the trust region of each step: a step moves the mean by ≈ Σwᵢzᵢ/(Σwᵢ+β)
-reference standard deviations. β ≤ 2 collapses every variant; the defaults below (per-set
-normalisation) are where each variant converges on Sphere/Rosenbrock at d = 10. `--paper-betas`
-restores the paper's values (and DPO's β = 0.1) for every variant without an explicit beta.
+every iteration, so β is the trust region of each step: the exact step moves the mean by
+Σwᵢzᵢ/(Σwᵢ+β) reference standard deviations. At β ≤ 2 the exact M-step fails (Σ* not PD) for
+every variant and Adam steps stall; `--paper-betas` restores the paper's values (and DPO's 0.1)
+for every method without an explicit beta. Defaults (choice; tuned at d = 10, 10,000 evals):
+
+  start      x₀ ~ U(box)^d per seed, Σ₀ = σ₀²I with σ₀ = ¼ of the box (all methods, CMA-ES too)
+  PMPO       exact M-step, per-set means; β: AR 20, A 50, R 50 (gradient solver: 20, 20, 50 with
+             Adam lr 0.01); adaptive β: ε = 0.01 nats per iteration, ln β step 0.1·ln(KL/ε)
+  DPO        β = 100 (the sigmoid saturates after a margin ≈ 1/β: its trust region), lr 0.005
+  MPO        ε = 0.5 (< log 4), ε_μ = 0.02, ε_Σ = 0.01, lr 0.02, duals stepped per iteration
+  CEM        diagonal, 2 elites of 4, smoothing 0.5, noise floor 0.1·σ₀²·0.99^t
+  gradient   10 Adam steps per iteration on whitened parameters (moments reset at each refresh)
+  CMA-ES     pycma defaults; population 4 (`cma-es`) and 4 + ⌊3 ln d⌋ (`cma-es-default`)
 """
 
 from __future__ import annotations
@@ -21,9 +30,11 @@ from anyfeedback.losses.mpo import check_mpo_epsilon
 from anyfeedback.losses.pmpo import check_pmpo_beta
 
 PMPO_ALPHA = {"pmpo-ar": 0.5, "pmpo-a": 1.0, "pmpo-r": 0.0, "pmpo": 0.5}
-BANDIT_BETA = {"pmpo-ar": 20.0, "pmpo-a": 50.0, "pmpo-r": 50.0, "pmpo": 20.0}
+BANDIT_BETA = {"pmpo-ar": 20.0, "pmpo-a": 50.0, "pmpo-r": 50.0, "pmpo": 20.0}  # exact solver
+GRADIENT_BETA = {"pmpo-ar": 20.0, "pmpo-a": 20.0, "pmpo-r": 50.0, "pmpo": 20.0}  # gradient solver
 PAPER_BETA = {"pmpo-ar": 0.5, "pmpo-a": 0.0, "pmpo-r": 2.0, "pmpo": 0.5}
-DPO_BETA, DPO_PAPER_BETA, DPO_LR = 100.0, 0.1, 0.005
+DPO_BETA, DPO_PAPER_BETA = 100.0, 0.1
+DEFAULT_LR = {"pmpo": 0.01, "dpo": 0.005, "mpo": 0.02}  # Adam lr per gradient method (tuned)
 METHOD_KEYS = {
     "pmpo": {
         "alpha",
@@ -108,7 +119,7 @@ class BanditConfig:
     samples: int = 4  # K samples per iteration; top K/2 accepted, bottom K/2 rejected
     solver: str = "exact"  # PMPO M-step: "exact" (closed form, spec §4) or "gradient" (Adam)
     steps: int = 10  # Adam steps per iteration (gradient methods: PMPO-gradient, DPO, MPO)
-    lr: float = 0.02  # Adam learning rate on the whitened local parameters
+    lr: float | None = None  # Adam lr for every gradient method (None: per method, DEFAULT_LR)
     param: str = "whitened"  # local parameters relative to π_ref ("whitened") or to N(x0, σ0²I)
     refresh_every: int = 1  # π_ref ← π_θ every N iterations (gradient methods)
     ema: float = 0.0  # > 0: π_ref ← EMA(π_ref, π_θ) at this rate instead
@@ -131,7 +142,7 @@ class BanditConfig:
             (self.samples >= 2, "samples", f"must be >= 2, got {self.samples}"),
             (self.evals >= self.samples, "evals", f"must be >= samples ({self.samples})"),
             (self.steps >= 1, "steps", f"must be >= 1, got {self.steps}"),
-            (self.lr > 0, "lr", f"must be > 0, got {self.lr}"),
+            (self.lr is None or self.lr > 0, "lr", f"must be > 0, got {self.lr}"),
             (self.refresh_every >= 1, "refresh_every", "must be >= 1"),
             (0.0 <= self.ema < 1.0, "ema", f"must be in [0, 1), got {self.ema}"),
             (self.solver in ("exact", "gradient"), "solver", "must be 'exact' or 'gradient'"),
@@ -167,37 +178,38 @@ class BanditConfig:
             alpha = float(opts.get("alpha", PMPO_ALPHA[name]))
             if name != "pmpo" and "alpha" in opts:
                 raise InputError(f"{spec!r}: alpha is fixed for {name}; use pmpo:alpha=…")
-            beta = opts.get("beta", (PAPER_BETA if self.paper_betas else BANDIT_BETA)[name])
-            adaptive = beta == "adaptive"
-            if not adaptive and not isinstance(beta, (int, float)):
-                raise InputError(f"{spec!r}: beta must be a number or 'adaptive'")
-            beta0 = BANDIT_BETA[name] if adaptive else float(beta)
-            if not 0.0 <= alpha <= 1.0 or beta0 < 0:
-                raise InputError(f"{spec!r}: need 0 <= alpha <= 1 and beta >= 0")
-            check_pmpo_beta(alpha, beta0, stacklevel=3)  # warns: β < 1 − α (spec §4)
             solver = opts.get("solver", self.solver)
             if solver not in ("exact", "gradient"):
                 raise InputError(f"{spec!r}: solver must be 'exact' or 'gradient'")
+            tuned = (BANDIT_BETA if solver == "exact" else GRADIENT_BETA)[name]
+            beta = opts.get("beta", PAPER_BETA[name] if self.paper_betas else tuned)
+            adaptive = beta == "adaptive"
+            if not adaptive and not isinstance(beta, (int, float)):
+                raise InputError(f"{spec!r}: beta must be a number or 'adaptive'")
+            beta0 = tuned if adaptive else float(beta)  # adaptive β starts at the tuned value
+            if not 0.0 <= alpha <= 1.0 or beta0 < 0:
+                raise InputError(f"{spec!r}: need 0 <= alpha <= 1 and beta >= 0")
+            check_pmpo_beta(alpha, beta0, stacklevel=3)  # warns: β < 1 − α (spec §4)
             out = dict(alpha=alpha, beta=beta0, solver=solver, adaptive=adaptive)
             out.update(epsilon=float(opts.get("epsilon", self.epsilon)))
             out.update(beta_lr=float(opts.get("beta_lr", 0.1)))
             out.update(decoupled=bool(opts.get("decoupled", False)))
             out.update(beta_cov=float(opts.get("beta_cov", 50.0)))
             out.update(epsilon_cov=float(opts.get("epsilon_cov", 0.001)))
-            out.update(lr=_lr(spec, opts.get("lr")))
+            out.update(lr=_lr(spec, opts.get("lr", self.lr or DEFAULT_LR["pmpo"])))
             return MethodSpec(spec, kind, out)
         if kind == "dpo":
             beta = float(opts.get("beta", DPO_PAPER_BETA if self.paper_betas else DPO_BETA))
             if beta <= 0:
                 raise InputError(f"{spec!r}: beta must be > 0")
-            lr = _lr(spec, opts.get("lr", None if self.paper_betas else DPO_LR))
+            lr = _lr(spec, opts.get("lr", self.lr or DEFAULT_LR["dpo"]))
             return MethodSpec(spec, kind, {"beta": beta, "lr": lr})
         if kind == "mpo":
             out = {
                 "epsilon": float(opts.get("epsilon", 0.5)),
                 "epsilon_mean": float(opts.get("epsilon_mean", 0.02)),
                 "epsilon_cov": float(opts.get("epsilon_cov", 0.01)),
-                "lr": _lr(spec, opts.get("lr")),
+                "lr": _lr(spec, opts.get("lr", self.lr or DEFAULT_LR["mpo"])),
             }
             try:
                 check_mpo_epsilon(out["epsilon"], self.samples)

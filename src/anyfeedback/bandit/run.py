@@ -74,7 +74,7 @@ def engine_config(cfg: BanditConfig) -> EngineConfig:
         samples=cfg.samples,
         iterations=cfg.iterations,
         steps=cfg.steps,
-        lr=cfg.lr,
+        lr=cfg.lr or 0.01,  # every gradient block sets its own lr; this is only a fallback
         param=cfg.param,
         refresh_every=cfg.refresh_every,
         ema=cfg.ema,

@@ -29,7 +29,8 @@ RUN_OPTIONS: list[tuple[str, Any, type, str]] = [
     ("samples", 4, int, "Samples per iteration (top half accepted, bottom half rejected)."),
     ("solver", "exact", str, "PMPO M-step: exact (closed form) or gradient (Adam on pmpo_loss)."),
     ("steps", 10, int, "Adam steps per iteration (gradient methods: PMPO-gradient, DPO, MPO)."),
-    ("lr", 0.02, float, "Adam learning rate on the whitened policy parameters."),
+    ("lr", None, float, "Adam learning rate (whitened parameters) for every gradient method "
+     "(default: per method, PMPO 0.01, DPO 0.005, MPO 0.02)."),
     ("param", "whitened", str, "Policy parameters relative to pi_ref (whitened) or absolute."),
     ("refresh_every", 1, int, "Refresh pi_ref <- pi every N iterations (gradient methods)."),
     ("ema", 0.0, float, "If > 0: refresh pi_ref as an EMA with this rate every iteration."),
