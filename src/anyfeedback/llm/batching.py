@@ -35,11 +35,11 @@ __all__ = [
 @dataclass
 class Batch:
     """One micro-batch for one method. View groups of `seqs`:
-    unpaired (pmpo, kto): one row per record, `accepted` [R] bool;
-    paired (dpo, ipo, aihf-dpo): rows [0, n) chosen, [n, 2n) rejected, then `n_demos` demo rows
-    and `n_ref_samples` π_ref-sample rows (aihf-dpo contrastive, one per demo);
-    demonstration (sft): one row per record.
-    `mismatched` (kto): rows (x_i, y_{i'}), i' = (i + 1) mod m, for the reference point."""
+    unpaired (pmpo, kto): one view per record, `accepted` [M] bool;
+    paired (dpo, ipo, aihf-dpo): views [0, n) chosen, [n, 2n) rejected, then `n_demos` demo
+    views and `n_ref_samples` π_ref-sample views (aihf-dpo contrastive, one per demo);
+    demonstration (sft): one view per record.
+    `mismatched` (kto): views (x_i, y_{i'}), i' = (i + 1) mod m, for the reference point."""
 
     seqs: Packed
     n_records: int

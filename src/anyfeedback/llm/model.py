@@ -238,7 +238,7 @@ class Reference:
                     p.data = saved[n]
 
     def logits(self, seqs: Packed) -> torch.Tensor:
-        """π_ref logits of the kept positions, [R, K, V], a plain (non-inference) tensor so
+        """π_ref logits of the kept positions, [M, K, V], a plain (non-inference) tensor so
         the fused KL can save it for backward."""
         return self.inference_logits(seqs).clone()
 

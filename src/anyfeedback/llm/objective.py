@@ -4,7 +4,8 @@
 online loop). The method is picked at the edge from `BATCH_LOSSES`; each function reads: policy
 forward → per-sequence ℓ_θ (and dense KL) → π_ref forward → loss from `anyfeedback.losses`.
 
-Shapes: R rows of `batch.seqs`, K = kept logit positions (longest completion + 1), V vocabulary.
+Shapes: M scored sequences (views) of `batch.seqs`, K = kept logit positions (longest completion
++ 1), V vocabulary.
 ℓ = Σ_t log π(y_t|x, y_<t) over completion tokens (or the per-token mean, `cfg.average_logps`).
 KL = Σ_t KL(π_ref(·|x,y_<t) ‖ π_θ(·|x,y_<t)), dense over V along the completion, chunked
 (PMPO §5; never ℓ_ref − ℓ_θ on the same samples).
@@ -33,9 +34,9 @@ Metrics = dict[str, torch.Tensor]
 
 
 def policy_stats(policy, seqs: Packed, cfg, ref_logits: torch.Tensor | None = None):
-    """ℓ_θ [R] (sum or mean), Σ_t KL [R] (zeros without `ref_logits`), token counts [R]."""
-    logits = completion_logits(policy, seqs)  # [R, K, V]
-    labels, mask = seqs.kept()  # [R, K]
+    """ℓ_θ [M] (sum or mean), Σ_t KL [M] (zeros without `ref_logits`), token counts [M]."""
+    logits = completion_logits(policy, seqs)  # [M, K, V]
+    labels, mask = seqs.kept()  # [M, K]
     logps, kl, counts = token_logps_and_kl(
         logits, labels, mask, ref_logits, chunk_size=cfg.kl_chunk_size
     )
@@ -46,7 +47,7 @@ def policy_stats(policy, seqs: Packed, cfg, ref_logits: torch.Tensor | None = No
 
 @torch.inference_mode()
 def ref_logps(ref: Reference, seqs: Packed, cfg) -> torch.Tensor:
-    """ℓ_ref [R] without grad, reduced like ℓ_θ."""
+    """ℓ_ref [M] without grad, reduced like ℓ_θ."""
     logits = ref.inference_logits(seqs)
     labels, mask = seqs.kept()
     logps, _, counts = token_logps_and_kl(logits, labels, mask, chunk_size=cfg.kl_chunk_size)
@@ -63,9 +64,9 @@ def _kl_diagnostic(policy, ref, seqs: Packed, cfg) -> torch.Tensor:
 def pmpo_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=True, all_reduce_mean=None):
     """PMPO (Eq. 10): −α·mean_{D_a} ℓ_θ + (1−α)·mean_{D_r} ℓ_θ + β·mean KL(π_ref‖π_θ)."""
     need_ref = cfg.beta > 0 or want_kl  # PMPO-A (β = 0) needs π_ref only for the diagnostic
-    ref_logits = ref.logits(batch.seqs) if need_ref else None  # [R, K, V], constant
+    ref_logits = ref.logits(batch.seqs) if need_ref else None  # [M, K, V], constant
     logps, kl, counts = policy_stats(policy, batch.seqs, cfg, ref_logits)
-    acc = batch.accepted  # [R] bool
+    acc = batch.accepted  # [M] bool
     loss, d = pmpo_loss(
         logps[acc],
         logps[~acc],

@@ -118,8 +118,10 @@ class Trainer:
         return self.accelerator.reduce(x, reduction="mean")
 
     def _want_kl(self) -> bool:
+        if self.cfg.method == "pmpo" and self.cfg.beta > 0:
+            return True  # the KL is part of PMPO's loss
         every = self.cfg.log_kl_every
-        return self.cfg.method == "pmpo" or bool(every and self.step % every == 0)
+        return bool(every and self.step % every == 0)
 
     def _check_finite(self, value: torch.Tensor, what: str) -> None:
         bad = (~torch.isfinite(value.detach().float())).float().reshape(1)
