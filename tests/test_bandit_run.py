@@ -196,3 +196,44 @@ def test_sweep_writes_heatmap_and_json(tmp_path, capsys):
     assert res["cells"][0]["below_bound"] and not res["cells"][1]["below_bound"]
     assert (tmp_path / "heatmap.png").stat().st_size > 0
     assert "| α \\ β |" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--methods", "pmpo-ar,pmpo-r,dpo", "--solver", "gradient", "--refresh-every", "5",
+         "--covariance", "diag", "--normalization", "global", "--samples", "6",
+         "--sigma0", "0.5", "--target", "1", "--curve-every", "60"],
+        ["--methods", "pmpo-ar:solver=gradient,mpo,cem,pmpo-a", "--ema", "0.5",
+         "--param", "absolute", "--lr", "0.01", "--steps", "3"],
+        ["--methods", "pmpo-ar:beta=adaptive:decoupled=true,pmpo-r:beta=adaptive",
+         "--epsilon", "0.02", "--covariance", "diag"],
+    ],
+)  # fmt: skip
+def test_every_option_runs(flags, tmp_path, capsys):
+    """The engine's options (gradient solver with a slow / EMA reference, absolute parameters,
+    diagonal covariance, global normalisation, K = 6, adaptive and decoupled β) run end to end
+    and keep every run finite."""
+    args = ["run", "--function", "sphere", "--dim", "3", "--seeds", "2", "--evals", "180",
+            "--workers", "0", *flags]  # fmt: skip
+    code, out = _run(args, tmp_path, capsys)
+    assert code == 0, out.err
+    res = json.loads((tmp_path / "results.json").read_text())
+    for run in res["runs"]:
+        assert not run["diverged"] and np.isfinite(run["final_f_mean"]), run
+        assert run["final_f_mean"] < run["curve"]["f_mean"][0]
+
+
+def test_paper_betas_and_defaults_resolve():
+    """Bandit defaults (exact: AR 20, A 50, R 50; gradient: A 20) and the paper's values under
+    --paper-betas (AR 0.5, A 0, R 2, DPO 0.1), which sit exactly on the β ≥ 1 − α bound (no
+    warning); β = 0.5 < 1 − 0 for PMPO-R warns at config time."""
+    from anyfeedback.bandit.config import BanditConfig
+    from anyfeedback.losses.pmpo import BetaBelowBoundWarning
+
+    cfg = BanditConfig(methods=("pmpo-ar", "pmpo-a", "pmpo-r", "pmpo-a:solver=gradient", "dpo"))
+    assert [m.options["beta"] for m in cfg.resolved] == [20.0, 50.0, 50.0, 20.0, 100.0]
+    paper = BanditConfig(methods=("pmpo-ar", "pmpo-a", "pmpo-r", "dpo"), paper_betas=True)
+    assert [m.options["beta"] for m in paper.resolved] == [0.5, 0.0, 2.0, 0.1]
+    with pytest.warns(BetaBelowBoundWarning):
+        BanditConfig(methods=("pmpo-r:beta=0.5",))
