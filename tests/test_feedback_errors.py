@@ -16,15 +16,6 @@ from anyfeedback.feedback import load_feedback
 BAD_DIR = Path(__file__).parent / "data" / "bad"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cli(monkeypatch):
-    """`cli.main` registers the commands on each call; keep them from piling up across tests."""
-    from anyfeedback.cli import app
-
-    monkeypatch.setattr(app, "registered_groups", list(app.registered_groups))
-    monkeypatch.setattr(app, "registered_commands", list(app.registered_commands))
-
-
 # file -> (where: "line N" / "record N" / None, field or None, words in the message)
 BAD = {
     "alpaca_columns.json": ("record 1", "prompt", "found 'instruction'"),

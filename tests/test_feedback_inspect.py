@@ -3,21 +3,10 @@
 import json
 from pathlib import Path
 
-import pytest
-
 from anyfeedback.cli import main
 from anyfeedback.feedback import dataset_stats, load_feedback
 
 GOOD_DIR = Path(__file__).parent / "data" / "good"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cli(monkeypatch):
-    """`cli.main` registers the commands on each call; keep them from piling up across tests."""
-    from anyfeedback.cli import app
-
-    monkeypatch.setattr(app, "registered_groups", list(app.registered_groups))
-    monkeypatch.setattr(app, "registered_commands", list(app.registered_commands))
 
 
 def _inspect_json(capsys, name: str, *args: str) -> dict:

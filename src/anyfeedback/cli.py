@@ -37,11 +37,17 @@ def _root(
     """anyfeedback: PMPO, AIHF and the field's baselines on bandits, control and language models."""
 
 
-def _register() -> None:
-    # Each command module adds its commands to `app`; import order = order in --help.
-    from anyfeedback.commands import register_all
+_registered = False
 
-    register_all(app)
+
+def _register() -> None:
+    # Each command module adds its commands to `app`, once; import order = order in --help.
+    global _registered
+    if not _registered:
+        from anyfeedback.commands import register_all
+
+        register_all(app)
+        _registered = True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,10 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         print("aborted", file=sys.stderr)
         return 130
-    except Exception as err:  # click usage errors (unknown option etc.) also exit 2
-        import click
-
-        if isinstance(err, click.ClickException):
+    except Exception as err:
+        # usage errors (unknown option, bad value) from the click bundled with typer: they
+        # carry `show()` and `exit_code` (2); anything else is a bug and keeps its traceback
+        if hasattr(err, "show") and isinstance(getattr(err, "exit_code", None), int):
             err.show()
             return err.exit_code
         raise
