@@ -170,3 +170,15 @@ def test_gradient_checkpointing_and_compile_keep_the_numbers(train_cfg):
     train(plain)
     train(other)
     assert _series(other, "loss") == pytest.approx(_series(plain, "loss"), rel=1e-5, abs=1e-6)
+
+
+def test_reference_ema_tracks_the_policy_and_epochs_set_the_length(train_cfg):
+    """--ref-ema: π_ref trails π_θ, so the KL stays well below the fixed-reference run's;
+    --num-epochs with --max-steps -1: 64 records / 8 per step × 2 epochs = 16 steps."""
+    fixed = train_cfg("pmpo", max_steps=-1, num_epochs=2)
+    ema = train_cfg("pmpo", max_steps=-1, num_epochs=2, ref_ema=0.5, out=fixed.out + "-ema")
+    train(fixed)
+    train(ema)
+    kl_fixed, kl_ema = _series(fixed, "kl"), _series(ema, "kl")
+    assert len(kl_fixed) == len(kl_ema) == 16
+    assert 0 < _tail(kl_ema) < 0.5 * _tail(kl_fixed)
