@@ -225,14 +225,14 @@ def test_every_option_runs(flags, tmp_path, capsys):
 
 
 def test_paper_betas_and_defaults_resolve():
-    """Bandit defaults (exact: AR 20, A 50, R 50; gradient: A 20) and the paper's values under
-    --paper-betas (AR 0.5, A 0, R 2, DPO 0.1), which sit exactly on the β ≥ 1 − α bound (no
+    """Bandit defaults (exact: AR 35, A 50, R 50; gradient: AR 20, A 20) and the paper's values
+    under --paper-betas (AR 0.5, A 0, R 2, DPO 0.1), which sit exactly on the β ≥ 1 − α bound (no
     warning); β = 0.5 < 1 − 0 for PMPO-R warns at config time."""
     from anyfeedback.bandit.config import BanditConfig
     from anyfeedback.losses.pmpo import BetaBelowBoundWarning
 
     cfg = BanditConfig(methods=("pmpo-ar", "pmpo-a", "pmpo-r", "pmpo-a:solver=gradient", "dpo"))
-    assert [m.options["beta"] for m in cfg.resolved] == [20.0, 50.0, 50.0, 20.0, 100.0]
+    assert [m.options["beta"] for m in cfg.resolved] == [35.0, 50.0, 50.0, 20.0, 100.0]
     paper = BanditConfig(methods=("pmpo-ar", "pmpo-a", "pmpo-r", "dpo"), paper_betas=True)
     assert [m.options["beta"] for m in paper.resolved] == [0.5, 0.0, 2.0, 0.1]
     with pytest.warns(BetaBelowBoundWarning):

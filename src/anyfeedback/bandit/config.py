@@ -11,7 +11,7 @@ every variant and Adam steps stall; `--paper-betas` restores the paper's values 
 for every method without an explicit beta. Defaults (choice; tuned at d = 10, 10,000 evals):
 
   start      x₀ ~ U(box)^d per seed, Σ₀ = σ₀²I with σ₀ = ¼ of the box (all methods, CMA-ES too)
-  PMPO       exact M-step, per-set means; β: AR 20, A 50, R 50 (gradient solver: 20, 20, 50 with
+  PMPO       exact M-step, per-set means; β: AR 35, A 50, R 50 (gradient solver: 20, 20, 50 with
              Adam lr 0.01); adaptive β: ε = 0.01 nats per iteration, ln β step 0.1·ln(KL/ε)
   DPO        β = 100 (the sigmoid saturates after a margin ≈ 1/β: its trust region), lr 0.005
   MPO        ε = 0.5 (< log 4), ε_μ = 0.02, ε_Σ = 0.01, lr 0.02, duals stepped per iteration
@@ -30,7 +30,7 @@ from anyfeedback.losses.mpo import check_mpo_epsilon
 from anyfeedback.losses.pmpo import check_pmpo_beta
 
 PMPO_ALPHA = {"pmpo-ar": 0.5, "pmpo-a": 1.0, "pmpo-r": 0.0, "pmpo": 0.5}
-BANDIT_BETA = {"pmpo-ar": 20.0, "pmpo-a": 50.0, "pmpo-r": 50.0, "pmpo": 20.0}  # exact solver
+BANDIT_BETA = {"pmpo-ar": 35.0, "pmpo-a": 50.0, "pmpo-r": 50.0, "pmpo": 35.0}  # exact solver
 GRADIENT_BETA = {"pmpo-ar": 20.0, "pmpo-a": 20.0, "pmpo-r": 50.0, "pmpo": 20.0}  # gradient solver
 PAPER_BETA = {"pmpo-ar": 0.5, "pmpo-a": 0.0, "pmpo-r": 2.0, "pmpo": 0.5}
 DPO_BETA, DPO_PAPER_BETA = 100.0, 0.1

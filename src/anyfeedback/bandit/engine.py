@@ -13,8 +13,8 @@ Per iteration: y = π_ref(z) → f (one vectorised call per function) → sort b
 closed-form methods solve; gradient methods take `steps` Adam steps on the sum of their losses
 → adaptive duals → refresh π_ref (every `refresh_every` iterations, or an EMA) → divergence check.
 Divergence (reported per run, never raised): non-finite parameters or f(μ) ("nan"), a non-finite
-sample value ("nonfinite_f"), max σ > 1e4·σ₀ ("covariance_exploded"), f(μ) > 1e3·f(μ₀)
-("f_increased"), 50 failed exact M-steps in a row ("mstep_failed", W ≤ 0 or Σ* not PD; a single
+sample value ("nonfinite_f"), max σ > 1e4·σ₀ ("covariance_exploded"), f(μ) > 1e3·f(μ₀) for 20
+iterations in a row ("f_increased"; a single excursion, e.g. into Schwefel 2.26's penalty, is not), 50 failed exact M-steps in a row ("mstep_failed", W ≤ 0 or Σ* not PD; a single
 failure keeps π_ref and is counted). A diverged run is frozen at its last finite policy.
 Whitened coordinates make the per-iteration problem scale-free (π_ref = N(0, I)), so one
 learning rate serves f ≈ 1e2 and f ≈ 1e-12 alike; Adam moments are reset whenever they change.
@@ -52,7 +52,8 @@ class EngineConfig:
     ema: float = 0.0  # > 0: π_ref ← EMA(π_ref, π_θ) with this rate, every iteration
     diagonal: bool = False
     explode_factor: float = 1e4  # max σ > this × σ₀ → "covariance_exploded"
-    increase_factor: float = 1e3  # f(μ) > this × max(f(μ₀), 1e-12) → "f_increased"
+    increase_factor: float = 1e3  # f(μ) > this × max(f(μ₀), 1e-12) …
+    increase_patience: int = 20  # … for this many iterations in a row → "f_increased"
     fail_streak: int = 50  # this many failed closed-form M-steps in a row → "mstep_failed"
 
 
@@ -184,6 +185,7 @@ def run_engine(
     f0 = None
     since_refresh = 0
     streak = torch.zeros(r, dtype=torch.long)  # consecutive failed closed-form M-steps
+    above = torch.zeros(r, dtype=torch.long)  # consecutive iterations with f(μ) ≫ f(μ₀)
 
     for t in range(big_t):
         z = torch.stack([torch.randn(k, d, generator=g, dtype=DTYPE) for g in generators])
@@ -231,12 +233,14 @@ def run_engine(
                     new_ref = _splice(new_ref, target.select(b.rows), b.rows)
 
         # divergence: NaN, non-finite f, exploding covariance, f increasing -> freeze the run
+        high = torch.as_tensor(f_now > cfg.increase_factor * f0)
+        above = torch.where(high, above + 1, 0)
         bad = {
             "nan": ~(torch.isfinite(new_ref.mean).all(-1) & _finite_scale(new_ref))
             | torch.as_tensor(~np.isfinite(f_now)),
             "nonfinite_f": torch.as_tensor(~finite_f),
             "covariance_exploded": new_ref.std.amax(-1) > cfg.explode_factor * sig0,
-            "f_increased": torch.as_tensor(f_now > cfg.increase_factor * f0),
+            "f_increased": above >= cfg.increase_patience,
             "mstep_failed": streak >= cfg.fail_streak,
         }
         for name in REASONS:

@@ -122,6 +122,7 @@ def write_sweep_outputs(results: dict, out: str | Path) -> Path:
         f"Median final f(μ) over {cfg.seeds} seeds after {cfg.evals} evaluations; gradient "
         f"solver, {cfg.steps} Adam step(s) per iteration at lr {cfg.lr:g}, π_ref refreshed "
         f"every {cfg.refresh_every} iterations; `div` = diverged runs (counted as +∞); "
+        f"median starting f(μ) {results['initial_f_mean']:.3g}; "
         f"wall time {results['seconds']:.1f} s.",
         "",
         "| α \\ β | " + " | ".join(f"{b:g}" for b in betas) + " |",

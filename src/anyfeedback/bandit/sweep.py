@@ -145,6 +145,7 @@ def _sweep_results(cfg, rows, seeds, out, seconds) -> dict:
         "schema": "anyfeedback.bandit.sweep/1",
         "config": cfg,
         "seeds": seeds,
+        "initial_f_mean": float(np.median(out.f_mean[0])),  # f(x₀), median over every run
         "cells": cells,
         "seconds": round(seconds, 2),
     }
@@ -168,9 +169,10 @@ def plot_heatmap(results: dict, path: str | Path) -> Path:
         med = c["median_final_f_mean"]
         if med is not None:
             grid[i, j] = np.log10(max(med, 1e-300))
-        text = "div" if med is None else f"{med:.0e}"
-        if c["diverged"]:
-            text += f"\n{c['diverged']}/{len(c['final_f_mean'])} div"
+        n = len(c["final_f_mean"])
+        text = f"diverged\n{c['diverged']}/{n}" if med is None else f"{med:.0e}"
+        if c["diverged"] and med is not None:
+            text += f"\n{c['diverged']}/{n} div"
         labels[i][j] = text
     fig, ax = plt.subplots(figsize=(1.0 + 1.05 * len(betas), 0.9 + 0.75 * len(alphas)))
     cmap = plt.get_cmap("viridis").with_extremes(bad="#b2182b")  # red: diverged (median +inf)
@@ -183,9 +185,10 @@ def plot_heatmap(results: dict, path: str | Path) -> Path:
     ax.set_xlabel("β")
     ax.set_ylabel("α   (0 = reject-only, 1 = accept-only)")
     ax.set_title(
-        f"PMPO on {cfg.function} d={cfg.dim}: median final f(μ) over {cfg.seeds} seeds, "
-        f"{cfg.evals} evals\n(red = diverged; refresh every {cfg.refresh_every} it., "
-        f"{cfg.steps} Adam step/it., lr {cfg.lr:g})",
+        f"PMPO on {cfg.function} d={cfg.dim}: median final f(μ) over {cfg.seeds} seeds after "
+        f"{cfg.evals} evals (start: {results['initial_f_mean']:.2g})\n(red = diverged; "
+        f"π_ref refreshed every {cfg.refresh_every} it., {cfg.steps} Adam steps/it., "
+        f"lr {cfg.lr:g})",
         fontsize=8,
     )
     fig.colorbar(im, ax=ax, label="log10 median final f(μ)")
