@@ -42,13 +42,18 @@ def one_thread():
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A tiny Llama (hidden 64, 2 layers, ~400-token BPE vocab) saved with save_pretrained."""
+    import torch
+
     from anyfeedback.llm.tiny import build_tiny_model, pretrain_tiny_model, toy_corpus
 
     path = _shared_dir(tmp_path_factory) / "tiny-llama"
     if not (path / "config.json").is_file():
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)  # see one_thread (session fixtures are set up before it)
         corpus = toy_corpus(1500, seed=0)
         build_tiny_model(path, corpus, vocab_size=400, hidden_size=64, num_layers=2)
         pretrain_tiny_model(path, corpus, steps=60)  # log-probs of the toy language, not uniform
+        torch.set_num_threads(before)
     return path
 
 
