@@ -91,3 +91,21 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(train_cfg, mon
     weights = load_file(str(ckpts[-1] / "policy.safetensors"))
     assert all(torch.isfinite(t).all() for t in weights.values())
     assert not (Path(cfg.out) / "model").exists()
+
+
+def test_lora_resume_restores_adapter_reference_and_optimizer(train_cfg):
+    """LoRA with a refreshed reference adapter: 3 steps + resume to 6 = 6 straight steps."""
+    from anyfeedback.llm import train
+
+    kw = dict(lora_r=4, ref_update_every=2, save_steps=3)
+    full = train_cfg("dpo", "paired", max_steps=6, **kw)
+    part = train_cfg("dpo", "paired", max_steps=3, out=full.out + "-part", **kw)
+    train(full)
+    train(part)
+    assert (Path(part.out) / "checkpoints/step-000003/reference.safetensors").is_file()
+    resumed = train_cfg("dpo", "paired", max_steps=6, out=part.out, resume=True, **kw)
+    train(resumed)
+    assert _losses(Path(resumed.out)) == _losses(Path(full.out))
+    a = load_file(str(Path(full.out) / "model" / "adapter_model.safetensors"))
+    b = load_file(str(Path(resumed.out) / "model" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

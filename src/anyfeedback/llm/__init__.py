@@ -23,8 +23,14 @@ from anyfeedback.llm.batching import (
 from anyfeedback.llm.config import TrainConfig, make_config
 from anyfeedback.llm.data import Example, encode_records, unpaired_examples
 from anyfeedback.llm.fit import TrainResult, train
-from anyfeedback.llm.model import Reference, load_policy, load_tokenizer
-from anyfeedback.llm.objective import BATCH_LOSSES, compute_loss
+from anyfeedback.llm.model import (
+    Reference,
+    completion_logits,
+    load_policy,
+    load_tokenizer,
+    shared_prompt_supported,
+)
+from anyfeedback.llm.objective import BATCH_LOSSES, compute_loss, policy_stats
 from anyfeedback.llm.trainer import NonFiniteLossError, Trainer
 
 __all__ = [
@@ -41,11 +47,14 @@ __all__ = [
     "collate_demos",
     "collate_pairs",
     "collate_unpaired",
+    "completion_logits",
     "compute_loss",
     "encode_records",
     "load_policy",
     "load_tokenizer",
     "make_config",
+    "policy_stats",
+    "shared_prompt_supported",
     "train",
     "unpaired_examples",
 ]
