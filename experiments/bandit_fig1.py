@@ -90,7 +90,8 @@ def main() -> None:
     out = Path(args.out)
     parts = args.only.split(",")
     seeds, evals, sweep_evals, dim = (2, 400, 800, 4) if args.quick else (5, 10_000, 30_000, 10)
-    timings: dict = {}
+    timings_path = out / "timings.json"  # merged, so `--only` keeps the other parts' times
+    timings: dict = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     if "fig1" in parts:
         timings["fig1"] = _run(out / "fig1", functions=FIG1_FUNCTIONS, methods=FIG1_METHODS,
                                dim=dim, seeds=seeds, evals=evals)  # fmt: skip
@@ -106,7 +107,7 @@ def main() -> None:
                                   evals=sweep_evals)  # fmt: skip
     timings["machine"] = {"platform": platform.platform(), "python": platform.python_version()}
     timings["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    (out / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
+    timings_path.write_text(json.dumps(timings, indent=2) + "\n")
 
 
 if __name__ == "__main__":

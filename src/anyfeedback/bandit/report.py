@@ -11,7 +11,7 @@ results.json (schema "anyfeedback.bandit/1"):
                   counts as +inf), median final best f, diverged count, evals to target}}
   seconds         wall time of the whole run
 Curves record f at the policy mean μ (extra evaluations, not counted in the budget) and the best
-sampled f, at the first iteration boundary at or before each grid point.
+sampled f, at the last iteration boundary at or before each grid point (4 significant digits).
 """
 
 from __future__ import annotations
@@ -39,12 +39,18 @@ def _grid(cfg) -> list[int]:
     return grid if grid[-1] == cfg.evals else grid + [cfg.evals]
 
 
+def _short(x) -> float | None:
+    """4 significant digits: curves are for plotting (final values keep full precision)."""
+    x = _num(x)
+    return None if x is None else float(f"{x:.4g}")
+
+
 def _curve(evals_mean: np.ndarray, f_mean: np.ndarray, evals_best: np.ndarray, best, grid):
     """Sample f(μ) and best-so-far at each grid point (the last state with evals <= point)."""
     i_mean = np.searchsorted(evals_mean, grid, side="right") - 1
     i_best = np.searchsorted(evals_best, grid, side="right") - 1
-    fm = [_num(f_mean[i]) if i >= 0 else None for i in i_mean]
-    fb = [_num(best[i]) if i >= 0 else None for i in i_best]
+    fm = [_short(f_mean[i]) if i >= 0 else None for i in i_mean]
+    fb = [_short(best[i]) if i >= 0 else None for i in i_best]
     return {"f_mean": fm, "f_best": fb}
 
 

@@ -76,7 +76,9 @@ def _signature(options, *, with_ctx: bool) -> inspect.Signature:
         params.append(
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=ann)
         )
-    out_opt = typer.Option(None, "--out", help="Output directory (required).")
+    out_opt = typer.Option(
+        None, "--out", help="Output directory (default: runs/bandit/<function(s)>)."
+    )
     params.append(
         inspect.Parameter(
             "out", inspect.Parameter.KEYWORD_ONLY, default=out_opt, annotation=Optional[str]
@@ -113,12 +115,10 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     typer.echo(f"warning: {message}", err=True)
 
 
-def _require_out(out: str | None):
-    from anyfeedback.errors import InputError
-
-    if not out:
-        raise InputError("--out DIR is required", field="out")
-    return out
+def _default_out(kind: str, name: str) -> str:
+    """runs/bandit/<functions> or runs/bandit/sweep_<function> (module:callable made safe)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return f"runs/bandit/{kind}{safe}"
 
 
 def do_run(out: str | None = None, quiet: bool = False, **kw: Any) -> None:
@@ -129,8 +129,8 @@ def do_run(out: str | None = None, quiet: bool = False, **kw: Any) -> None:
     from anyfeedback.bandit.outputs import write_run_outputs
     from anyfeedback.bandit.run import run_bandit
 
-    out = _require_out(out)
     kw["functions"] = tuple(_split(kw.pop("function")))
+    out = out or _default_out("", "+".join(kw["functions"]))
     kw["methods"] = tuple(_split(kw["methods"])) if kw["methods"] else DEFAULT_METHODS
     with warnings.catch_warnings():
         warnings.simplefilter("default")
@@ -152,7 +152,7 @@ def do_sweep(out: str | None = None, quiet: bool = False, **kw: Any) -> None:
     from anyfeedback.bandit.outputs import write_sweep_outputs
     from anyfeedback.bandit.sweep import SweepConfig, run_sweep
 
-    out = _require_out(out)
+    out = out or _default_out("sweep_", kw["function"])
     kw["alphas"] = _floats(kw["alphas"], "alphas")
     kw["betas"] = _floats(kw["betas"], "betas")
     with warnings.catch_warnings():
