@@ -179,13 +179,10 @@ def run_engine(
     f_mean = np.full((big_t + 1, r), np.nan)
     best_hist = np.full((big_t, r), np.nan)
     best = np.full(r, np.inf)
-    diverged_at = np.full(r, -1)
-    reason: list[str | None] = [None] * r
-    alive = torch.ones(r, dtype=torch.bool)
-    f0 = None
+    monitor = DivergenceMonitor(cfg, sig0)
+    alive = monitor.alive
     since_refresh = 0
     streak = torch.zeros(r, dtype=torch.long)  # consecutive failed closed-form M-steps
-    above = torch.zeros(r, dtype=torch.long)  # consecutive iterations with f(μ) ≫ f(μ₀)
 
     for t in range(big_t):
         z = torch.stack([torch.randn(k, d, generator=g, dtype=DTYPE) for g in generators])
@@ -196,8 +193,6 @@ def run_engine(
         pts = torch.cat([y, theta.mean[:, None, :]], dim=1).numpy()  # [R, K+1, D]
         fvals = _evaluate(groups, pts)  # [R, K+1]
         f_now = fvals[:, k]
-        if f0 is None:
-            f0 = np.maximum(np.abs(f_now), 1e-12)
         f_mean[t] = np.where(alive.numpy(), f_now, np.nan)
         fs = fvals[:, :k]
         finite_f = np.isfinite(fs).all(1)
@@ -232,22 +227,7 @@ def run_engine(
                 for b in grad_blocks:
                     new_ref = _splice(new_ref, target.select(b.rows), b.rows)
 
-        # divergence: NaN, non-finite f, exploding covariance, f increasing -> freeze the run
-        high = torch.as_tensor(f_now > cfg.increase_factor * f0)
-        above = torch.where(high, above + 1, 0)
-        bad = {
-            "nan": ~(torch.isfinite(new_ref.mean).all(-1) & _finite_scale(new_ref))
-            | torch.as_tensor(~np.isfinite(f_now)),
-            "nonfinite_f": torch.as_tensor(~finite_f),
-            "covariance_exploded": new_ref.std.amax(-1) > cfg.explode_factor * sig0,
-            "f_increased": above >= cfg.increase_patience,
-            "mstep_failed": streak >= cfg.fail_streak,
-        }
-        for name in REASONS:
-            newly = bad[name] & alive
-            for i in torch.nonzero(newly).flatten().tolist():
-                reason[i], diverged_at[i] = name, t
-            alive = alive & ~newly
+        alive = monitor.update(t, new_ref, f_now, finite_f, streak)  # frozen from here on
         with torch.no_grad():
             ref = _merge(ref, new_ref, alive)
             if cfg.param == "whitened":
@@ -273,8 +253,49 @@ def run_engine(
     final = np.where(alive.numpy(), final, _last_finite(f_mean))
     diagnostics = _collect_diagnostics(blocks, r, big_t)
     return EngineResult(
-        f_mean, best_hist, diverged_at, reason, final, diagnostics, time.perf_counter() - t_start
+        f_mean,
+        best_hist,
+        monitor.diverged_at,
+        monitor.reason,
+        final,
+        diagnostics,
+        time.perf_counter() - t_start,
     )
+
+
+class DivergenceMonitor:
+    """Per-run divergence detection (see the module docstring); a run, once flagged, stays
+    frozen. `update` returns the mask of runs still alive."""
+
+    def __init__(self, cfg: EngineConfig, sigma0: torch.Tensor) -> None:
+        r = sigma0.shape[0]
+        self.cfg, self.sigma0 = cfg, sigma0
+        self.alive = torch.ones(r, dtype=torch.bool)
+        self.reason: list[str | None] = [None] * r
+        self.diverged_at = np.full(r, -1)
+        self.above = torch.zeros(r, dtype=torch.long)  # iterations in a row with f(μ) ≫ f(μ₀)
+        self.f0: np.ndarray | None = None
+
+    def update(self, t, new_ref: GaussianPolicy, f_now, finite_f, streak) -> torch.Tensor:
+        cfg = self.cfg
+        if self.f0 is None:
+            self.f0 = np.maximum(np.abs(f_now), 1e-12)
+        high = torch.as_tensor(f_now > cfg.increase_factor * self.f0)
+        self.above = torch.where(high, self.above + 1, 0)
+        bad = {
+            "nan": ~(torch.isfinite(new_ref.mean).all(-1) & _finite_scale(new_ref))
+            | torch.as_tensor(~np.isfinite(f_now)),
+            "nonfinite_f": torch.as_tensor(~finite_f),
+            "covariance_exploded": new_ref.std.amax(-1) > cfg.explode_factor * self.sigma0,
+            "f_increased": self.above >= cfg.increase_patience,
+            "mstep_failed": streak >= cfg.fail_streak,
+        }
+        for name in REASONS:
+            newly = bad[name] & self.alive
+            for i in torch.nonzero(newly).flatten().tolist():
+                self.reason[i], self.diverged_at[i] = name, t
+            self.alive = self.alive & ~newly
+        return self.alive
 
 
 def _theta(ref, frame, delta, raw, head: slice) -> GaussianPolicy:
