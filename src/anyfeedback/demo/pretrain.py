@@ -27,7 +27,7 @@ class DemoModelSpec:
     hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4
-    sft_steps: int = 600
+    sft_steps: int = 200
     batch_size: int = 32
     learning_rate: float = 3e-3
     seed: int = 0
@@ -37,7 +37,7 @@ class DemoModelSpec:
         return "demo-lm-v1-" + hashlib.sha256(blob).hexdigest()[:12]
 
 
-QUICK = DemoModelSpec(reviews=8000, vocab_size=700, hidden_size=96, num_layers=3, sft_steps=250)
+QUICK = DemoModelSpec(reviews=8000, vocab_size=700, hidden_size=96, num_layers=3, sft_steps=80)
 
 
 def cache_root() -> Path:

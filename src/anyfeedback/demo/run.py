@@ -23,9 +23,9 @@ METHODS = {
     "DPO": {"method": "dpo", "beta": 0.1},
 }
 ONLINE = {"prompts": "demo", "reward": "sentiment", "k": 4, "k_accept": 2, "k_reject": 2,
-          "prompts_per_step": 16, "max_new_tokens": 24, "learning_rate": 2e-4,
+          "prompts_per_step": 16, "max_new_tokens": 24, "learning_rate": 5e-4,
           "ref_update_every": 10, "eval_prompts": 64, "save_steps": 0, "seed": 0}  # fmt: skip
-STEPS = {"full": (60, 5), "quick": (16, 4)}  # (steps, eval_every)
+STEPS = {"full": (30, 5), "quick": (10, 5)}  # (steps, eval_every)
 
 
 def run_demo(out: Path, *, quick: bool = False, log=print) -> Path:
