@@ -21,7 +21,7 @@ ends after 3 warm-up steps, in wall-clock time and in CPU time of the (single-th
 process; on a shared machine the CPU-time ratios are the stable ones. tokens/s = non-padding prompt+completion tokens of the training
 records per second (the same records for both trainers, tokenised once by our tokenizer setup).
 Results: results/bench/vs_trl.json; a Markdown table is printed (and pasted into
-docs/llm_trainer_readme_section.md).
+README.md, section "Speed" of the trainer).
 """
 
 from __future__ import annotations

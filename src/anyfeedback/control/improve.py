@@ -9,7 +9,7 @@ Shapes: G members in this method's group, N sampled actions, B states, D action 
   q         [G, N, B]     Q(s_i, clip(a_ij)), no gradient
   mean, std [G, B, D]     online policy π_θ;  ref_mean, ref_std [G, B, D] target policy π_ref
 
-PMPO's covariance (the std-collapse fix, results/control/README_section.md). With one β on the
+PMPO's covariance (the std-collapse fix, README "Control" section). With one β on the
 full-Gaussian KL, the top/bottom-half labels shrink σ at every reference refresh: the accepted
 half of N Gaussian samples has less spread than π_ref along ∇_a Q (variance ×(1 − 2/π) ≈ 0.36 in
 1-D for a linear Q), and the rejected term −(1−α)·ℓ(rejected) pushes density off the tails. The
