@@ -4,7 +4,7 @@ improvement steps (PMPO, MPO, SAC). dm_control is imported only by `envs` (optio
   nets.py      ensemble MLP policy and fused twin critic (stacked parameters, batched matmuls)
   replay.py    n-step replay for lockstep agents
   improve.py   PMPO and MPO improvement steps, label rules, the METHODS table
-  mpo_step.py  MPO's E-step, temperature dual, decoupled KL Lagrangian (pure functions)
+  mpo_step.py  MPO pieces from losses.mpo, summed per action dimension; Gaussian log-density
   sac.py       SAC's actor/temperature losses and soft bootstrap
   learner.py   one update: critic, improvement, targets
   train.py     the loop: act, step, replay, update, evaluate, checkpoint, resume

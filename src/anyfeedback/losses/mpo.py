@@ -85,7 +85,8 @@ def kl_to_uniform(weights: torch.Tensor) -> torch.Tensor:
     """Realised KL(q‖uniform) = mean_i Σ_j q_ij log(N q_ij). Returns [...]; ≈ ε at the dual's
     optimum (log it: the ratio to ε should be ≈ 1)."""
     n = weights.shape[-2]
-    return (weights * torch.log(n * weights.clamp_min(1e-300))).sum(-2).mean(-1)
+    tiny = torch.finfo(weights.dtype).tiny  # 1e-300 would underflow to 0 in float32
+    return (weights * torch.log(n * weights.clamp_min(tiny))).sum(-2).mean(-1)
 
 
 def solve_temperature(q: torch.Tensor, epsilon: float, *, iters: int = 60) -> torch.Tensor:
