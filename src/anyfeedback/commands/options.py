@@ -7,60 +7,23 @@ flags given on the command line override the file. Unknown keys in the file are 
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import inspect
-import json
-import textwrap
 import types
 import typing
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
+from anyfeedback.configfile import field_docs, read_config_file
 from anyfeedback.errors import InputError
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """Field name → the docstring literal written under it in the class body."""
-    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
-    docs = {}
-    for node, nxt in zip(body, body[1:], strict=False):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr):
-            if isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
-                docs[node.target.id] = nxt.value.value.strip()
-    return docs
 
 
 def _base_type(annotation: Any) -> type:
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         return next(a for a in typing.get_args(annotation) if a is not type(None))
     return annotation
-
-
-def read_config_file(path: str | Path, cls: type) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("config file not found", source=str(p))
-    text = p.read_text(encoding="utf-8")
-    try:
-        if p.suffix in (".yaml", ".yml"):
-            import yaml
-
-            values = yaml.safe_load(text) or {}
-        else:
-            values = json.loads(text)
-    except Exception as err:  # yaml.YAMLError / json.JSONDecodeError
-        raise InputError(f"cannot parse: {str(err).splitlines()[0]}", source=str(p)) from None
-    if not isinstance(values, dict):
-        raise InputError("must hold a mapping of field names to values", source=str(p))
-    values = {k.replace("-", "_"): v for k, v in values.items()}
-    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-    if unknown:
-        raise InputError(f"unknown field(s): {', '.join(unknown)}", source=str(p))
-    return values
 
 
 def build_config(cls: type, file: str | None, flags: dict[str, Any]):

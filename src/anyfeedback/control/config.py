@@ -7,9 +7,7 @@ Runs, evaluations and checkpoints end on whole episodes, so `steps` is rounded u
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
 import warnings
 from dataclasses import dataclass
 
@@ -146,14 +144,9 @@ class ControlConfig:
 
 def field_docs(cls: type = ControlConfig) -> dict[str, str]:
     """Field name -> its docstring (the string literal right below the field)."""
-    tree = ast.parse(inspect.getsource(cls))
-    body = tree.body[0].body
-    docs = {}
-    for node, nxt in zip(body, body[1:], strict=False):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr):
-            if isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
-                docs[node.target.id] = nxt.value.value
-    return docs
+    from anyfeedback.configfile import field_docs as docs_of
+
+    return docs_of(cls)
 
 
 def config_fields() -> list[dataclasses.Field]:

@@ -10,7 +10,6 @@ and TRL's flag names.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,43 +215,17 @@ def config_fields() -> list[dataclasses.Field]:
 
 
 def field_docs() -> dict[str, str]:
-    """Field name → its one-line docstring (parsed from this module's source)."""
-    import ast
-    import inspect
+    """Field name → its one-line docstring."""
+    from anyfeedback.configfile import field_docs as docs_of
 
-    tree = ast.parse(inspect.getsource(TrainConfig))
-    body = tree.body[0].body
-    docs = {}
-    for node, nxt in zip(body, body[1:], strict=False):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr):
-            if isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
-                docs[node.target.id] = nxt.value.value.strip()
-    return docs
+    return docs_of(TrainConfig)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Fields from a YAML or JSON file; unknown keys are an InputError (typos must not pass)."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("config file not found", source=str(p))
-    text = p.read_text(encoding="utf-8")
-    try:
-        if p.suffix in (".yaml", ".yml"):
-            import yaml
+    """`TrainConfig` fields from a YAML or JSON file; unknown keys are an InputError."""
+    from anyfeedback.configfile import read_config_file as read
 
-            values = yaml.safe_load(text) or {}
-        else:
-            values = json.loads(text)
-    except Exception as err:  # yaml.YAMLError / json.JSONDecodeError
-        raise InputError(f"cannot parse: {str(err).splitlines()[0]}", source=str(p)) from None
-    if not isinstance(values, dict):
-        raise InputError("must hold a mapping of field names to values", source=str(p))
-    values = {k.replace("-", "_"): v for k, v in values.items()}
-    known = {f.name for f in config_fields()}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise InputError(f"unknown field(s): {', '.join(unknown)}", source=str(p))
-    return values
+    return read(path, TrainConfig)
 
 
 def make_config(file: str | Path | None = None, **overrides: Any) -> TrainConfig:
