@@ -24,16 +24,11 @@ import time
 import warnings
 from pathlib import Path
 
+from anyfeedback.bandit.config import DEFAULT_METHODS
+
 FIG1_FUNCTIONS = ("sphere", "rosenbrock", "schwefel", "rastrigin", "ackley")
 FIG1_METHODS = (
-    "pmpo-ar",
-    "pmpo-a",
-    "pmpo-r",
-    "dpo",
-    "mpo",
-    "cem",
-    "cma-es",
-    "cma-es-default",
+    *DEFAULT_METHODS,
     "pmpo-ar:beta=adaptive",
     "pmpo-a:beta=adaptive",
     "pmpo-r:beta=adaptive",
