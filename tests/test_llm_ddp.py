@@ -1,4 +1,4 @@
-"""Two CPU processes (torchrun, gloo DDP through accelerate) give the same run as one process
+"""Two CPU processes (`accelerate launch`, gloo DDP) give the same run as one process
 with the same global batch (2 accumulation steps), within float tolerance."""
 
 from __future__ import annotations
@@ -38,19 +38,23 @@ def _rows(out: Path) -> list[dict]:
 def test_two_process_ddp_matches_single_process(tiny_model, feedback_files, tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
     env["ANYFEEDBACK_PROGRESS"] = "0"
+    env["CUDA_VISIBLE_DEVICES"] = ""  # CPU DDP (gloo) even on a GPU machine
     data = feedback_files["unpaired"]
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     subprocess.run(
         [sys.executable, *_args(tiny_model, data, single, 2)],
         env=env, check=True, capture_output=True,
     )  # fmt: skip
+    # `accelerate launch --multi_gpu` starts the processes through torchrun; with no GPU
+    # visible, accelerate picks gloo and the run is CPU DDP (`--cpu` would start only one).
     launcher = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+        "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+        "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
+        "--main_process_port", str(_free_port()),
     ]  # fmt: skip
-    proc = subprocess.run(
-        launcher + _args(tiny_model, data, ddp, 1), env=env, capture_output=True, text=True
-    )
+    args = _args(tiny_model, data, ddp, 1)
+    proc = subprocess.run(launcher + args, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     one, two = _rows(single), _rows(ddp)
     assert len(one) == len(two) == 6
