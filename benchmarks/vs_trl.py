@@ -1,32 +1,51 @@
-"""Throughput and peak memory of anyfeedback's trainer vs TRL on one CPU workload.
+"""Throughput and peak memory of anyfeedback's trainer vs TRL, on CPU or on one GPU.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/vs_trl.py            # ~10 min on 2 cores
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/vs_trl.py            # CPU, ~10 min on 2 cores
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/vs_trl.py --reps 1 --steps 12   # quick look
+    HF_HUB_OFFLINE=1 python benchmarks/vs_trl.py --profile gpu --reps 2 --steps 30   # one GPU
 
-Builds (once, cached under results/bench/.work) a fixed ~6M-parameter Llama (a byte-level BPE
-of 1850 tokens trained locally, hidden 256, 6 layers) and fixed unpaired and paired datasets (prompts 6-48 words,
-completions 6-56 words), then runs, each in its own subprocess so peak RSS is not shared:
+Profiles (same code path, different sizes):
+  cpu  a fixed ~6M-parameter Llama (byte-level BPE of 1850 tokens trained locally, hidden 256,
+       6 layers), prompts 6-48 words, completions 6-56 words, 8 records per step, max length
+       192, fp32, one thread per run.
+  gpu  a random-init 0.49B Llama with Qwen2.5-0.5B's shapes (hidden 896, 24 layers, 14 query /
+       2 key-value heads, MLP 4864, tied embeddings, vocabulary 151,936 — the LM head and the
+       full-vocabulary KL cost what a real model's do; the locally trained tokenizer only uses
+       the first 4096 ids), prompts and completions 40-300 words, 16 records per step, max
+       length 1024, float32 weights with bf16 autocast on both sides (our --bf16, TRL bf16=True).
+       Also reports MFU (below).
+
+Runs, each in its own subprocess so peak memory is not shared:
 
   trl-kto   TRL KTOTrainer on the unpaired data        pmpo     our PMPO (α=0.5, β=0.5, dense KL)
   trl-dpo   TRL DPOTrainer on the paired data          dpo      our DPO (β=0.1)
   minimal   a hand-written PyTorch loop: PMPO forward/backward with the dense KL on pre-collated
             batches, no logging or checkpointing (the practical limit of our PMPO step)
 
-Same model, 8 records per step, max length 192, fp32 on CPU, the same number of steps (one epoch
-of the data, so every trainer sees every record once); TRL with bf16=False,
-gradient_checkpointing=False and ref_model passed explicitly. Runs are interleaved
-(rep 1: all five, rep 2: all five, …) because the machine is shared; the reported numbers are
-medians over reps and ratios are taken within a rep. s/step is the mean interval between step
-ends after 3 warm-up steps, in wall-clock time and in CPU time of the (single-threaded)
-process; on a shared machine the CPU-time ratios are the stable ones. tokens/s = non-padding prompt+completion tokens of the training
-records per second (the same records for both trainers, tokenised once by our tokenizer setup).
-Results: results/bench/vs_trl.json; a Markdown table is printed (and pasted into
-README.md, section "Speed" of the trainer).
+Same model, batch, max length and number of steps (one epoch of the data, so every trainer sees
+every record once); TRL with gradient_checkpointing=False and ref_model passed explicitly. Runs
+are interleaved (rep 1: all five, rep 2: all five, …) because the machine is shared; the reported
+numbers are medians over reps and ratios are taken within a rep. s/step is the mean interval
+between step ends after 3 warm-up steps (on a GPU, after a synchronize), in wall-clock time and in
+CPU time of the process; on a shared CPU machine the CPU-time ratios are the stable ones.
+tokens/s = non-padding prompt+completion tokens of the training records per second (the same
+records for both trainers, tokenised once by our tokenizer setup; a pair counts both sequences).
+Peak memory: RSS on CPU, torch.cuda.max_memory_allocated on GPU.
+
+MFU (GPU) counts the FLOPs the task needs, the same for every run: per sequence of n tokens with
+c completion tokens, a forward is 2·N·n (N = non-embedding parameters) + 2·L·d·n² (causal
+attention scores and values) + 2·d·V·c (the LM head on the scored positions); a training step is
+3 forwards of the policy (forward + backward) + 1 of π_ref. Work a trainer does beyond that (an
+LM head over prompt positions, KTO's mismatched pairs) earns no credit. MFU = FLOPs/s ÷ the
+GPU's dense bf16 peak (H100/H200 SXM: 989 TFLOP/s).
+Results: results/bench/vs_trl.json (cpu) or vs_trl_gpu.json; a Markdown table is printed (and
+pasted into README.md, section "Speed" of the trainer).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -35,60 +54,99 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "bench"
-WORK = OUT / ".work"
-BATCH, MAX_LENGTH, WARMUP = 8, 192, 3
-# One intra-op thread per run: on a shared 2-core machine, 2 OpenMP threads stall whenever the
-# other core is busy (measured 2-7x slower and erratic); 1 thread is steady. Same for all runs.
-THREADS = 1
+WARMUP = 3
 RUNS = ("trl-kto", "pmpo", "minimal", "trl-dpo", "dpo")
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    model: dict  # build_tiny_model keyword arguments
+    model_desc: str
+    batch: int
+    max_length: int
+    prompt_words: tuple[int, int]
+    completion_words: tuple[int, int]
+    bf16: bool
+    # One intra-op thread per CPU run: on a shared 2-core machine, 2 OpenMP threads stall
+    # whenever the other core is busy (measured 2-7x slower and erratic); 1 thread is steady.
+    threads: int | None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def work(self) -> Path:  # the assets depend on the profile, not on the batch size
+        base = self.name.partition("-b")[0]
+        return OUT / (".work" if base == "cpu" else f".work-{base}")
+
+
+PROFILES = {
+    "cpu": Profile(
+        "cpu",
+        dict(vocab_size=4096, hidden_size=256, num_layers=6, num_heads=4, intermediate_size=768,
+             max_position_embeddings=512, seed=0),
+        "Llama, hidden 256, 6 layers, 4 heads, MLP 768, BPE vocab 1850 (~6.1M params)",
+        batch=8, max_length=192, prompt_words=(6, 48), completion_words=(6, 56), bf16=False,
+        threads=1,
+    ),
+    "gpu": Profile(
+        "gpu",
+        dict(vocab_size=4096, hidden_size=896, num_layers=24, num_heads=14, num_kv_heads=2,
+             intermediate_size=4864, max_position_embeddings=2048, model_vocab_size=151936,
+             tie_word_embeddings=True, seed=0),
+        "Llama with Qwen2.5-0.5B shapes: hidden 896, 24 layers, 14/2 heads, MLP 4864, "
+        "vocab 151936, tied (0.49B params, random init)",
+        batch=16, max_length=1024, prompt_words=(40, 300), completion_words=(40, 300),
+        bf16=True, threads=None,
+    ),
+}  # fmt: skip
 
 
 def _words(rng: random.Random, n: int, vocab: list[str]) -> str:
     return " ".join(vocab[min(int(rng.paretovariate(1.1)) - 1, len(vocab) - 1)] for _ in range(n))
 
 
-def build_assets(n_records: int) -> dict[str, Path]:
-    """Tokenizer + tiny Llama + unpaired/paired JSONL, deterministic, cached in WORK."""
+def build_assets(p: Profile, n_records: int) -> dict[str, Path]:
+    """Tokenizer + Llama + unpaired/paired JSONL, deterministic, cached in `p.work`."""
     from anyfeedback.llm.tiny import build_tiny_model
 
-    WORK.mkdir(parents=True, exist_ok=True)
+    p.work.mkdir(parents=True, exist_ok=True)
     rng = random.Random(0)
     syll = [c + v for c in "bcdfgklmnprstvz" for v in "aeiou"]
     vocab = sorted(
         {"".join(rng.choice(syll) for _ in range(rng.randint(1, 3))) for _ in range(6000)}
     )
     rng.shuffle(vocab)
-    model_dir = WORK / "model"
+    model_dir = p.work / "model"
     if not (model_dir / "config.json").is_file():
-        corpus = [_words(rng, rng.randint(5, 40), vocab) for _ in range(20000)]
-        build_tiny_model(
-            model_dir, corpus, vocab_size=4096, hidden_size=256, num_layers=6, num_heads=4,
-            intermediate_size=768, max_position_embeddings=512, seed=0,
-        )  # fmt: skip
+        crng = random.Random(1)
+        corpus = [_words(crng, crng.randint(5, 40), vocab) for _ in range(20000)]
+        build_tiny_model(model_dir, corpus, **p.model)
     paths = {"model": model_dir}
+    drng = random.Random(2)
     for kind in ("unpaired", "paired"):
-        path = WORK / f"{kind}-{n_records}.jsonl"
+        path = p.work / f"{kind}-{n_records}.jsonl"
         paths[kind] = path
         if path.is_file():
             continue
         rows = []
         for _ in range(n_records):
-            prompt = _words(rng, rng.randint(6, 48), vocab)
-            a, b = (" " + _words(rng, rng.randint(6, 56), vocab) for _ in range(2))
+            prompt = _words(drng, drng.randint(*p.prompt_words), vocab)
+            a, b = (" " + _words(drng, drng.randint(*p.completion_words), vocab) for _ in range(2))
             if kind == "paired":
                 rows.append({"prompt": prompt, "chosen": a, "rejected": b})
             else:
-                rows.append({"prompt": prompt, "completion": a, "label": rng.random() < 0.5})
+                rows.append({"prompt": prompt, "completion": a, "label": drng.random() < 0.5})
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return paths
 
 
-def record_tokens(model_dir: Path, data: Path) -> int:
-    """Non-padding prompt+completion tokens of all records (a pair counts both sequences)."""
+def _examples(p: Profile, model_dir: Path, data: Path):
     from anyfeedback.llm.data import encode_records
     from anyfeedback.llm.model import load_tokenizer
     from anyfeedback.llm.records import load_records
@@ -98,36 +156,70 @@ def record_tokens(model_dir: Path, data: Path) -> int:
 
     tok = load_tokenizer(_C)
     kind, records = load_records(str(data))
-    enc = encode_records(tok, records, kind, max_length=MAX_LENGTH)
-    return sum(
-        len(e.prompt_ids) * len(e.completion_ids) + sum(map(len, e.completion_ids))
-        for e in enc.examples
-    )
+    return tok, encode_records(tok, records, kind, max_length=p.max_length).examples
+
+
+def record_stats(p: Profile, model_dir: Path, data: Path) -> dict[str, float]:
+    """Totals over all records (a pair counts both sequences): non-padding tokens, and the task's
+    model FLOPs of one training pass (see the module docstring)."""
+    cfg = json.loads((model_dir / "config.json").read_text())
+    d, L, V, inter = (cfg[k] for k in ("hidden_size", "num_hidden_layers", "vocab_size",
+                                       "intermediate_size"))  # fmt: skip
+    kv = cfg["num_key_value_heads"] * d // cfg["num_attention_heads"]
+    n_params = L * (2 * d * d + 2 * d * kv + 3 * d * inter)  # non-embedding
+    tokens = flops = 0.0
+    for e in _examples(p, model_dir, data)[1]:
+        for comp in e.completion_ids:
+            n, c = len(e.prompt_ids) + len(comp), len(comp)
+            tokens += n
+            flops += 4 * (2 * n_params * n + 2 * L * d * n * n + 2 * d * V * c)
+    return {"tokens": tokens, "flops": flops}
 
 
 def _stamp() -> tuple[float, float]:
-    """(wall clock, CPU time of this process) at a step end."""
+    """(wall clock, CPU time of this process) at a step end, after the GPU has finished."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return time.perf_counter(), time.process_time()
 
 
-def _result(name: str, stamps: list[tuple[float, float]], steps: int, tokens: int) -> dict:
+def _peak_flops() -> float | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
+
+
+def _result(p: Profile, name: str, stamps: list, steps: int, stats: dict) -> dict:
     """Mean wall and CPU seconds per step between step ends, after WARMUP steps."""
+    import torch
+
     walls = [b[0] - a[0] for a, b in zip(stamps, stamps[1:], strict=False)][WARMUP:]
     cpus = [b[1] - a[1] for a, b in zip(stamps, stamps[1:], strict=False)][WARMUP:]
     s_step, cpu_step = statistics.mean(walls), statistics.mean(cpus)
-    return {
+    out = {
         "run": name,
         "steps": steps,
         "s_per_step": s_step,
         "cpu_s_per_step": cpu_step,
-        "samples_per_s": BATCH / s_step,
-        "samples_per_cpu_s": BATCH / cpu_step,
-        "tokens_per_s": tokens / steps / s_step,
+        "samples_per_s": p.batch / s_step,
+        "samples_per_cpu_s": p.batch / cpu_step,
+        "tokens_per_s": stats["tokens"] / steps / s_step,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+    if torch.cuda.is_available():
+        out["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        peak = _peak_flops()
+        out["tflops_per_s"] = stats["flops"] / steps / s_step / 1e12
+        out["mfu"] = stats["flops"] / steps / s_step / peak if peak else float("nan")
+    return out
 
 
-def run_ours(method: str, paths: dict, steps: int, tokens: int) -> dict:
+def run_ours(p: Profile, method: str, paths: dict, steps: int, stats: dict) -> dict:
     from anyfeedback.llm import TrainConfig, fit, train
 
     stamps = []
@@ -141,15 +233,16 @@ def run_ours(method: str, paths: dict, steps: int, tokens: int) -> dict:
     data = paths["unpaired" if method == "pmpo" else "paired"]
     beta = 0.5 if method == "pmpo" else 0.1
     cfg = TrainConfig(
-        model=str(paths["model"]), data=str(data), method=method, out=str(WORK / f"run-{method}"),
-        beta=beta, batch_size=BATCH, max_length=MAX_LENGTH, max_steps=steps, learning_rate=1e-5,
-        save_steps=0, progress=False, seed=0,
+        model=str(paths["model"]), data=str(data), method=method,
+        out=str(p.work / f"run-{method}"), beta=beta, batch_size=p.batch,
+        max_length=p.max_length, max_steps=steps, learning_rate=1e-5, save_steps=0,
+        progress=False, seed=0, bf16=p.bf16,
     )  # fmt: skip
     train(cfg)
-    return _result(method, stamps, steps, tokens)
+    return _result(p, method, stamps, steps, stats)
 
 
-def run_trl(kind: str, paths: dict, steps: int, tokens: int) -> dict:
+def run_trl(p: Profile, kind: str, paths: dict, steps: int, stats: dict) -> dict:
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -166,9 +259,10 @@ def run_trl(kind: str, paths: dict, steps: int, tokens: int) -> dict:
     model = AutoModelForCausalLM.from_pretrained(paths["model"], dtype=torch.float32)
     ref = AutoModelForCausalLM.from_pretrained(paths["model"], dtype=torch.float32)
     common = dict(
-        output_dir=str(WORK / f"run-{kind}"), per_device_train_batch_size=BATCH, max_steps=steps,
-        learning_rate=1e-5, bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=True,
-        max_length=MAX_LENGTH, logging_steps=1, save_strategy="no", report_to="none",
+        output_dir=str(p.work / f"run-{kind}"), per_device_train_batch_size=p.batch,
+        max_steps=steps, learning_rate=1e-5, bf16=p.bf16, fp16=False,
+        gradient_checkpointing=False, use_cpu=not torch.cuda.is_available(),
+        max_length=p.max_length, logging_steps=1, save_strategy="no", report_to="none",
         disable_tqdm=True, seed=0, dataloader_num_workers=0,
     )  # fmt: skip
     if kind == "trl-kto":
@@ -185,43 +279,43 @@ def run_trl(kind: str, paths: dict, steps: int, tokens: int) -> dict:
         processing_class=tok, callbacks=[timer],
     )  # fmt: skip
     trainer.train()
-    return _result(kind, timer.ends, steps, tokens)
+    return _result(p, kind, timer.ends, steps, stats)
 
 
-def run_minimal(paths: dict, steps: int, tokens: int) -> dict:
+def run_minimal(p: Profile, paths: dict, steps: int, stats: dict) -> dict:
     """PMPO forward/backward with the dense KL in a bare loop on pre-collated batches."""
+    import contextlib
     import copy
 
     import torch
     from transformers import AutoModelForCausalLM
 
     from anyfeedback.llm.batching import BatchPlan, collate_unpaired
-    from anyfeedback.llm.data import encode_records
-    from anyfeedback.llm.model import completion_logits, load_tokenizer
-    from anyfeedback.llm.records import load_records
+    from anyfeedback.llm.model import completion_logits
     from anyfeedback.losses import pmpo_loss, token_logps_and_kl
 
-    class _C:
-        model, trust_remote_code = str(paths["model"]), False
-
-    tok = load_tokenizer(_C)
-    kind, records = load_records(str(paths["unpaired"]))
-    ex = encode_records(tok, records, kind, max_length=MAX_LENGTH).examples
-    plan = BatchPlan([e.length for e in ex], batch_size=BATCH, accumulation=1, world_size=1, seed=0)
+    tok, ex = _examples(p, paths["model"], paths["unpaired"])
+    plan = BatchPlan(
+        [e.length for e in ex], batch_size=p.batch, accumulation=1, world_size=1, seed=0
+    )
     batches = [
         collate_unpaired([ex[i] for i in plan.micro_batches(s, 0)[0]], tok.pad_token_id)
         for s in range(steps)
     ]
-    model = AutoModelForCausalLM.from_pretrained(paths["model"], dtype=torch.float32)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = AutoModelForCausalLM.from_pretrained(paths["model"], dtype=torch.float32).to(device)
     ref = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    autocast = torch.autocast(device, dtype=torch.bfloat16) if p.bf16 else contextlib.nullcontext()
     model.train()
     ends = []
     for b in batches:
+        b = b.to(device)
         s = b.seqs
-        with torch.inference_mode():
-            ref_logits = completion_logits(ref, s)  # LM head on completion positions only
-        logits = completion_logits(model, s)
+        with autocast:
+            with torch.inference_mode():
+                ref_logits = completion_logits(ref, s)  # LM head on completion positions only
+            logits = completion_logits(model, s)
         logps, kl, _ = token_logps_and_kl(logits, *s.kept(), ref_logits.clone())
         loss, _ = pmpo_loss(logps[b.accepted], logps[~b.accepted], kl, alpha=0.5, beta=0.5)
         loss.backward()
@@ -229,29 +323,33 @@ def run_minimal(paths: dict, steps: int, tokens: int) -> dict:
         opt.step()
         opt.zero_grad(set_to_none=True)
         ends.append(_stamp())
-    return _result("minimal", ends, steps, tokens)
+    return _result(p, "minimal", ends, steps, stats)
 
 
-def child(name: str, steps: int) -> None:
+def child(p: Profile, name: str, steps: int) -> None:
     import torch
 
-    torch.set_num_threads(THREADS)
-    paths = build_assets(steps * BATCH)
+    if p.threads:
+        torch.set_num_threads(p.threads)
+    paths = build_assets(p, steps * p.batch)
     data = paths["unpaired" if name in ("trl-kto", "pmpo", "minimal") else "paired"]
-    tokens = record_tokens(paths["model"], data)
+    stats = record_stats(p, paths["model"], data)
     if name.startswith("trl-"):
-        res = run_trl(name, paths, steps, tokens)
+        res = run_trl(p, name, paths, steps, stats)
     elif name == "minimal":
-        res = run_minimal(paths, steps, tokens)
+        res = run_minimal(p, paths, steps, stats)
     else:
-        res = run_ours(name, paths, steps, tokens)
+        res = run_ours(p, name, paths, steps, stats)
     print("RESULT " + json.dumps(res), flush=True)
 
 
-def _spawn(name: str, steps: int) -> dict:
+def _spawn(p: Profile, name: str, steps: int) -> dict:
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", ANYFEEDBACK_PROGRESS="0")
-    env.update(OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
-    cmd = [sys.executable, __file__, "--child", name, "--steps", str(steps)]
+    if p.threads:
+        env.update(OMP_NUM_THREADS=str(p.threads), MKL_NUM_THREADS=str(p.threads))
+    base, _, batch = p.name.partition("-b")
+    cmd = [sys.executable, __file__, "--child", name, "--steps", str(steps), "--profile", base]
+    cmd += ["--batch", batch] if batch else []
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -259,21 +357,23 @@ def _spawn(name: str, steps: int) -> dict:
     return json.loads(lines[-1][len("RESULT ") :])
 
 
-def _table(summary: dict) -> str:
-    rows = [
-        "| run | s/step (wall) | s/step (CPU) | samples/s | tokens/s | peak RSS (MiB) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name in RUNS:
+def _table(summary: dict, runs: tuple[str, ...]) -> str:
+    gpu = "peak_gpu_mib" in summary[runs[0]]
+    mem = "peak GPU (MiB)" if gpu else "peak RSS (MiB)"
+    head = f"| run | s/step (wall) | s/step (CPU) | samples/s | tokens/s | {mem} |"
+    rows = [head + (" MFU |" if gpu else ""), "|---|---|---|---|---|---|" + ("---|" if gpu else "")]
+    for name in runs:
         s = summary[name]
-        rows.append(
+        row = (
             f"| {name} | {s['s_per_step']:.3f} | {s['cpu_s_per_step']:.3f} | "
-            f"{s['samples_per_s']:.1f} | {s['tokens_per_s']:.0f} | {s['peak_rss_mib']:.0f} |"
+            f"{s['samples_per_s']:.1f} | {s['tokens_per_s']:.0f} | "
+            f"{s['peak_gpu_mib' if gpu else 'peak_rss_mib']:.0f} |"
         )
+        rows.append(row + (f" {100 * s['mfu']:.1f} % |" if gpu else ""))
     return "\n".join(rows)
 
 
-def _summarise(reps: list[dict], args) -> dict:
+def _summarise(p: Profile, reps: list[dict], args, runs: tuple[str, ...]) -> dict:
     """Medians over reps, ratios within each rep, and the conditions of the run."""
     import platform
 
@@ -283,8 +383,9 @@ def _summarise(reps: list[dict], args) -> dict:
 
     summary = {
         n: {k: statistics.median(r[n][k] for r in reps) for k in reps[0][n] if k != "run"}
-        for n in RUNS
+        for n in runs
     }
+    mem = "peak_gpu_mib" if torch.cuda.is_available() else "peak_rss_mib"
     ratio_defs = {
         "pmpo_vs_trl_kto_samples_per_s": ("pmpo", "trl-kto", "samples_per_s"),
         "pmpo_vs_trl_kto_samples_per_cpu_s": ("pmpo", "trl-kto", "samples_per_cpu_s"),
@@ -292,22 +393,32 @@ def _summarise(reps: list[dict], args) -> dict:
         "dpo_vs_trl_dpo_samples_per_cpu_s": ("dpo", "trl-dpo", "samples_per_cpu_s"),
         "pmpo_step_vs_minimal_loop": ("pmpo", "minimal", "s_per_step"),
         "pmpo_cpu_step_vs_minimal_loop": ("pmpo", "minimal", "cpu_s_per_step"),
-        "pmpo_vs_trl_kto_peak_rss": ("pmpo", "trl-kto", "peak_rss_mib"),
-        "dpo_vs_trl_dpo_peak_rss": ("dpo", "trl-dpo", "peak_rss_mib"),
+        f"pmpo_vs_trl_kto_{mem}": ("pmpo", "trl-kto", mem),
+        f"dpo_vs_trl_dpo_{mem}": ("dpo", "trl-dpo", mem),
     }
-    ratios = {k: [r[a][m] / r[b][m] for r in reps] for k, (a, b, m) in ratio_defs.items()}
+    ratios = {
+        k: [r[a][m] / r[b][m] for r in reps]
+        for k, (a, b, m) in ratio_defs.items()
+        if a in runs and b in runs
+    }
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     conditions = {
-        "model": "Llama, hidden 256, 6 layers, 4 heads, MLP 768, BPE vocab 1850 (~6.1M params)",
-        "data": f"{args.steps * BATCH} records: prompts 6-48 words, completions 6-56 words",
-        "batch_records_per_step": BATCH, "max_length": MAX_LENGTH, "steps": args.steps,
-        "warmup_steps_excluded": WARMUP, "dtype": "float32", "device": "cpu",
-        "cpu_count": os.cpu_count(), "torch_threads": THREADS, "platform": platform.platform(),
+        "model": p.model_desc,
+        "data": f"{args.steps * p.batch} records: prompts {p.prompt_words[0]}-"
+        f"{p.prompt_words[1]} words, completions {p.completion_words[0]}-"
+        f"{p.completion_words[1]} words",
+        "batch_records_per_step": p.batch, "max_length": p.max_length, "steps": args.steps,
+        "warmup_steps_excluded": WARMUP,
+        "dtype": "float32 weights, bf16 autocast" if p.bf16 else "float32", "device": device,
+        "cpu_count": os.cpu_count(), "torch_threads": p.threads, "platform": platform.platform(),
         "torch": torch.__version__, "transformers": transformers.__version__,
         "trl": trl.__version__,
     }  # fmt: skip
     return {
         "command": "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/vs_trl.py "
-        f"--reps {args.reps} --steps {args.steps}",
+        f"--profile {args.profile} --reps {args.reps} --steps {args.steps}"
+        + (f" --batch {args.batch}" if args.batch else "")
+        + ("" if runs == RUNS else f" --runs {','.join(runs)}"),
         "conditions": conditions,
         "median": summary,
         "ratios_per_rep": ratios,
@@ -318,23 +429,33 @@ def _summarise(reps: list[dict], args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--steps", type=int, default=24)
     parser.add_argument("--child", choices=RUNS)
+    parser.add_argument("--out", type=Path, default=None, help="results JSON path")
+    parser.add_argument("--batch", type=int, help="records per step (default: the profile's)")
+    parser.add_argument("--runs", default=",".join(RUNS), help="subset of " + ",".join(RUNS))
     args = parser.parse_args()
+    p = PROFILES[args.profile]
+    if args.batch:
+        p = dataclasses.replace(p, name=f"{p.name}-b{args.batch}", batch=args.batch)
+        PROFILES[p.name] = p
+    runs = tuple(r for r in RUNS if r in args.runs.split(","))
     if args.child:
-        child(args.child, args.steps)
+        child(p, args.child, args.steps)
         return
-    build_assets(args.steps * BATCH)
+    build_assets(p, args.steps * p.batch)
     reps = []
     for rep in range(args.reps):
-        res = {name: _spawn(name, args.steps) for name in RUNS}
+        res = {name: _spawn(p, name, args.steps) for name in runs}
         reps.append(res)
         print(f"rep {rep + 1}: " + ", ".join(f"{n} {r['s_per_step']:.3f}s" for n, r in res.items()))
-    result = _summarise(reps, args)
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "vs_trl.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(_table(result["median"]))
+    result = _summarise(p, reps, args, runs)
+    out = args.out or OUT / ("vs_trl.json" if p.name == "cpu" else f"vs_trl_{p.name}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(_table(result["median"], runs))
     for k, v in result["ratios_median"].items():
         per_rep = ", ".join(f"{x:.2f}" for x in result["ratios_per_rep"][k])
         print(f"{k}: {v:.2f}  (per rep: {per_rep})")

@@ -141,10 +141,17 @@ def completion_logits(model: torch.nn.Module, seqs: Packed) -> torch.Tensor:
     The LM head runs on the gathered hidden states (see `_GatherBeforeHead`); a model without
     an output-embedding accessor falls back to full logits, then gathers them."""
     hook = _gather_hook(model)
+    # A 2-D mask only marks right padding (`pack`): causal attention already keeps every real
+    # token from seeing the pads after it, and pad positions are never scored. Passing no mask
+    # lets SDPA take its causal (flash) kernel instead of a masked one: on an H100 the masked
+    # path (cuDNN, re-planned for every new shape) cost ~4 ms of host time per layer call.
+    # Positions go too: real tokens of a right-padded row sit at 0..n-1 (the model's default),
+    # and pads repeating a position would read as packed sequences and bring a mask back.
+    block = seqs.attention_mask.dim() == 4
     kwargs = {
         "input_ids": seqs.input_ids,
-        "attention_mask": seqs.attention_mask,
-        "position_ids": seqs.position_ids,
+        "attention_mask": seqs.attention_mask if block else None,
+        "position_ids": seqs.position_ids if block else None,
         "use_cache": False,
     }
     if hook is None:
@@ -201,7 +208,17 @@ class Reference:
     and `state_dict()` / `load_state_dict()` for checkpoints (empty while π_ref is the initial
     model, which the checkpoint can rebuild)."""
 
-    def __init__(self, policy: torch.nn.Module, *, autocast=contextlib.nullcontext) -> None:
+    def __init__(
+        self,
+        policy: torch.nn.Module,
+        *,
+        autocast=contextlib.nullcontext,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        """`dtype` stores a full (non-LoRA) π_ref copy in that precision: under --bf16 autocast
+        rounds its weights to bf16 at every forward anyway, so a bf16 copy gives the same matmuls
+        without the per-forward casts and with half the memory. Keep float32 for EMA updates
+        (bf16 cannot hold small τ steps)."""
         self.policy = policy  # the unwrapped policy module (not DDP / compiled wrappers)
         self.autocast = autocast
         self.lora = is_lora(policy)
@@ -212,6 +229,8 @@ class Reference:
             self._initial = {n: p.detach().clone() for n, p in self._adapter_params().items()}
         else:
             self.model = copy.deepcopy(policy).eval().requires_grad_(False)
+            if dtype is not None:
+                self.model.to(dtype)
 
     def _adapter_params(self) -> dict[str, torch.nn.Parameter]:
         return {n: p for n, p in self.policy.named_parameters() if p.requires_grad}

@@ -112,26 +112,31 @@ def build_tiny_model(
     intermediate_size: int | None = None,
     max_position_embeddings: int = 512,
     seed: int = 0,
+    num_kv_heads: int | None = None,
+    model_vocab_size: int | None = None,
+    tie_word_embeddings: bool = False,
 ) -> Path:
     """Train a tokenizer on `corpus` (default `toy_corpus()`), build a Llama with the given
-    sizes from its config (random init, seeded), save both to `out_dir` and return it."""
+    sizes from its config (random init, seeded), save both to `out_dir` and return it.
+    `model_vocab_size` > the tokenizer's pads the embedding (benchmarks: a real model's LM head
+    and full-vocabulary KL cost with a locally trained tokenizer)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     out = Path(out_dir)
     tokenizer = train_tokenizer(corpus if corpus is not None else toy_corpus(), vocab_size)
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=max(len(tokenizer), model_vocab_size or 0),
         hidden_size=hidden_size,
         intermediate_size=intermediate_size or 4 * hidden_size,
         num_hidden_layers=num_layers,
         num_attention_heads=num_heads,
-        num_key_value_heads=num_heads,
+        num_key_value_heads=num_kv_heads or num_heads,
         max_position_embeddings=max_position_embeddings,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie_word_embeddings,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)

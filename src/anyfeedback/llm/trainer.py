@@ -85,7 +85,10 @@ class Trainer:
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg)
         policy = (model if model is not None else load_policy(cfg)).to(acc.device)
         self.policy = policy  # the unwrapped module: checkpoints, π_ref, saving
-        self.ref = Reference(policy, autocast=acc.autocast)  # π_ref = the initial policy
+        low = torch.bfloat16 if cfg.bf16 else torch.float16 if cfg.fp16 else None
+        ref_dtype = low if cfg.ref_ema == 0 else None  # EMA accumulates in float32
+        # π_ref = the initial policy
+        self.ref = Reference(policy, autocast=acc.autocast, dtype=ref_dtype)
         self.state = {"step": 0, "tokens_seen": 0}
         if resume_from is not None:
             self.ref.load_state_dict(ckpt.load_weights(resume_from, policy))
