@@ -8,6 +8,9 @@ from anyfeedback.commands.options import add_dataclass_command
 
 
 def _run(cfg) -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     from anyfeedback.reward_model.train import train_reward
 
     r = train_reward(cfg)
