@@ -191,3 +191,43 @@ def test_bad_inputs_exit_2_one_line(
     assert main(args) == 2
     err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
     assert len(err) == 1 and expect in err[0], err
+
+
+def test_rloo_batch_penalises_the_log_ratio_to_the_frozen_reference(tiny_model):
+    """The RLOO step's KL is Σ_t log π_θ(y_t) − log π_ref(y_t) with π_ref the *start* model
+    (never the sampling policy: on-policy, π_old = π_θ), and enters R = r − β·kl."""
+    from anyfeedback.llm import TrainConfig
+    from anyfeedback.llm.batching import collate_samples
+    from anyfeedback.llm.model import Reference, completion_logits, load_policy
+    from anyfeedback.llm.objective import ref_logps, rloo_batch_loss
+    from anyfeedback.losses import rloo_loss, token_logps_and_kl
+
+    cfg = TrainConfig(model=str(tiny_model), data="x", method="rloo", beta=0.5)
+    torch.manual_seed(0)
+    policy = load_policy(cfg)
+    ref = Reference(policy)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    batch = collate_samples([[1, 5, 7], [1, 9]], [[11, 13], [17, 2], [19, 23, 2], [29]],
+                            [1.0, 0.0, 0.5, 0.2], 2, pad_id=0)  # fmt: skip
+    loss, m = rloo_batch_loss(policy, ref, batch, cfg)
+    labels, mask = batch.seqs.kept()
+    lp = token_logps_and_kl(completion_logits(policy, batch.seqs), labels, mask)[0]
+    kl = lp.detach() - ref_logps(ref, batch.seqs, cfg)
+    assert m["kl_sampled"].item() == pytest.approx(kl.mean().item(), abs=1e-5)
+    assert kl.abs().max() > 1e-3  # the policy moved away from π_ref
+    expected = rloo_loss(lp, torch.tensor([1.0, 0.0, 0.5, 0.2]), kl, k=2, beta=0.5)[0]
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-5)
+
+
+def test_train_aihf_dpo_weights_both_zero_is_an_error():
+    from anyfeedback.errors import InputError
+    from anyfeedback.llm import TrainConfig
+
+    with pytest.raises(InputError, match="both 0"):
+        TrainConfig(model="m", data="d", method="aihf-dpo", demo_weight=0.0, pref_weight=0.0)
+    with pytest.raises(InputError, match="anyfeedback aihf"):
+        from anyfeedback.llm.records import for_method
+
+        for_method("rloo", None)
