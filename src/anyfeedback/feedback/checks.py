@@ -10,7 +10,7 @@ from anyfeedback.feedback.schema import Demonstration, Paired
 
 
 def require_pairs(ds: FeedbackDataset) -> list[Paired]:
-    """The records of `ds` as preference pairs; a pair whose chosen equals its rejected carries
+    """The records of `ds` as preference pairs (errors name 1-based record numbers); a pair whose chosen equals its rejected carries
     no preference and is an error here (a Bradley–Terry pair needs two different completions)."""
     if ds.kind != "paired":
         raise InputError(
@@ -24,7 +24,7 @@ def require_pairs(ds: FeedbackDataset) -> list[Paired]:
             raise InputError(
                 "chosen and rejected are identical (a preference needs two different completions)",
                 source=ds.source,
-                record=i,
+                record=i + 1,
                 field="rejected",
             )
     return list(ds.records)
@@ -37,7 +37,7 @@ def require_demos(ds: FeedbackDataset) -> list[Demonstration]:
         raise InputError(
             "demonstrations need completions: these records have a prompt but no 'completion'",
             source=ds.source,
-            record=0,
+            record=1,
             field="completion",
         )
     if ds.kind != "demonstration":
@@ -48,7 +48,7 @@ def require_demos(ds: FeedbackDataset) -> list[Demonstration]:
         raise InputError("no demonstrations", source=ds.source)
     for i, r in enumerate(ds.records):
         if not (r.completion.strip() if isinstance(r.completion, str) else r.completion):
-            raise InputError("empty completion", source=ds.source, record=i, field="completion")
+            raise InputError("empty completion", source=ds.source, record=i + 1, field="completion")
     return list(ds.records)
 
 
