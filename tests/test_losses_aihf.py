@@ -115,3 +115,58 @@ def test_self_play_aihf_pref_weight_zero_is_spin():
     assert loss2.item() == pytest.approx(loss.item(), abs=1e-12)
     with pytest.raises(ValueError):
         self_play_aihf_loss(None, None, None, None)
+
+
+def _closed_form_policy(pi_ref, r, beta):
+    """The lower level's exact solution π_r = π_ref·exp(r/β)/Z (spec AIHF §2)."""
+    return torch.softmax(pi_ref.log() + r / beta, 0)
+
+
+def _solve(loss_fn, n, steps=3000, lr=0.05):
+    r = torch.zeros(n, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([r], lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss_fn(r).backward()
+        opt.step()
+    return r.detach()
+
+
+def test_tabular_bilevel_pref_weight_zero_recovers_the_demonstration_distribution():
+    """w_P = 0: the reward step with the exact expectation E_{π_r}[r] (π_r the closed-form lower
+    level, held fixed inside each step as the sampled y^A is) drives π_r to the demonstrations'
+    distribution p_E, which a table can represent exactly: ML-IRL (spec §6)."""
+    pi_ref, beta = t(0.4, 0.3, 0.2, 0.1), 0.5
+    p_demo = t(0.1, 0.2, 0.3, 0.4)
+
+    def loss(r):
+        pi = _closed_form_policy(pi_ref, r, beta).detach()
+        return aihf_reward_loss((p_demo * r).sum().reshape(1), (pi * r).sum().reshape(1),
+                                None, None, pref_weight=0.0, beta=beta)[0]  # fmt: skip
+
+    r = _solve(loss, 4)
+    assert torch.allclose(_closed_form_policy(pi_ref, r, beta), p_demo, atol=1e-6)
+
+
+def test_tabular_bilevel_demo_weight_zero_is_the_bt_mle_then_kl_rl_optimum():
+    """w_D = 0: with demonstrations present but weighted 0, the reward step is the Bradley–Terry
+    MLE on the pairs (the same r as minimising `bradley_terry_loss` alone, up to a constant), and
+    the policy is the KL-regularised RL optimum for it: ∇_logits[E_π r − β·KL(π‖π_ref)] = 0."""
+    pi_ref, beta = t(0.25, 0.25, 0.5), 0.3
+    chosen, rejected = torch.tensor([0, 0, 0, 1, 1, 2]), torch.tensor([1, 1, 2, 2, 0, 0])
+    demo_idx = torch.tensor([2, 2])
+
+    def aihf(r):
+        pi = _closed_form_policy(pi_ref, r, beta).detach()
+        return aihf_reward_loss(r[demo_idx], (pi * r).sum().expand(2), r[chosen], r[rejected],
+                                demo_weight=0.0, beta=beta)[0]  # fmt: skip
+
+    r_aihf = _solve(aihf, 3)
+    r_bt = _solve(lambda r: bradley_terry_loss(r[chosen], r[rejected])[0], 3, lr=0.1)
+    assert torch.allclose(r_aihf - r_aihf.mean(), r_bt - r_bt.mean(), atol=1e-6)
+    pi = _closed_form_policy(pi_ref, r_aihf, beta)
+    logits = pi.log().clone().requires_grad_()
+    q = torch.softmax(logits, 0)
+    objective = (q * r_aihf).sum() - beta * (q * (q.log() - pi_ref.log())).sum()
+    (g,) = torch.autograd.grad(objective, logits)
+    assert g.abs().max() < 1e-12

@@ -6,7 +6,7 @@ import typer
 
 
 def register_all(app: typer.Typer) -> None:
-    from anyfeedback.commands import bandit, control, data, demo, online, plot, train
+    from anyfeedback.commands import aihf, bandit, control, data, demo, online, plot, reward, train
 
-    for module in (data, train, online, demo, plot, control, bandit):
+    for module in (data, train, online, reward, aihf, demo, plot, control, bandit):
         module.register(app)

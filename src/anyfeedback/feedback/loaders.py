@@ -232,15 +232,21 @@ def load_feedback(
     problems: list[InputError] | None = None,
     max_problems: int = 20,
 ) -> FeedbackDataset:
-    """Load and validate every record of `source` (file, directory or Hub id). The kind is
+    """Load and validate every record of `source` (file, directory or Hub id, optionally behind a
+    dataset adapter `hh:` / `ultrafeedback:` / `ultrachat:`, see adapters.py). The kind is
     detected from the first record's fields unless given ('unpaired', 'paired',
     'demonstration', 'prompt-only'; 'prompt' also works; 'prompt-only' reads the prompts of
     records of any kind, the other fields going to `extra`). Raises `InputError` (one line, naming
     file, line/record and field) at the first problem — or, when a `problems` list is passed,
     collects up to `max_problems` problems there, skips those records and goes on."""
+    from anyfeedback.feedback.adapters import parse_source
+
+    adapter, raw_source, split = parse_source(str(source), split)
     source = str(source)
     kind = normalise_kind(kind, source) if kind is not None else None
-    rows, _ = iter_rows(source, split=split)
+    rows, _ = iter_rows(raw_source, split=split)
+    if adapter is not None:  # dataset-specific schema → our fields (feedback/adapters.py)
+        rows = ((where, adapter(row, where, kind)) for where, row in rows)
     records, first_where = [], None
     try:
         for where, row in rows:

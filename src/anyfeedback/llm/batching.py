@@ -26,6 +26,7 @@ __all__ = [
     "cat_rows",
     "collate_demos",
     "collate_pairs",
+    "collate_samples",
     "collate_unpaired",
     "pack",
     "pack_shared",
@@ -39,7 +40,9 @@ class Batch:
     paired (dpo, ipo, aihf-dpo): views [0, n) chosen, [n, 2n) rejected, then `n_demos` demo
     views and `n_ref_samples` π_ref-sample views (aihf-dpo contrastive, one per demo);
     demonstration (sft): one view per record.
-    `mismatched` (kto): views (x_i, y_{i'}), i' = (i + 1) mod m, for the reference point."""
+    `mismatched` (kto): views (x_i, y_{i'}), i' = (i + 1) mod m, for the reference point.
+    rloo: one view per sample, prompt-major groups of `group_size`, `rewards` [M].
+    self-play-aihf: the paired layout; the π_ref-sample views hold samples of the opponent π_t."""
 
     seqs: Packed
     n_records: int
@@ -48,6 +51,8 @@ class Batch:
     n_demos: int = 0
     n_ref_samples: int = 0
     mismatched: Packed | None = None
+    rewards: torch.Tensor | None = None
+    group_size: int = 0
 
     def to(self, device) -> Batch:
         return Batch(
@@ -58,6 +63,8 @@ class Batch:
             self.n_demos,
             self.n_ref_samples,
             None if self.mismatched is None else self.mismatched.to(device),
+            None if self.rewards is None else self.rewards.to(device),
+            self.group_size,
         )
 
 
@@ -104,6 +111,21 @@ def collate_pairs(
         comps = [e.completion_ids[0] for e in examples] + [e.completion_ids[1] for e in examples]
         seqs = pack(prompts, comps + extra_c, pad_id)
     return Batch(seqs, n, n_pairs=n, n_demos=len(demos), n_ref_samples=n_ref)
+
+
+def collate_samples(
+    prompt_ids: list[list[int]],
+    completion_ids: list[list[int]],
+    rewards: list[float],
+    k: int,
+    pad_id: int,
+) -> Batch:
+    """RLOO: K samples per prompt (prompt-major; `prompt_ids` has one entry per prompt) and
+    their rewards."""
+    prompts = [p for p in prompt_ids for _ in range(k)]
+    seqs = pack(prompts, completion_ids, pad_id)
+    r = torch.tensor(rewards, dtype=torch.float32)
+    return Batch(seqs, len(completion_ids), rewards=r, group_size=k)
 
 
 def collate_demos(examples: list[Example], pad_id: int) -> Batch:

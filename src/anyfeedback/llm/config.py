@@ -16,10 +16,13 @@ from typing import Any
 
 from anyfeedback.errors import InputError
 
-METHODS = ("pmpo", "dpo", "ipo", "kto", "sft", "aihf-dpo")
+METHODS = ("pmpo", "dpo", "ipo", "kto", "sft", "aihf-dpo", "self-play-aihf", "rloo")
+# trained by loops that generate (`anyfeedback self-play`, `anyfeedback aihf`), not by `train`
+GENERATING_METHODS = ("self-play-aihf", "rloo")
 # β when the user gives none: PMPO-A (α=1) 0, PMPO-R (α=0) 2, PMPO-AR 0.5 (PMPO §3); DPO/KTO 0.1;
 # IPO's τ 0.1 (BASELINES). SFT has no β.
-DEFAULT_BETA = {"dpo": 0.1, "ipo": 0.1, "kto": 0.1, "sft": 0.0, "aihf-dpo": 0.1}
+DEFAULT_BETA = {"dpo": 0.1, "ipo": 0.1, "kto": 0.1, "sft": 0.0, "aihf-dpo": 0.1,
+                "self-play-aihf": 0.1, "rloo": 0.05}  # fmt: skip
 
 
 def _pmpo_default_beta(alpha: float) -> float:
@@ -35,7 +38,8 @@ class TrainConfig:
     data: str = ""
     """Feedback file, directory or dataset id (unpaired, paired or demonstrations)."""
     method: str = "pmpo"
-    """Objective: pmpo | dpo | ipo | kto | sft | aihf-dpo."""
+    """Objective: pmpo | dpo | ipo | kto | sft | aihf-dpo (self-play-aihf and rloo are trained by
+    `anyfeedback self-play` and `anyfeedback aihf`)."""
     out: str = "runs/train"
     """Run directory: config, metrics, checkpoints, final model, report."""
     data_kind: str | None = None
@@ -57,6 +61,8 @@ class TrainConfig:
     """KTO λ_U, the weight of undesirable (rejected) samples."""
     demo_weight: float = 1.0
     """AIHF-DPO w_D, the weight of the demonstration term (0 reproduces DPO exactly)."""
+    pref_weight: float = 1.0
+    """AIHF-DPO w_P, the weight of the DPO term on the pairs (0 with --demo-mode nll is SFT)."""
     demo_mode: str = "nll"
     """AIHF-DPO demo term: nll (DPO + SFT) or contrastive (demo ≻ one π_ref sample, made once)."""
     demo_batch_size: int | None = None
@@ -168,7 +174,13 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise bad(name, f"must be >= 1, got {getattr(self, name)}")
         nonneg = ("learning_rate", "warmup_steps", "weight_decay", "max_grad_norm", "lora_r")
-        for name in nonneg + ("ref_update_every", "save_steps", "log_kl_every", "demo_weight"):
+        for name in nonneg + (
+            "ref_update_every",
+            "save_steps",
+            "log_kl_every",
+            "demo_weight",
+            "pref_weight",
+        ):
             if getattr(self, name) < 0:
                 raise bad(name, f"must be >= 0, got {getattr(self, name)}")
         if self.max_steps == 0 or self.max_steps < -1:
@@ -179,6 +191,10 @@ class TrainConfig:
             raise bad("ref_ema", "choose either --ref-ema or --ref-update-every, not both")
         if self.bf16 and self.fp16:
             raise bad("fp16", "choose either --bf16 or --fp16")
+        if self.method in ("aihf-dpo", "self-play-aihf") and not (
+            self.demo_weight > 0 or self.pref_weight > 0
+        ):
+            raise bad("pref_weight", "--demo-weight and --pref-weight are both 0: nothing to learn")
         if self.method == "kto" and self.batch_size < 2:
             raise bad("batch_size", "KTO's reference point needs at least 2 records per batch")
         self._resolve_beta()

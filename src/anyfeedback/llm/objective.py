@@ -26,6 +26,8 @@ from anyfeedback.losses import (
     ipo_loss,
     kto_loss,
     pmpo_loss,
+    rloo_loss,
+    self_play_aihf_loss,
     sft_loss,
     token_logps_and_kl,
 )
@@ -151,6 +153,7 @@ def aihf_dpo_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_re
         demo_mode=cfg.demo_mode,
         beta=cfg.beta,
         demo_weight=cfg.demo_weight,
+        pref_weight=cfg.pref_weight,
         **extra,
     )
     _, pair = dpo_loss(logps[:n], logps[n : 2 * n], ref_lp[:n], ref_lp[n : 2 * n], beta=cfg.beta)
@@ -203,6 +206,48 @@ def sft_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_
     return loss, {"logp_accepted": d.logp, "kl": kl, "completion_tokens": counts.sum().detach()}
 
 
+def self_play_aihf_batch_loss(
+    policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None
+):
+    """Self-Play AIHF (AIHF Eq. 11): w_D·SPIN(demo vs y' ∼ π_t) + w_P·DPO(pairs), with π_ref =
+    the opponent π_t (the loop refreshes it every iteration). Views: chosen, rejected, demos,
+    then the opponent's samples for the demo prompts. No pairs and w_P = 0 is SPIN."""
+    logps, ref_lp, kl, counts = _pair_terms(policy, ref, batch, cfg, want_kl)
+    n, m = batch.n_pairs, batch.n_demos
+    s = 2 * n + m
+    loss, d = self_play_aihf_loss(
+        logps[2 * n : s], logps[s:], ref_lp[2 * n : s], ref_lp[s:],
+        logps[:n], logps[n : 2 * n], ref_lp[:n], ref_lp[n : 2 * n],
+        beta=cfg.beta, demo_weight=cfg.demo_weight, pref_weight=cfg.pref_weight,
+    )  # fmt: skip
+    _, pair = dpo_loss(logps[:n], logps[n : 2 * n], ref_lp[:n], ref_lp[n : 2 * n], beta=cfg.beta)
+    metrics = _pair_metrics(pair, logps, n, kl, counts) if n else {"kl": kl}
+    metrics.update(demo_term=d.demo_term, pref_term=d.pref_term,
+                   completion_tokens=counts.sum().detach())  # fmt: skip
+    if m:
+        metrics["logp_demos"] = logps[2 * n : s].detach().mean()
+        metrics["logp_samples"] = logps[s:].detach().mean()
+    return loss, metrics
+
+
+def rloo_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None):
+    """RLOO (BASELINES §RLHF): −mean A_i·ℓ_θ(y_i), R_i = r_i − β·Σ_t[log π_θ(y_t) − log π_ref(y_t)]
+    on the sampled tokens (on-policy: π_old = π_θ), leave-one-out baseline per prompt group.
+    Needs summed log-probs (the KL estimate is a sum over tokens)."""
+    logps, ref_lp, kl, counts = _pair_terms(policy, ref, batch, cfg, want_kl)
+    kl_sampled = (logps - ref_lp).detach()  # [M] Σ_t log π_old/π_ref on the sampled tokens
+    loss, d = rloo_loss(logps, batch.rewards, kl_sampled, k=batch.group_size, beta=cfg.beta)
+    return loss, {
+        "reward": d.reward,
+        "kl_sampled": d.kl,
+        "penalised_reward": d.penalised_reward,
+        "advantage_abs": d.advantage_abs,
+        "logp": logps.detach().mean(),
+        "kl": kl,
+        "completion_tokens": counts.sum().detach(),
+    }
+
+
 BATCH_LOSSES: dict[str, Callable] = {
     "pmpo": pmpo_batch_loss,
     "dpo": dpo_batch_loss,
@@ -210,6 +255,8 @@ BATCH_LOSSES: dict[str, Callable] = {
     "kto": kto_batch_loss,
     "sft": sft_batch_loss,
     "aihf-dpo": aihf_dpo_batch_loss,
+    "self-play-aihf": self_play_aihf_batch_loss,
+    "rloo": rloo_batch_loss,
 }
 
 

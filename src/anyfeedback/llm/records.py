@@ -38,6 +38,12 @@ def load_dataset(source: str, kind: str | None = None) -> FeedbackDataset:
 
 def for_method(method: str, ds: FeedbackDataset) -> FeedbackDataset:
     """`ds` converted to what `method` trains on: unpaired, paired or demonstration records."""
+    if method in ("self-play-aihf", "rloo"):
+        command = "self-play" if method == "self-play-aihf" else "aihf"
+        raise InputError(
+            f"{method} samples from the policy while it trains: use `anyfeedback {command}`",
+            source="config",
+        )
     source = ds.source
     if ds.kind == "prompt-only":
         raise InputError(

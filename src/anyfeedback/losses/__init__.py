@@ -25,6 +25,7 @@ from anyfeedback.losses.mpo import (
 from anyfeedback.losses.pmpo import BetaBelowBoundWarning, check_pmpo_beta, pmpo_loss
 from anyfeedback.losses.preference import dpo_loss, ipo_loss, log_ratio_margin, spin_loss
 from anyfeedback.losses.reward import bradley_terry_loss
+from anyfeedback.losses.rl import rloo_advantages, rloo_loss
 from anyfeedback.losses.sft import sft_loss
 from anyfeedback.token_stats import sequence_logps, token_logps_and_kl
 
@@ -36,6 +37,7 @@ LOSSES = {
     "kto": kto_loss,
     "spin": spin_loss,
     "bradley-terry": bradley_terry_loss,
+    "rloo": rloo_loss,
     "aihf-dpo": aihf_dpo_loss,
     "self-play-aihf": self_play_aihf_loss,
 }
@@ -64,6 +66,8 @@ __all__ = [
     "log_ratio_margin",
     "mismatched_indices",
     "pmpo_loss",
+    "rloo_advantages",
+    "rloo_loss",
     "self_play_aihf_loss",
     "sequence_logps",
     "sft_loss",
