@@ -2,7 +2,7 @@
 all agents (methods × seeds) trained side by side as one batched program.
 
     nice -n 10 .venv/bin/python experiments/control_fig2.py --domain cartpole --task swingup \
-        --steps 100000 --seeds 1 --action-repeat 4 --target-period 25 --out results/control/fig2_cartpole_swingup
+        --steps 100000 --seeds 3 --action-repeat 4 --out results/control/fig2_cartpole_swingup
 
 Writes OUT/summary.json (final and per-evaluation returns per agent), OUT/curves.png,
 OUT/metrics.jsonl and OUT/config.json; the command is stored in OUT/command.txt.
@@ -30,7 +30,9 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--action-repeat", type=int, default=4)
     p.add_argument("--methods", default=",".join(METHOD_NAMES))
-    p.add_argument("--target-period", type=int, default=25, help="learner steps per π_ref copy")
+    p.add_argument("--target-period", type=int, default=ControlConfig.target_period,
+                   help="learner steps per π_ref copy")  # fmt: skip
+    p.add_argument("--eval-every", type=int, default=10_000)
     p.add_argument("--out", default="results/control/fig2_cartpole_swingup")
     p.add_argument("--resume", action="store_true")
     args = p.parse_args()
@@ -42,6 +44,7 @@ def main() -> None:
             members.append(MemberSpec(f"{method}-s{seed}", method, seed, hp))
     cfg = ControlConfig(domain=args.domain, task=args.task, method="pmpo", steps=args.steps,
                         action_repeat=args.action_repeat, target_period=args.target_period,
+                        eval_every=args.eval_every,
                         out=args.out, resume=args.resume,
                         progress=False)  # fmt: skip
     Path(args.out).mkdir(parents=True, exist_ok=True)
