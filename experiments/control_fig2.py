@@ -6,6 +6,9 @@ all agents (methods × seeds) trained side by side as one batched program.
 
 Writes OUT/summary.json (final and per-evaluation returns per agent), OUT/curves.png,
 OUT/metrics.jsonl and OUT/config.json; the command is stored in OUT/command.txt.
+Methods can be split over processes (one core each), then merged into one table and figure:
+
+    python experiments/control_fig2.py --merge OUT_A OUT_B --out OUT   # OUT/fig2.json, fig2.png
 """
 
 from __future__ import annotations
@@ -17,9 +20,30 @@ from pathlib import Path
 from anyfeedback.control.config import ControlConfig, MemberSpec
 from anyfeedback.control.improve import METHODS, MemberHParams
 from anyfeedback.control.train import run
-from anyfeedback.runs import atomic_write_text
+from anyfeedback.runs import atomic_write_json, atomic_write_text, read_metrics
 
 METHOD_NAMES = ("pmpo-ar", "pmpo-a", "pmpo-r", "mpo")
+
+
+def merge(dirs: list[str], out: Path) -> dict:
+    """Per agent: evaluation curve; per method: mean and per-seed returns at each evaluation."""
+    from anyfeedback.control.plots import plot_run
+
+    rows = [r for d in dirs for r in read_metrics(Path(d) / "metrics.jsonl")]
+    names = list(dict.fromkeys(r["member"] for r in rows if r.get("kind") == "eval"))
+    agents = {n: {r["step"]: r["eval_return"] for r in rows
+                  if r.get("member") == n and r.get("kind") == "eval"} for n in names}  # fmt: skip
+    methods: dict[str, dict] = {}
+    for n, curve in agents.items():
+        for step, ret in curve.items():
+            methods.setdefault(n.rsplit("-s", 1)[0], {}).setdefault(step, []).append(ret)
+    result = {"runs": dirs, "agents": agents,
+              "methods": {m: {s: {"mean": round(sum(v) / len(v), 1), "seeds": v}
+                              for s, v in sorted(c.items())} for m, c in methods.items()}}  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "fig2.json", result)
+    plot_run(rows, names, out / "fig2.png", title=out.name)
+    return result
 
 
 def main() -> None:
@@ -35,7 +59,12 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=10_000)
     p.add_argument("--out", default="results/control/fig2_cartpole_swingup")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--merge", nargs="+", metavar="DIR", help="merge finished runs into OUT")
     args = p.parse_args()
+    if args.merge:
+        for m, curve in merge(args.merge, Path(args.out))["methods"].items():
+            print(m, {s: v["mean"] for s, v in curve.items()})
+        return
     members = []
     for method in args.methods.split(","):
         m = METHODS[method]
