@@ -61,9 +61,10 @@ class GaussianPolicy(nn.Module):
 
     The distribution is over the *unsquashed* action u. PMPO/MPO execute clip(u, −1, 1) and score
     log N(u; μ, σ) (Acme's convention); SAC executes tanh(u) with the log-det correction (sac.py).
-    `tanh_mean=True` (PMPO/MPO default) bounds the mean, μ = tanh(net), as Tonic's MPO does: with
-    an unbounded mean the clipped-action learners drove |μ| to 3–15 on cartpole-swingup, where all
-    N samples clip to the same action, tie in Q and carry no ranking signal (README "Control").
+    `tanh_mean=True` (`--policy-mean tanh`, not the default) bounds the mean, μ = tanh(net), as
+    Tonic's MPO does. With an unbounded mean the clipped-action learners drove |μ| to 3–15 on
+    cartpole-swingup, where all N samples clip to one action, tie in Q and carry no ranking signal;
+    the tanh only moved that dead zone into its flat tail (results/control/diagnosis/NOTES.md).
     """
 
     def __init__(
@@ -121,9 +122,9 @@ class TwinCritic(nn.Module):
 
         `precision` of the hidden h×h layers, the bulk of the cost (an [E, N·B, h] × [E, h, h]
         matmul): "fp32"; "bf16" (inputs and weights rounded to bfloat16, products accumulated in
-        fp32: ≈ 4× faster on CPUs with AVX512-BF16/AMX, |ΔQ| ≈ 1e-3 relative); "bf16x2" (the
-        activations split into bf16 high + low parts, two matmuls: only the weights' rounding
-        remains, ≈ 2× faster). The first and last layers stay fp32. What the rounding does to the
+        fp32, output rounded to bf16: ≈ 4× faster on CPUs with AVX512-BF16/AMX, mean |ΔQ| ≈ 1e-3
+        relative); "bf16x2" (the activations split into bf16 high + low parts, two matmuls: the
+        weights' and the output's rounding remain, ≈ 2× faster than fp32). The first and last layers stay fp32. What the rounding does to the
         labels is measured in README "Control" (a few % of top/bottom-half labels flip, all near
         the median, fewer than between the online and target critics)."""
         e, n, b, d = act.shape
