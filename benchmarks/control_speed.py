@@ -4,9 +4,10 @@ Each method runs the training loop's inner step (act → env step → replay →
 256) on the same task in the same process, in interleaved rounds so background load hits all
 methods alike; the median over rounds is reported. PMPO and MPO score N=20 sampled actions per
 state; SAC (CleanRL-style: twin Q, batch 256, one update per env step) scores one.
+A method may carry the critic's scoring precision, `pmpo-ar:fp32` (default: the config's, bf16).
 
-    nice -n 10 .venv/bin/python benchmarks/control_speed.py --rounds 5 --steps 200 --fill 2000 \
-        --out results/control/speed.json
+    nice -n 10 .venv/bin/python benchmarks/control_speed.py --rounds 7 --steps 200 --fill 2000 \
+        --methods sac,pmpo-ar,mpo,pmpo-ar:fp32 --out results/control/speed.json
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ from anyfeedback.runs import atomic_write_json
 class Bench:
     """One method's learner on its own environments, pre-filled replay, ready to step."""
 
-    def __init__(self, method: str, args) -> None:
+    def __init__(self, spec: str, args) -> None:
+        method, _, precision = spec.partition(":")
+        extra = {"score_precision": precision} if precision else {}
         self.cfg = ControlConfig(domain=args.domain, task=args.task, method=method,
-                                 num_seeds=args.seeds, progress=False)  # fmt: skip
+                                 num_seeds=args.seeds, progress=False, **extra)  # fmt: skip
         members = self.cfg.members()
         self.envs = EnvBatch(args.domain, args.task, [m.seed for m in members], 1)
         self.learner = Learner(self.cfg, members, self.envs.obs_dim, self.envs.act_dim)
@@ -68,7 +71,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--domain", default="cartpole")
     p.add_argument("--task", default="swingup")
-    p.add_argument("--methods", default="sac,pmpo-ar,mpo")
+    p.add_argument("--methods", default="sac,pmpo-ar,mpo,pmpo-ar:fp32")
     p.add_argument("--seeds", type=int, default=1, help="agents batched in one program")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=300, help="env steps per method per round")
@@ -88,7 +91,7 @@ def main() -> None:
     med = {m: statistics.median(r) for m, r in rates.items()}
     result = {
         "task": f"{args.domain}-{args.task}", "batch_size": 256, "updates_per_env_step": 1,
-        "num_samples_pmpo_mpo": 20, "agents_per_program": args.seeds, "threads": args.threads,
+        "num_samples_pmpo_mpo": 20, "score_precision_default": ControlConfig.score_precision, "agents_per_program": args.seeds, "threads": args.threads,
         "rounds": args.rounds, "steps_per_round": args.steps,
         "env_steps_per_s_per_agent": med, "all_rounds": rates,
         "env_steps_per_s_total": {m: v * args.seeds for m, v in med.items()},

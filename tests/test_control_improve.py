@@ -15,6 +15,7 @@ from anyfeedback.control.improve import (
     Samples,
     advantage_labels,
     mpo_improvement,
+    out_of_bounds_penalty,
     pmpo_improvement,
     top_half_labels,
 )
@@ -27,6 +28,17 @@ def test_top_half_labels_hand_table():
     acc, rej = top_half_labels(q)
     assert acc.T.tolist() == [[False, True, True, False], [True, False, True, False]]
     assert rej.T.tolist() == [[True, False, False, True], [False, True, False, True]]
+
+
+def test_out_of_bounds_penalty_breaks_clip_ties_by_hand():
+    """u = (0.5, 1.0, 1.6, −0.2): the last two clip to the bound's Q. Spread = 3 − 1 = 2, κ = 1:
+    scores (1, 3, 3 − 2·0.6, 2) = (1, 3, 1.8, 2): the in-bound 1.0 now beats the far 1.6, which
+    drops into the bottom half."""
+    u = torch.tensor([[0.5], [1.0], [1.6], [-0.2]]).view(4, 1, 1)  # [N, B=1, D=1]
+    q = torch.tensor([[1.0], [3.0], [3.0], [2.0]])  # [N, B]
+    scores = out_of_bounds_penalty(q, u, u.clamp(-1, 1), 1.0)
+    assert torch.allclose(scores[:, 0], torch.tensor([1.0, 3.0, 1.8, 2.0]))
+    assert top_half_labels(scores)[0][:, 0].tolist() == [False, True, False, True]
 
 
 def test_advantage_labels_sign_of_q_minus_mean():

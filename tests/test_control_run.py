@@ -75,6 +75,8 @@ def test_resume_is_bit_exact(tmp_path, method):
         ["--steps", "-1"],
         ["--labels", "best"],
         ["--epsilon", "5"],
+        ["--score-precision", "fp8"],
+        ["--policy-mean", "relu"],
     ],
 )
 def test_bad_inputs_give_one_line_error_exit_2(tmp_path, capsys, args):

@@ -77,6 +77,16 @@ def advantage_labels(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return adv > 0, adv < 0
 
 
+def out_of_bounds_penalty(
+    q: torch.Tensor, actions: torch.Tensor, clipped: torch.Tensor, kappa: float
+) -> torch.Tensor:
+    """Q − κ·spread·‖u − clip(u)‖ with spread = max_j Q − min_j Q per state: samples beyond the
+    action bounds all score as the bound (ties); this ranks the far ones lower, scale-free (the
+    MO-MPO action penalty's role in Acme). q [..., N, B], actions/clipped [..., N, B, D]."""
+    spread = q.amax(-2, keepdim=True) - q.amin(-2, keepdim=True)  # [..., 1, B]
+    return q - kappa * spread * (actions - clipped).norm(dim=-1)
+
+
 LABELS: dict[str, Callable] = {"top_half": top_half_labels, "advantage": advantage_labels}
 
 

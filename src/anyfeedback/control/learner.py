@@ -20,7 +20,7 @@ import torch
 
 from anyfeedback.control import mpo_step, sac
 from anyfeedback.control.config import ControlConfig, MemberSpec
-from anyfeedback.control.improve import METHODS, ImproveConfig, Samples
+from anyfeedback.control.improve import METHODS, ImproveConfig, Samples, out_of_bounds_penalty
 from anyfeedback.control.nets import GaussianPolicy, TwinCritic, hard_update_, polyak_
 
 
@@ -40,7 +40,9 @@ class Learner:
         self.cfg, self.members, self.act_dim = cfg, members, act_dim
         gens = [torch.Generator().manual_seed(m.seed) for m in members]
         e = len(members)
-        self.policy = GaussianPolicy(obs_dim, act_dim, cfg.hidden, gens, init_std=cfg.init_std)
+        tanh_mean = self.family == "mpo" and cfg.policy_mean == "tanh"  # SAC squashes the sample
+        self.policy = GaussianPolicy(obs_dim, act_dim, cfg.hidden, gens, init_std=cfg.init_std,
+                                     tanh_mean=tanh_mean)  # fmt: skip
         self.critic = TwinCritic(obs_dim, act_dim, cfg.hidden, gens)
         self.target_policy = copy.deepcopy(self.policy).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
@@ -103,7 +105,10 @@ class Learner:
             ref_mean, ref_std = self.target_policy(obs)  # [E, B, D]
             noise = self._randn(e, self.cfg.num_samples, b, self.act_dim)
             actions = ref_mean.unsqueeze(1) + ref_std.unsqueeze(1) * noise  # [E, N, B, D]
-            q = self.critic.score(obs, actions.clamp(-1, 1))  # [E, N, B]
+            clipped = actions.clamp(-1, 1)
+            q = self.critic.score(obs, clipped, self.cfg.score_precision)  # [E, N, B]
+            if self.cfg.action_penalty > 0:
+                q = out_of_bounds_penalty(q, actions, clipped, self.cfg.action_penalty)
         mean, std = self.policy(obs)
         duals = {k: mpo_step.dual_value(v) for k, v in self.duals.items()}
         policy_loss, dual_loss, metrics = 0.0, 0.0, {}

@@ -8,7 +8,8 @@ from anyfeedback.runs import atomic_path
 
 
 def plot_run(rows: list[dict], members, path: str | Path, *, title: str = "") -> Path | None:
-    """Two panels: evaluation return and mean policy std against env steps, one line per agent."""
+    """Two panels: evaluation return and mean policy std against env steps, one line per agent;
+    the seeds of one method (names `<method>-s<seed>`) share a colour and one legend entry."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -16,8 +17,13 @@ def plot_run(rows: list[dict], members, path: str | Path, *, title: str = "") ->
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     plotted = any_std = False
+    colours: dict[str, str] = {}
     for m in members:
         name = m if isinstance(m, str) else m.name
+        group = name.rsplit("-s", 1)[0] if name.rsplit("-s", 1)[-1].isdigit() else name
+        first = group not in colours
+        colour = colours.setdefault(group, f"C{len(colours) % 10}")
+        style = {"color": colour, "label": group if first else None}
         ev = [(r["step"], r["eval_return"]) for r in rows
               if r.get("member") == name and r.get("kind") == "eval"]  # fmt: skip
         tr = [
@@ -26,10 +32,10 @@ def plot_run(rows: list[dict], members, path: str | Path, *, title: str = "") ->
             if r.get("member") == name and r.get("kind") == "train" and r.get("std") is not None
         ]
         if ev:
-            axes[0].plot(*zip(*ev, strict=True), marker="o", ms=3, lw=1.2, label=name)
+            axes[0].plot(*zip(*ev, strict=True), marker="o", ms=3, lw=1.2, **style)
             plotted = True
         if tr:
-            axes[1].plot(*zip(*tr, strict=True), lw=1.0, label=name)
+            axes[1].plot(*zip(*tr, strict=True), lw=1.0, **style)
             any_std = True
     if not plotted:
         plt.close(fig)
