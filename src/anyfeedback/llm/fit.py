@@ -243,4 +243,15 @@ def train(cfg: TrainConfig) -> TrainResult:
     model_dir = trainer.save_model(out / "model")
     if main:
         write_report(out)
+    trainer.accelerator.wait_for_everyone()
+    _close_process_group()
     return TrainResult(out, model_dir, trainer.step, metrics)
+
+
+def _close_process_group() -> None:
+    """Tear DDP down before the interpreter does: a gloo group left to exit-time destructors
+    can abort a rank ("terminate called without an active exception", seen on 2 CPU ranks)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
