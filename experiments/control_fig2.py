@@ -56,6 +56,8 @@ def main() -> None:
     p.add_argument("--methods", default=",".join(METHOD_NAMES))
     p.add_argument("--target-period", type=int, default=ControlConfig.target_period,
                    help="learner steps per π_ref copy")  # fmt: skip
+    p.add_argument("--squash", default=ControlConfig.squash, help="clip | tanh (PMPO/MPO)")
+    p.add_argument("--init-std", type=float, default=ControlConfig.init_std)
     p.add_argument("--eval-every", type=int, default=10_000)
     p.add_argument("--out", default="results/control/fig2_cartpole_swingup")
     p.add_argument("--resume", action="store_true")
@@ -73,6 +75,7 @@ def main() -> None:
             members.append(MemberSpec(f"{method}-s{seed}", method, seed, hp))
     cfg = ControlConfig(domain=args.domain, task=args.task, method="pmpo", steps=args.steps,
                         action_repeat=args.action_repeat, target_period=args.target_period,
+                        squash=args.squash, init_std=args.init_std,
                         eval_every=args.eval_every,
                         out=args.out, resume=args.resume,
                         progress=False)  # fmt: skip

@@ -80,6 +80,10 @@ class ControlConfig:
     """initial policy std (pre-clip Gaussian; SAC's is 0.5 pre-tanh, Acme's MPO 0.7 — see README)."""
     action_penalty: float = 0.0
     """κ: PMPO/MPO rank/weight samples by Q − κ·(max−min of the state's N Q)·‖u − clip(u)‖ (0: off)."""
+    squash: str = "clip"
+    """PMPO/MPO action map u -> a: clip (clip(u, −1, 1), Acme) | tanh (a = tanh(u), as SAC; the
+    losses and the closed-form KL stay on u — KL is invariant under the bijection — and no two
+    samples tie at the bound)."""
     policy_mean: str = "linear"
     """PMPO/MPO policy mean: linear (unbounded, Acme) | tanh (bounded to (−1, 1))."""
     epsilon: float = 0.1
@@ -129,6 +133,8 @@ class ControlConfig:
         if self.policy_mean not in ("tanh", "linear"):
             raise InputError(f"policy-mean must be tanh or linear, got '{self.policy_mean}'",
                              field="policy-mean")  # fmt: skip
+        if self.squash not in ("clip", "tanh"):
+            raise InputError(f"squash must be clip or tanh, got '{self.squash}'", field="squash")
         if self.cov not in ("decoupled", "joint"):
             raise InputError(f"cov must be decoupled or joint, got '{self.cov}'", field="cov")
         import math

@@ -3,11 +3,12 @@
 Shapes: E members, B batch, N sampled actions, D action dims, do observation dims.
   batch: obs [E, B, do], act [E, B, D], ret [E, B], disc [E, B], next_obs [E, B, do]
   critic:   L_Q = ½ mean_B Σ_h (Q_h(s, a) − y)²,  y = ret + disc · V(s')           (n-step TD)
-            V(s') = min_h Q̄_h(s', clip(a')), a' ~ π_ref(·|s')     (PMPO/MPO: target policy)
+            V(s') = min_h Q̄_h(s', sq(a')), a' ~ π_ref(·|s')       (PMPO/MPO: target policy)
             V(s') = soft value of sac.py                            (SAC: online policy)
-  improve:  a_ij ~ π_ref(·|s_i) [E, N, B, D] scored by Q_0(s_i, clip(a_ij)) in one call -> [E, N, B]
+  improve:  a_ij ~ π_ref(·|s_i) [E, N, B, D] scored by Q_0(s_i, sq(a_ij)) in one call -> [E, N, B]
             then METHODS[method].improve per group of members (improve.py); SAC: sac.py.
   targets:  Q̄ ← Polyak(τ) every step; π_ref ← π_θ every `target_period` learner steps.
+sq = clip or tanh (`--squash`); the losses and KLs act on the unsquashed a.
 Members are summed in every loss, so each gets exactly its own gradient (parameters are disjoint).
 """
 
@@ -74,7 +75,13 @@ class Learner:
         """obs [E, K, do] -> executed actions [E, K, D] in [−1, 1]."""
         mean, std = self.policy(obs)
         u = mean if deterministic else mean + std * self._randn(*mean.shape)
-        return torch.tanh(u) if self.family == "sac" else u.clamp(-1, 1)
+        return self.squash(u)
+
+    def squash(self, u: torch.Tensor) -> torch.Tensor:
+        """Unsquashed Gaussian sample u -> executed action in [−1, 1] (SAC: always tanh)."""
+        if self.family == "sac" or self.cfg.squash == "tanh":
+            return torch.tanh(u)
+        return u.clamp(-1, 1)
 
     @torch.no_grad()
     def _bootstrap(self, next_obs: torch.Tensor) -> torch.Tensor:
@@ -85,7 +92,7 @@ class Learner:
                 next_obs, self.policy, self.target_critic, self.log_alpha, noise
             )
         mean, std = self.target_policy(next_obs)
-        a = (mean + std * noise).clamp(-1, 1)
+        a = self.squash(mean + std * noise)
         return self.target_critic(next_obs, a).min(0).values  # [E, B]
 
     def _critic_step(self, obs, act, ret, disc, next_obs) -> torch.Tensor:
@@ -105,9 +112,9 @@ class Learner:
             ref_mean, ref_std = self.target_policy(obs)  # [E, B, D]
             noise = self._randn(e, self.cfg.num_samples, b, self.act_dim)
             actions = ref_mean.unsqueeze(1) + ref_std.unsqueeze(1) * noise  # [E, N, B, D]
-            clipped = actions.clamp(-1, 1)
+            clipped = self.squash(actions)
             q = self.critic.score(obs, clipped, self.cfg.score_precision)  # [E, N, B]
-            if self.cfg.action_penalty > 0:
+            if self.cfg.action_penalty > 0 and self.cfg.squash == "clip":
                 q = out_of_bounds_penalty(q, actions, clipped, self.cfg.action_penalty)
         mean, std = self.policy(obs)
         duals = {k: mpo_step.dual_value(v) for k, v in self.duals.items()}
