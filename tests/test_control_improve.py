@@ -41,6 +41,17 @@ def test_out_of_bounds_penalty_breaks_clip_ties_by_hand():
     assert top_half_labels(scores)[0][:, 0].tolist() == [False, True, False, True]
 
 
+def test_out_of_bounds_penalty_ranks_all_tied_states():
+    """All three samples clip to +1 (Q = 10 each, spread 0): the floor 1e-2·(10 + 1) = 0.11 with
+    κ = 1e-3 gives scores 10 − 1.1e-4·(0.2, 0.5, 1.0), so the nearest-to-box sample ranks first."""
+    u = torch.tensor([1.2, 1.5, 2.0]).view(3, 1, 1)
+    q = torch.full((3, 1), 10.0)
+    scores = out_of_bounds_penalty(q, u, u.clamp(-1, 1), 1e-3)
+    expected = 10.0 - 1.1e-4 * torch.tensor([0.2, 0.5, 1.0])
+    assert torch.allclose(scores[:, 0], expected, atol=1e-6, rtol=0)
+    assert scores[0, 0] > scores[1, 0] > scores[2, 0]
+
+
 def test_advantage_labels_sign_of_q_minus_mean():
     """Q = (0, 1, 5) -> mean 2: accept only 5, reject 0 and 1; a tie with the mean is unlabelled."""
     acc, rej = advantage_labels(torch.tensor([[0.0], [1.0], [5.0]]))
@@ -99,7 +110,7 @@ def _table():
 def test_pmpo_accept_only_joint_is_nll_of_accepted():
     """α=1, β=0, joint: L = −mean_{a∈{1,2}} log N(a; 0, 1) = ½·(1+4)/2 + ½·ln 2π."""
     q, actions, mean, std, (rm, rs) = _table()
-    duals = {"dual_std": torch.ones(1, 1)}
+    duals = {"beta_std": torch.ones(1, 1)}
     hp = [MemberHParams(alpha=1.0, beta=0.0, cov="joint")]
     loss, _, m = pmpo_improvement(
         _samples(q, actions, mean, std, rm, rs), duals, hp, ImproveConfig()
@@ -113,8 +124,8 @@ def test_pmpo_decoupled_gradients_move_mean_to_accepted_and_hold_std():
     −α·mean_acc (a−μ)/σ_ref² + (1−α)·mean_rej (a−μ)/σ_ref² = −0.5·1.5 + 0.5·(−0.5) = −1 (loss),
     i.e. the mean moves towards the accepted actions. The β_Σ dual only grows when KL_Σ > ε_Σ."""
     q, actions, mean, std, (rm, rs) = _table()
-    raw = torch.nn.Parameter(torch.full((1, 1), 10.0))
-    duals = {"dual_std": mpo_step.dual_value(raw)}
+    raw = torch.nn.Parameter(torch.full((1, 1), math.log(10.0)))
+    duals = {"beta_std": raw.exp()}
     hp = [MemberHParams(alpha=0.5, beta=0.5, cov="decoupled")]
     loss, dual_loss, m = pmpo_improvement(_samples(q, actions, mean, std, rm, rs), duals, hp,
                                           ImproveConfig(epsilon_std=1e-3))  # fmt: skip
@@ -142,7 +153,7 @@ def _collapse_run(cov: str, steps: int = 300) -> float:
     g = torch.Generator().manual_seed(0)
     mean = torch.zeros(1, 1, 2, requires_grad=True)
     log_std = torch.full((1, 1, 2), math.log(0.5), requires_grad=True)
-    raw = torch.nn.Parameter(torch.full((1, 2), 10.0))
+    raw = torch.nn.Parameter(torch.full((1, 2), math.log(10.0)))  # log β_Σ, as the learner
     opt = torch.optim.Adam([mean, log_std], lr=1e-2)
     dual_opt = torch.optim.Adam([raw], lr=1e-2)
     ref_mean, ref_std = mean.detach().clone(), log_std.detach().exp()
@@ -151,7 +162,7 @@ def _collapse_run(cov: str, steps: int = 300) -> float:
             1, 20, 1, 2, generator=g
         )
         s = Samples(actions, actions.sum(-1), mean, log_std.exp(), ref_mean, ref_std)
-        loss, dual_loss, _ = pmpo_improvement(s, {"dual_std": mpo_step.dual_value(raw)},
+        loss, dual_loss, _ = pmpo_improvement(s, {"beta_std": raw.exp()},
                                               [MemberHParams(cov=cov)], ImproveConfig())  # fmt: skip
         opt.zero_grad(), dual_opt.zero_grad()
         (loss + dual_loss).backward()

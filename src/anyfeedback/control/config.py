@@ -78,8 +78,11 @@ class ControlConfig:
     """learner steps between copies of the policy into the target policy π_ref (Acme: 100)."""
     init_std: float = 0.2
     """initial policy std (pre-clip Gaussian; SAC's is 0.5 pre-tanh, Acme's MPO 0.7 — see README)."""
-    action_penalty: float = 0.0
-    """κ: PMPO/MPO rank/weight samples by Q − κ·(max−min of the state's N Q)·‖u − clip(u)‖ (0: off)."""
+    action_penalty: float = 1e-3
+    """κ: PMPO/MPO rank/weight samples by Q − κ·max(spread, 1e-2·(|Q|+1))·‖u − clip(u)‖ (spread =
+    max−min of the state's N Q; 0: off). The default 1e-3 is a tie-breaker: samples that clip to
+    the same bound tie in Q, and ranking the one nearest the box first stops PMPO's accepted half
+    from dragging μ out of the box (README "Control")."""
     squash: str = "clip"
     """PMPO/MPO action map u -> a: clip (clip(u, −1, 1), Acme) | tanh (a = tanh(u), as SAC; the
     losses and the closed-form KL stay on u — KL is invariant under the bijection — and no two

@@ -82,9 +82,13 @@ def out_of_bounds_penalty(
 ) -> torch.Tensor:
     """Q − κ·spread·‖u − clip(u)‖ with spread = max_j Q − min_j Q per state: samples beyond the
     action bounds all score as the bound (ties); this ranks the far ones lower, scale-free (the
-    MO-MPO action penalty's role in Acme). q [..., N, B], actions/clipped [..., N, B, D]."""
+    MO-MPO action penalty's role in Acme). Where all N samples clip to the same bound the spread
+    is 0; the scale is floored at 1% of the state's mean |Q| (+1) so that such all-tied states are
+    still ranked (nearest the box first) — with a small κ this is a pure tie-breaker.
+    q [..., N, B], actions/clipped [..., N, B, D]."""
     spread = q.amax(-2, keepdim=True) - q.amin(-2, keepdim=True)  # [..., 1, B]
-    return q - kappa * spread * (actions - clipped).norm(dim=-1)
+    floor = 1e-2 * (q.abs().mean(-2, keepdim=True) + 1.0)
+    return q - kappa * torch.maximum(spread, floor) * (actions - clipped).norm(dim=-1)
 
 
 LABELS: dict[str, Callable] = {"top_half": top_half_labels, "advantage": advantage_labels}
@@ -101,12 +105,12 @@ def pmpo_improvement(
     s: Samples, duals: dict[str, torch.Tensor], hps: list[MemberHParams], cfg: ImproveConfig
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """PMPO policy loss (Eq. 10 via `pmpo_loss`) for each member, summed; plus the β_Σ dual loss.
-    duals: {"dual_std": [G, D]} = β_Σ (decoupled members use it; joint members ignore it)."""
+    duals: {"beta_std": [G, D]} = β_Σ (decoupled members use it; joint members ignore it)."""
     kl_mean, kl_std = decoupled_kls(s)  # [G, B, D]
     logps_mu = mpo_step.gaussian_logps(s.actions, s.mean, s.ref_std)  # π_μ   [G, N, B]
     logps_cov = mpo_step.gaussian_logps(s.actions, s.ref_mean, s.std)  # π_Σ   [G, N, B]
     logps_joint = mpo_step.gaussian_logps(s.actions, s.mean, s.std)  # π_θ   [G, N, B]
-    beta_std = duals["dual_std"]  # [G, D]
+    beta_std = duals["beta_std"]  # [G, D]
     losses, logp_acc, logp_rej = [], [], []
     for e, hp in enumerate(hps):
         acc, rej = LABELS[hp.labels](s.q[e])  # [N, B] masks

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 
 import torch
 
@@ -23,6 +24,13 @@ from anyfeedback.control import mpo_step, sac
 from anyfeedback.control.config import ControlConfig, MemberSpec
 from anyfeedback.control.improve import METHODS, ImproveConfig, Samples, out_of_bounds_penalty
 from anyfeedback.control.nets import GaussianPolicy, TwinCritic, hard_update_, polyak_
+
+
+# Cap on PMPO's log β_Σ. Uncapped, the dual reached 1e8 within 13k steps on cartpole-swingup: the
+# mean's updates move σ through the shared torso, and holding KL_Σ ≤ 1e-6 against that made the
+# covariance term swamp the torso's gradient. Near the Lagrangian equilibrium the penalty's
+# gradient β_Σ·√KL_Σ should be O(1), i.e. β_Σ ~ 1/√ε_Σ = 1e3.
+LOG_BETA_STD_MAX = math.log(1e3)
 
 
 def _adam(params, lr: float) -> torch.optim.Adam:
@@ -51,6 +59,11 @@ class Learner:
             "temperature": torch.nn.Parameter(torch.full((e,), 1.0)),
             "dual_mean": torch.nn.Parameter(torch.full((e, act_dim), 1.0)),
             "dual_std": torch.nn.Parameter(torch.full((e, act_dim), 10.0)),
+            # PMPO's β_Σ lives in log space (capped, LOG_BETA_STD_MAX): the covariance fit of
+            # top/bottom-half labels needs β_Σ in the hundreds to hold KL_Σ ≤ ε_Σ, and a softplus
+            # raw moving ~lr per step took > 20k steps to get there (σ collapsed 0.2 -> 0.06
+            # meanwhile); log space gets there in a few hundred. MPO keeps Acme's softplus duals.
+            "log_beta_std": torch.nn.Parameter(torch.full((e, act_dim), math.log(10.0))),
         }
         self.log_alpha = torch.nn.Parameter(torch.zeros(e))  # SAC temperature
         self.policy_opt = _adam(self.policy.parameters(), cfg.lr_policy)
@@ -117,7 +130,8 @@ class Learner:
             if self.cfg.action_penalty > 0 and self.cfg.squash == "clip":
                 q = out_of_bounds_penalty(q, actions, clipped, self.cfg.action_penalty)
         mean, std = self.policy(obs)
-        duals = {k: mpo_step.dual_value(v) for k, v in self.duals.items()}
+        duals = {k: mpo_step.dual_value(v) for k, v in self.duals.items() if k != "log_beta_std"}
+        duals["beta_std"] = self.duals["log_beta_std"].exp()
         policy_loss, dual_loss, metrics = 0.0, 0.0, {}
         for fn, sl, hps in self.groups:
             s = Samples(actions[sl], q[sl], mean[sl], std[sl], ref_mean[sl], ref_std[sl])
@@ -148,6 +162,7 @@ class Learner:
         with torch.no_grad():
             for raw in self.duals.values():
                 raw.clamp_(min=mpo_step.RAW_DUAL_MIN)
+            self.duals["log_beta_std"].clamp_(max=LOG_BETA_STD_MAX)
         polyak_(self.target_critic, self.critic, self.cfg.tau)
         self.steps += 1
         if self.steps % self.cfg.target_period == 0:
@@ -172,7 +187,7 @@ class Learner:
             getattr(self, key).load_state_dict(state[key])
         with torch.no_grad():
             for k, v in self.duals.items():
-                v.copy_(state["duals"][k])
+                v.copy_(state["duals"][k] if k in state["duals"] else v)  # older runs: no β_Σ
             self.log_alpha.copy_(state["log_alpha"])
         for key in ("policy_opt", "critic_opt", "dual_opt"):
             getattr(self, key).load_state_dict(state[key])
