@@ -48,7 +48,7 @@ MIX = {
                               ("medium", 30_000, 0.3, 20), ("expert-noisy", 40_000, 0.5, 20),
                               ("expert", 40_000, 0.1, 20)],
     ("reacher", "easy"): [("random", None, 0.0, 20), ("poor", 20_000, 0.5, 20),
-                          ("medium", 40_000, 0.3, 20), ("expert-noisy", 80_000, 0.5, 20),
+                          ("medium", 60_000, 0.3, 20), ("expert-noisy", 80_000, 0.5, 20),
                           ("expert", 80_000, 0.1, 20)],
 }  # fmt: skip
 ACTION_REPEAT = 4

@@ -11,6 +11,8 @@ from anyfeedback.offline.labels import advantage_sign_labels, label_stats
 from anyfeedback.offline.train import policy_losses
 from anyfeedback.offline.value import fit_values, nstep_targets
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_nstep_targets_by_hand():
     """Two episodes [0, 0, 0] and [1, 1], rewards 1, 2, 3 | 4, 5, γ = 0.5, n = 2, discounts 1

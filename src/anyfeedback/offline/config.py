@@ -67,6 +67,11 @@ class OfflineConfig:
     kl: str = "policy"
     """KL to the behaviour data: policy (closed form to a BC policy fitted first) | sample (−ℓ_θ,
     i.e. BC on the batch: signed-weight BC)."""
+    baseline: str = "policy"
+    """labels' V(s): policy (mean of Q over num_samples actions of the BC policy) | value (the
+    separately fitted V net)."""
+    num_samples: int = 20
+    """actions sampled per state for the policy baseline."""
     seed: int = 0
     """first seed; seed i of num_seeds = seed + i (value fit, policy init, batches, evaluation)."""
     num_seeds: int = 3
@@ -123,12 +128,14 @@ class OfflineConfig:
                 raise InputError(f"unknown method '{name}'; choose from {', '.join(PRESETS)}",
                                  field="methods")  # fmt: skip
         for name in ("num_seeds", "value_steps", "policy_steps", "batch_size", "hidden",
-                     "n_step", "eval_episodes", "log_every", "threads", "episode_frames"):  # fmt: skip
+                     "n_step", "eval_episodes", "num_samples", "log_every", "threads", "episode_frames"):  # fmt: skip
             if getattr(self, name) < (0 if name.endswith("_steps") else 1):
                 raise InputError(f"must be positive, got {getattr(self, name)}",
                                  field=name.replace("_", "-"))  # fmt: skip
         if self.kl not in ("policy", "sample"):
             raise InputError(f"must be policy or sample, got '{self.kl}'", field="kl")
+        if self.baseline not in ("policy", "value"):
+            raise InputError(f"must be policy or value, got '{self.baseline}'", field="baseline")
         if self.policy_mean not in ("tanh", "linear"):
             raise InputError(f"must be tanh or linear, got '{self.policy_mean}'",
                              field="policy-mean")  # fmt: skip

@@ -1,8 +1,8 @@
 """Offline PMPO / BC from a fixed dataset (arXiv 2410.04166 §5.3, Table 1). Reads top to bottom:
-load + validate the dataset → fit Q, V of the behaviour data (one per seed) → label every
-transition by the sign of Q − V → train the BC policies (one per seed; the `bc` row and, with
-`--kl policy`, the reference π_ref) → train the other (method, seed) policies as one ensemble →
-evaluate in dm_control → write the run directory.
+load + validate the dataset → fit Q, V of the behaviour data (one per seed) → train the BC
+policies (one per seed: the `bc` row, the labels' baseline, with `--kl policy` also π_ref) →
+label every transition by the sign of Q − baseline → train the other (method, seed) policies as
+one ensemble → evaluate in dm_control → write the run directory.
 
 Shapes: M members (method-major: member m = method i, seed j), S seeds, B batch, T transitions,
 do observation dims, D action dims.
@@ -83,8 +83,8 @@ def _eval_settings(cfg: OfflineConfig, meta: dict) -> tuple[str, str, int]:
     return domain, task, int(cfg.action_repeat or meta.get("action_repeat", 1))
 
 
-def _label(cfg, tr: Transitions, meta: dict, log: MetricsLog, tick) -> tuple:
-    """Fit Q, V per seed and label every transition. -> accepted, rejected [S, T], stats."""
+def _fit_values(cfg, tr: Transitions, log: MetricsLog, tick):
+    """Q and V of the behaviour data, one member per seed."""
     seeds = [cfg.seed + j for j in range(cfg.num_seeds)]
 
     def on_step(step, m):
@@ -94,14 +94,20 @@ def _label(cfg, tr: Transitions, meta: dict, log: MetricsLog, tick) -> tuple:
                 log.log(step, member=f"value-s{s}", kind="value",
                         **{k: round(float(v[j]), 5) for k, v in m.items()})  # fmt: skip
 
-    fns = fit_values(tr, seeds, steps=cfg.value_steps, batch_size=cfg.batch_size,
-                     hidden=cfg.hidden, lr=cfg.lr_value, gamma=cfg.gamma, n_step=cfg.n_step,
-                     tau=cfg.tau, on_step=on_step)  # fmt: skip
-    q, v = fns.advantages(tr)  # [S, T]
+    return fit_values(tr, seeds, steps=cfg.value_steps, batch_size=cfg.batch_size,
+                      hidden=cfg.hidden, lr=cfg.lr_value, gamma=cfg.gamma, n_step=cfg.n_step,
+                      tau=cfg.tau, on_step=on_step)  # fmt: skip
+
+
+def _label(cfg, fns, bc_policy, tr: Transitions, meta: dict) -> tuple:
+    """Label every transition by the sign of Q − baseline. -> (accepted, rejected) [S, T], stats."""
+    ref = bc_policy if cfg.baseline == "policy" else None
+    q, v = fns.advantages(tr, ref, num_samples=cfg.num_samples, seed=cfg.seed)  # [S, T]
     accepted, rejected = advantage_sign_labels(q, v)
     groups = meta.get("behaviour_ids")
-    stats = {f"s{s}": label_stats(accepted[j], rejected[j], groups) for j, s in enumerate(seeds)}
-    return accepted, rejected, stats
+    stats = {f"s{cfg.seed + j}": label_stats(accepted[j], rejected[j], groups)
+             for j in range(cfg.num_seeds)}  # fmt: skip
+    return (accepted, rejected), stats
 
 
 def train_policies(cfg: OfflineConfig, tr: Transitions, mem: Members, labels: tuple,
@@ -152,26 +158,26 @@ def run(cfg: OfflineConfig) -> dict:
     check_task(domain, task)
     torch.set_num_threads(cfg.threads)
     methods = cfg.method_list()
-    # the BC policies are trained first when they are a row or the KL's reference
-    bc = Members(cfg, ["bc"]) if "bc" in methods or cfg.kl == "policy" else None
+    bc = Members(cfg, ["bc"])  # trained first: a row, the labels' baseline and the KL's π_ref
     rest = Members(cfg, [m for m in methods if m != "bc"])
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", cfg)
     (out / "metrics.jsonl").unlink(missing_ok=True)
     log = MetricsLog(out / "metrics.jsonl")
-    total = cfg.value_steps + cfg.policy_steps * ((bc is not None) + bool(rest.names))
+    total = cfg.value_steps + cfg.policy_steps * (1 + bool(rest.names))
     policies, returns = {}, {}
     with progress(f"offline {domain}-{task}", total, disable=not cfg.progress) as (bar, t):
         tick = lambda: bar.advance(t)  # noqa: E731
-        accepted, rejected, stats = _label(cfg, tr, meta, log, tick)
-        labels = (accepted, rejected)  # [S, T] each
-        step0 = cfg.value_steps
-        if bc is not None:
-            policies["bc"] = train_policies(cfg, tr, bc, labels, None, log, step0, tick)
-            step0 += cfg.policy_steps
+        # --- value functions, BC policies, labels (one of each per seed) ---
+        fns = _fit_values(cfg, tr, log, tick)
+        no_labels = [np.zeros((cfg.num_seeds, len(tr)), bool)] * 2  # BC ignores them
+        policies["bc"] = train_policies(cfg, tr, bc, no_labels, None, log, cfg.value_steps, tick)
+        labels, stats = _label(cfg, fns, policies["bc"], tr, meta)
+        # --- every other (method, seed) as one ensemble ---
         if rest.names:
             ref = policies["bc"] if cfg.kl == "policy" else None
+            step0 = cfg.value_steps + cfg.policy_steps
             policies["rest"] = train_policies(cfg, tr, rest, labels, ref, log, step0, tick)
         bar.update(t, info="evaluating")
         for key, mem in (("bc", bc), ("rest", rest)):

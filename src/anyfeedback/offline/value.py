@@ -7,9 +7,11 @@ that produced the data (the mixture of all its sources). Both are regressions on
 
 with n' = n, or fewer at the episode's end (s_{t+n'} = next_observations[t+n'−1]), d the dataset's
 discounts and V̄ a Polyak-averaged copy of V. Q(s, a) ≈ E[y | s, a] and V(s) ≈ E[y | s] =
-E_{a~β(·|s)} Q(s, a), so Q − V is the behaviour advantage without ever sampling β. V is a separate
-net (the `TwinCritic` with zero action dims) rather than an average of Q over a fitted β: bootstrapping
-from V needs no next action, so the last transition of every episode gets a target too.
+E_{a~β(·|s)} Q(s, a). V is a separate net (the `TwinCritic` with zero action dims), so the
+targets need no next action and the last transition of every episode gets one too. For the
+labels the baseline is either that V net or (default, `--baseline policy`) Q averaged over actions
+of a BC fit of β: two separately fitted nets differ by their fitting errors, which swamp the
+small effect of one action; one Q against itself does not (measured: README "Offline").
 Q and V are the mean of the twin heads (evaluation, not control: no min, no overestimation to fight).
 
 Shapes: E seeds (ensemble members), B batch, T transitions, do observation dims, D action dims.
@@ -60,15 +62,30 @@ class ValueFns(torch.nn.Module):
         return self.q(obs, act), self.v(obs, obs[..., :0])
 
     @torch.no_grad()
-    def advantages(self, tr: Transitions, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-        """-> (Q [E, T], V [E, T]) on every transition, head means, in chunks of `chunk` rows."""
+    def advantages(self, tr: Transitions, policy=None, *, num_samples: int = 20, seed: int = 0,
+                   chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """-> (Q [E, T], baseline [E, T]) on every transition (head means, `chunk` rows at a time).
+        baseline = V(s) of the V net, or with `policy` (an E-member GaussianPolicy, e.g. the BC
+        fit of β) the same Q's mean over N sampled actions, V(s) = mean_j Q(s, clip(a_j)),
+        a_j ~ π(·|s): Q's error in s then cancels in Q − V (CRR's "mean" advantage)."""
         e = self.q.members
+        gen = torch.Generator().manual_seed(seed)
         qs, vs = [], []
         for i in range(0, len(tr), chunk):
-            obs = torch.from_numpy(tr.observations[i : i + chunk]).expand(e, -1, -1)
+            obs = torch.from_numpy(tr.observations[i : i + chunk]).expand(e, -1, -1)  # [E, c, do]
             act = torch.from_numpy(tr.actions[i : i + chunk]).expand(e, -1, -1)
             q, v = self.values(obs, act)
-            qs.append(q.mean(0)), vs.append(v.mean(0))
+            qs.append(q.mean(0))
+            if policy is None:
+                vs.append(v.mean(0))
+                continue
+            mean, std = policy(obs)  # [E, c, D]
+            noise = torch.randn(e, num_samples, *mean.shape[1:], generator=gen)
+            a = (mean.unsqueeze(1) + std.unsqueeze(1) * noise).clamp(-1, 1)  # [E, N, c, D]
+            c = obs.shape[1]
+            obs_n = obs.unsqueeze(1).expand(-1, num_samples, -1, -1).reshape(e, -1, obs.shape[-1])
+            q_n = self.q(obs_n, a.reshape(e, num_samples * c, -1)).mean(0)  # [E, N·c]
+            vs.append(q_n.view(e, num_samples, c).mean(1))
         return torch.cat(qs, -1).numpy(), torch.cat(vs, -1).numpy()
 
 
