@@ -9,7 +9,7 @@
    (format: src/anyfeedback/offline/dataset.py) with `behaviour_ids` naming the source of each row.
    A manifest (sources, their returns, the file's SHA-256) goes to results/offline/datasets.json.
 
-    PYTHONPATH=src python experiments/offline_datasets.py            # agents (if missing) + datasets
+    PYTHONPATH=src python experiments/offline_datasets.py    # agents (if missing) + datasets
     PYTHONPATH=src python experiments/offline_datasets.py --only datasets
 
 Cost here (2 shared cores): ≈ 1.5 min per 10k SAC env steps; ≈ 1 s per rollout episode.

@@ -119,7 +119,8 @@ def main() -> None:
     data = " | ".join(f"{table[t]['_data_return']:.1f}" for t in TASKS)
     lines += [f"| dataset mean episode return | | | {data} | |", ""]
     for task, c in checks.items():
-        lines.append(f"- {task}: " + ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in c.items()))
+        verdicts = ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in c.items())
+        lines.append(f"- {task}: {verdicts}")
     atomic_write_text(out / f"table{suffix}.md", "\n".join(lines) + "\n")
     plot(table, out / f"table{suffix}.png")
     atomic_write_text(out / f"command{suffix}.txt",

@@ -127,8 +127,8 @@ class OfflineConfig:
             if name not in PRESETS:
                 raise InputError(f"unknown method '{name}'; choose from {', '.join(PRESETS)}",
                                  field="methods")  # fmt: skip
-        for name in ("num_seeds", "value_steps", "policy_steps", "batch_size", "hidden",
-                     "n_step", "eval_episodes", "num_samples", "log_every", "threads", "episode_frames"):  # fmt: skip
+        for name in ("num_seeds", "value_steps", "policy_steps", "batch_size", "hidden", "n_step",
+                     "eval_episodes", "num_samples", "log_every", "threads", "episode_frames"):  # fmt: skip
             if getattr(self, name) < (0 if name.endswith("_steps") else 1):
                 raise InputError(f"must be positive, got {getattr(self, name)}",
                                  field=name.replace("_", "-"))  # fmt: skip

@@ -3,7 +3,7 @@
 The advantage that labels a transition is A(s, a) = Q^β(s, a) − V^β(s) for the behaviour policy β
 that produced the data (the mixture of all its sources). Both are regressions on the same target
 
-  y_t = Σ_{k<n'} γ^k (Π_{j<k} d_{t+j}) r_{t+k} + γ^{n'} (Π_{k<n'} d_{t+k}) · V̄(s_{t+n'})      (n-step TD)
+  y_t = Σ_{k<n'} γ^k (Π_{j<k} d_{t+j}) r_{t+k} + γ^{n'} (Π_{k<n'} d_{t+k}) · V̄(s_{t+n'})   (n-step TD)
 
 with n' = n, or fewer at the episode's end (s_{t+n'} = next_observations[t+n'−1]), d the dataset's
 discounts and V̄ a Polyak-averaged copy of V. Q(s, a) ≈ E[y | s, a] and V(s) ≈ E[y | s] =
@@ -12,7 +12,7 @@ targets need no next action and the last transition of every episode gets one to
 labels the baseline is either that V net or (default, `--baseline policy`) Q averaged over actions
 of a BC fit of β: two separately fitted nets differ by their fitting errors, which swamp the
 small effect of one action; one Q against itself does not (measured: README "Offline").
-Q and V are the mean of the twin heads (evaluation, not control: no min, no overestimation to fight).
+Q and V are the mean of the twin heads (evaluation, not control: no min, nothing to overestimate).
 
 Shapes: E seeds (ensemble members), B batch, T transitions, do observation dims, D action dims.
 """
