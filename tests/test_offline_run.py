@@ -60,9 +60,11 @@ def test_offline_five_rows(tmp_path, dataset):
 
 
 def test_offline_sample_kl_value_baseline_cli(tmp_path, dataset, capsys):
-    """The non-default options through the CLI: --kl sample --baseline value, --methods pmpo."""
+    """The non-default options through the CLI: --kl sample --baseline value --policy-mean
+    linear, --methods pmpo with --alpha/--beta, explicit --domain/--task."""
     code = main(["offline", "--dataset", str(dataset), "--methods", "pmpo,bc", "--alpha", "0.5",
-                 "--beta", "1.5", "--kl", "sample", "--baseline", "value", "--out",
+                 "--beta", "1.5", "--kl", "sample", "--baseline", "value", "--policy-mean", "linear",
+                 "--min-std", "0.01", "--domain", "cartpole", "--task", "swingup", "--out",
                  str(tmp_path), "--num-seeds", "1", "--value-steps", "10", "--policy-steps", "10",
                  "--hidden", "16", "--batch-size", "8", "--eval-episodes", "1",
                  "--episode-frames", "100", "--no-progress"])  # fmt: skip
@@ -81,3 +83,14 @@ def test_bad_flag_values_exit_2(tmp_path, dataset, capsys):
         )
         assert f"field '{field}'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_dataset_without_task_metadata(tmp_path, dataset, capsys):
+    """No domain/task in the file and none given: one line, exit 2, no run directory."""
+    from anyfeedback.offline.dataset import load_npz
+
+    tr, _ = load_npz(dataset)
+    save_npz(tmp_path / "bare.npz", tr)
+    code = main(["offline", "--dataset", str(tmp_path / "bare.npz"), "--out", str(tmp_path / "r")])
+    assert code == 2 and "no domain/task to evaluate on" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
