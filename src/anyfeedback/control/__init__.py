@@ -8,4 +8,5 @@ improvement steps (PMPO, MPO, SAC). dm_control is imported only by `envs` (optio
   sac.py       SAC's actor/temperature losses and soft bootstrap
   learner.py   one update: critic, improvement, targets
   train.py     the loop: act, step, replay, update, evaluate, checkpoint, resume
+  rollouts.py  a run directory's policy rolled out with action noise: transitions, segments
 """
