@@ -6,7 +6,18 @@ import typer
 
 
 def register_all(app: typer.Typer) -> None:
-    from anyfeedback.commands import aihf, bandit, control, data, demo, online, plot, reward, train
+    from anyfeedback.commands import (
+        aihf,
+        aihf_control,
+        bandit,
+        control,
+        data,
+        demo,
+        online,
+        plot,
+        reward,
+        train,
+    )
 
-    for module in (data, train, online, reward, aihf, demo, plot, control, bandit):
+    for module in (data, train, online, reward, aihf, demo, plot, control, aihf_control, bandit):
         module.register(app)
