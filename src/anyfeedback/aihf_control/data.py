@@ -41,11 +41,24 @@ class Pool:
         return np.flatnonzero((rank % 4 == 3) == held_out)
 
 
-def save_pool(path: str | Path, obs, act, reward, quality, *, domain: str, task: str,
-              action_repeat: int) -> None:  # fmt: skip
-    np.savez_compressed(path, obs=np.asarray(obs, np.float32), act=np.asarray(act, np.float32),
-                        reward=np.asarray(reward, np.float32), quality=np.asarray(quality, str),
-                        domain=domain, task=task, action_repeat=action_repeat)  # fmt: skip
+def save_pool(path: str | Path, pool: Pool) -> None:
+    np.savez_compressed(path, obs=pool.obs.astype(np.float32), act=pool.act.astype(np.float32),
+                        reward=pool.reward.astype(np.float32), quality=pool.quality.astype(str),
+                        domain=pool.domain, task=pool.task,
+                        action_repeat=pool.action_repeat)  # fmt: skip
+
+
+def pool_from_rollouts(parts: dict, *, domain: str, task: str, action_repeat: int) -> Pool:
+    """{quality: `control.rollouts.Transitions`} (equal-length episodes) -> a Pool."""
+    obs, act, rew, qual = [], [], [], []
+    for quality, tr in parts.items():
+        k = len(np.unique(tr.episode_ids))
+        obs.append(tr.observations.reshape(k, -1, tr.observations.shape[-1]))  # [K, T, do]
+        act.append(tr.actions.reshape(k, -1, tr.actions.shape[-1]))
+        rew.append(tr.rewards.reshape(k, -1))
+        qual += [quality] * k
+    return Pool(np.concatenate(obs), np.concatenate(act), np.concatenate(rew), np.asarray(qual),
+                domain, task, action_repeat)  # fmt: skip
 
 
 def load_pool(path: str | Path) -> Pool:
@@ -97,6 +110,9 @@ def member_feedback(pool: Pool, seeds: list[int], *, demo_quality: str, num_demo
                     num_pairs: int, noise: float, length: int) -> Feedback:  # fmt: skip
     """Each seed draws its own `num_demos` demonstration trajectories of `demo_quality` and its
     own `num_pairs` pairs (label noise `noise`) from the train split."""
+    if not 1 <= length <= pool.reward.shape[1]:
+        raise InputError(f"must be in 1..{pool.reward.shape[1]} (the pool's trajectory length)",
+                         field="segment-length")  # fmt: skip
     train = pool.split(held_out=False)
     demo_pool = train[pool.quality[train] == demo_quality]
     if len(demo_pool) < num_demos:

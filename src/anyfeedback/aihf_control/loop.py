@@ -47,11 +47,14 @@ from anyfeedback.losses import aihf_reward_loss, bradley_terry_loss
 
 
 def control_config(cfg: AIHFControlConfig, pool: Pool) -> ControlConfig:
-    """The SAC learner's config: 1-step targets (the reward is relabelled per transition)."""
+    """The SAC learner's config: 1-step targets (the reward is relabelled per transition);
+    episodes as long as the pool's trajectories."""
     return ControlConfig(domain=pool.domain, task=pool.task, method="sac", steps=cfg.steps,
                          hidden=cfg.hidden, batch_size=cfg.batch_size, lr_policy=cfg.lr,
                          lr_critic=cfg.lr, gamma=cfg.gamma, n_step=1, init_std=cfg.init_std,
-                         action_repeat=pool.action_repeat, learning_starts=cfg.learning_starts,
+                         action_repeat=pool.action_repeat,
+                         episode_frames=pool.reward.shape[1] * pool.action_repeat,
+                         learning_starts=cfg.learning_starts,
                          eval_every=cfg.eval_every, eval_episodes=cfg.eval_episodes,
                          threads=cfg.threads, progress=False)  # fmt: skip
 

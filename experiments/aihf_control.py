@@ -1,0 +1,157 @@
+"""AIHF vs RLHF vs ML-IRL vs BC on one DMC task (spec AIHF §7(d), claim 4): the same
+demonstrations and segment preferences, two preference regimes, seeds as one batched program.
+
+    MUJOCO_GL=disable nice -n 10 .venv/bin/python experiments/aihf_control.py \
+        --agents /work/agents/cartpole-swingup --out results/aihf_control
+
+1. Pool: SAC snapshots of one run (`anyfeedback control --method sac ... --action-repeat 4`,
+   snapshots at 10k / 30k / 40k env steps = poor / medium / expert) rolled out with Gaussian
+   action noise (`control.rollouts`), EPISODES trajectories each -> OUT/pool.npz.
+2. Two `anyfeedback aihf-control` runs in parallel (one per core): regime "many-clean"
+   (AIHF, RLHF, ML-IRL, BC) and "few-noisy" (AIHF, RLHF; ML-IRL and BC do not use preferences).
+3. OUT/results.json (final true return per member, mean ± std per method and regime, held-out
+   pair accuracy of the learned rewards, the pool's returns), OUT/plot.png, OUT/command.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from anyfeedback.runs import atomic_path, atomic_write_json, atomic_write_text, read_metrics
+
+QUALITIES = {"poor": "sac_10000", "medium": "sac_30000", "expert": "sac_40000"}
+REGIMES = {  # name -> (methods, pairs, label noise)
+    "many-clean": ("aihf,rlhf,ml-irl,bc", 500, 0.0),
+    "few-noisy": ("aihf,rlhf", 20, 0.3),
+}
+
+
+def make_pool(agents: Path, path: Path, episodes: int, noise: float) -> dict:
+    from anyfeedback.aihf_control.data import pool_from_rollouts, save_pool
+    from anyfeedback.control.rollouts import load_policy, rollout
+
+    parts, returns = {}, {}
+    for i, (quality, snap) in enumerate(QUALITIES.items()):
+        policy = load_policy(agents / snap)
+        parts[quality] = rollout(policy, episodes=episodes, seed=1000 * (i + 1), noise=noise)
+        returns[quality] = [round(float(r), 1) for r in parts[quality].episode_returns()]
+    pool = pool_from_rollouts(parts, domain=policy.domain, task=policy.task,
+                              action_repeat=policy.action_repeat)  # fmt: skip
+    save_pool(path, pool)
+    return returns
+
+
+def launch(out: Path, pool: Path, name: str, args) -> tuple[subprocess.Popen, list[str]]:
+    methods, pairs, noise = REGIMES[name]
+    cmd = [sys.executable, "-m", "anyfeedback.cli", "aihf-control", "--data", str(pool),
+           "--out", str(out / name), "--methods", methods, "--num-pairs", str(pairs),
+           "--pref-noise", str(noise), "--num-seeds", str(args.seeds), "--steps", str(args.steps),
+           "--num-demos", str(args.demos), "--reward-updates", str(args.reward_updates),
+           "--reward-warmup-steps", str(args.warmup), "--no-progress"]  # fmt: skip
+    log = open(out / f"{name}.log", "w")  # noqa: SIM115
+    env = os.environ | {"MUJOCO_GL": "disable"}
+    return subprocess.Popen(["nice", "-n", "10", *cmd], stdout=log, stderr=log, env=env), cmd
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    bars = [(reg, m, v) for reg, r in results["regimes"].items() for m, v in r["methods"].items()]
+    for i, (reg, _m, v) in enumerate(bars):
+        axes[0].bar(i, v["mean"], yerr=v["std"], color=f"C{list(REGIMES).index(reg)}", alpha=0.6)
+        axes[0].scatter([i] * len(v["returns"]), v["returns"], color="k", s=8, zorder=3)
+    axes[0].set_xticks(range(len(bars)), [f"{m}\n{reg}" for reg, m, _ in bars], fontsize=7)
+    axes[0].set_ylabel("true return (final eval)")
+    for q, r in results["pool_returns"].items():
+        axes[0].axhline(np.mean(r), ls=":", lw=0.8, color="gray")
+        axes[0].text(len(bars) - 0.5, np.mean(r), q, fontsize=6, color="gray")
+    for k, (reg, r) in enumerate(results["regimes"].items()):
+        for j, (m, curve) in enumerate(r["curves"].items()):
+            steps, mean = curve["steps"], np.array(curve["mean"])
+            if len(steps) > 1:
+                axes[1].plot(steps, mean, color=f"C{j}", ls="-" if k == 0 else "--",
+                             label=f"{m} {reg}")  # fmt: skip
+    axes[1].set_xlabel("env steps")
+    axes[1].set_ylabel("true return (mean over seeds)")
+    axes[1].legend(fontsize=6)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def curves(rows: list[dict]) -> dict:
+    """Mean eval return over seeds per method and env step (learners only)."""
+    by: dict[str, dict[int, list]] = {}
+    for r in rows:
+        if r.get("kind") == "eval" and r["step"] > 0:
+            by.setdefault(r["member"].rsplit("-s", 1)[0], {}).setdefault(r["step"], []).append(
+                r["eval_return"]
+            )
+    return {m: {"steps": sorted(d), "mean": [float(np.mean(d[s])) for s in sorted(d)]}
+            for m, d in by.items()}  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--agents", type=Path, required=True)
+    ap.add_argument("--out", type=Path, default=Path("results/aihf_control"))
+    ap.add_argument("--work", type=Path, default=Path("runs/aihf_control"))
+    ap.add_argument("--episodes", type=int, default=12, help="pool trajectories per quality")
+    ap.add_argument("--rollout-noise", type=float, default=0.2)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=40_000)
+    ap.add_argument("--demos", type=int, default=5)
+    ap.add_argument("--reward-updates", type=int, default=50)
+    ap.add_argument("--warmup", type=int, default=1000)
+    ap.add_argument("--collect-only", action="store_true", help="only gather finished runs")
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    pool = args.work / "pool.npz"
+    t0 = time.time()
+    if not args.collect_only:
+        returns = make_pool(args.agents, pool, args.episodes, args.rollout_noise)
+        atomic_write_json(args.work / "pool_returns.json", returns)
+        print(f"pool: {({q: round(float(np.mean(r)), 1) for q, r in returns.items()})} "
+              f"({time.time() - t0:.0f} s)", flush=True)  # fmt: skip
+        procs = {name: launch(args.work, pool, name, args) for name in REGIMES}
+        codes = {name: p.wait() for name, (p, _) in procs.items()}
+        if any(codes.values()):
+            print(f"failed: {codes}; see {args.work}/*.log", file=sys.stderr)
+            return 1
+        cmds = "\n".join(" ".join(c) for _, c in procs.values())
+        atomic_write_text(args.work / "commands.txt", cmds + "\n")
+    pool_returns = json.loads((args.work / "pool_returns.json").read_text())
+    results = {"pool_returns": pool_returns, "regimes": {}, "wall_s": round(time.time() - t0)}
+    for name in REGIMES:
+        summary = json.loads((args.work / name / "summary.json").read_text())
+        rows = read_metrics(args.work / name / "metrics.jsonl")
+        results["regimes"][name] = {"methods": summary["methods"], "curves": curves(rows),
+                                    "num_pairs": REGIMES[name][1],
+                                    "pref_noise": REGIMES[name][2]}  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(args.out / "results.json", results | {"args": vars(args)})
+    plot(results, args.out / "plot.png")
+    cmds = (args.work / "commands.txt").read_text()
+    atomic_write_text(args.out / "command.txt", "MUJOCO_GL=disable nice -n 10 python "
+                      + " ".join(sys.argv) + "\n\n# which ran:\n" + cmds)  # fmt: skip
+    print(f"done in {time.time() - t0:.0f} s -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
