@@ -1,16 +1,21 @@
 """AIHF vs RLHF vs ML-IRL vs BC on one DMC task (spec AIHF §7(d), claim 4): the same
-demonstrations and segment preferences, two preference regimes, seeds as one batched program.
+demonstrations and segment preferences, preference regimes of 20 / 500 pairs × 0 / 30% label
+noise, the seeds (and methods) of a regime as one batched program.
 
     MUJOCO_GL=disable nice -n 10 .venv/bin/python experiments/aihf_control.py \
         --agents /work/agents/cartpole-swingup --out results/aihf_control
+    MUJOCO_GL=disable nice -n 10 .venv/bin/python experiments/aihf_control.py \
+        --agents /work/agents/cartpole-swingup --out results/aihf_control \
+        --regimes few-clean,many-noisy
 
 1. Pool: SAC snapshots of one run (`anyfeedback control --method sac ... --action-repeat 4`,
    snapshots at 10k / 30k / 40k env steps = poor / medium / expert) rolled out with Gaussian
-   action noise (`control.rollouts`), EPISODES trajectories each -> OUT/pool.npz.
-2. Two `anyfeedback aihf-control` runs in parallel (one per core): regime "many-clean"
-   (AIHF, RLHF, ML-IRL, BC) and "few-noisy" (AIHF, RLHF; ML-IRL and BC do not use preferences).
-3. OUT/results.json (final true return per member, mean ± std per method and regime, held-out
-   pair accuracy of the learned rewards, the pool's returns), OUT/plot.png, OUT/command.txt.
+   action noise (`control.rollouts`), EPISODES trajectories each -> WORK/pool.npz (once).
+2. `anyfeedback aihf-control` runs in parallel, one per regime of `--regimes` (one per core):
+   "many-clean" runs AIHF, RLHF, ML-IRL and BC; the others AIHF and RLHF only.
+3. OUT/results.json, over every regime run so far: final true return per member, mean ± std per
+   method and regime, held-out pair accuracy of the learned rewards, the pool's returns; with
+   OUT/plot.png and OUT/command.txt. Runs (metrics, logs, the pool) stay in WORK.
 """
 
 from __future__ import annotations
@@ -28,9 +33,11 @@ import numpy as np
 from anyfeedback.runs import atomic_path, atomic_write_json, atomic_write_text, read_metrics
 
 QUALITIES = {"poor": "sac_10000", "medium": "sac_30000", "expert": "sac_40000"}
-REGIMES = {  # name -> (methods, pairs, label noise)
+REGIMES = {  # name -> (methods, pairs, label noise); ML-IRL and BC do not use preferences
     "many-clean": ("aihf,rlhf,ml-irl,bc", 500, 0.0),
     "few-noisy": ("aihf,rlhf", 20, 0.3),
+    "few-clean": ("aihf,rlhf", 20, 0.0),
+    "many-noisy": ("aihf,rlhf", 500, 0.3),
 }
 
 
@@ -70,7 +77,8 @@ def plot(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     bars = [(reg, m, v) for reg, r in results["regimes"].items() for m, v in r["methods"].items()]
     for i, (reg, _m, v) in enumerate(bars):
-        axes[0].bar(i, v["mean"], yerr=v["std"], color=f"C{list(REGIMES).index(reg)}", alpha=0.6)
+        colour = f"C{list(REGIMES).index(reg)}"
+        axes[0].bar(i, v["mean"], yerr=v["std"], color=colour, alpha=0.6)
         axes[0].scatter([i] * len(v["returns"]), v["returns"], color="k", s=8, zorder=3)
     axes[0].set_xticks(range(len(bars)), [f"{m}\n{reg}" for reg, m, _ in bars], fontsize=7)
     axes[0].set_ylabel("true return (final eval)")
@@ -81,7 +89,7 @@ def plot(results: dict, path: Path) -> None:
         for j, (m, curve) in enumerate(r["curves"].items()):
             steps, mean = curve["steps"], np.array(curve["mean"])
             if len(steps) > 1:
-                axes[1].plot(steps, mean, color=f"C{j}", ls="-" if k == 0 else "--",
+                axes[1].plot(steps, mean, color=f"C{j}", ls=("-", "--", ":", "-.")[k % 4],
                              label=f"{m} {reg}")  # fmt: skip
     axes[1].set_xlabel("env steps")
     axes[1].set_ylabel("true return (mean over seeds)")
@@ -118,26 +126,28 @@ def main() -> int:
     ap.add_argument("--demos", type=int, default=5)
     ap.add_argument("--reward-updates", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=1000)
+    ap.add_argument("--regimes", default="many-clean,few-noisy", help=f"of {', '.join(REGIMES)}")
     ap.add_argument("--collect-only", action="store_true", help="only gather finished runs")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     pool = args.work / "pool.npz"
     t0 = time.time()
     if not args.collect_only:
-        returns = make_pool(args.agents, pool, args.episodes, args.rollout_noise)
-        atomic_write_json(args.work / "pool_returns.json", returns)
-        print(f"pool: {({q: round(float(np.mean(r)), 1) for q, r in returns.items()})} "
-              f"({time.time() - t0:.0f} s)", flush=True)  # fmt: skip
-        procs = {name: launch(args.work, pool, name, args) for name in REGIMES}
+        if not pool.exists():  # the pool is shared by every regime, made once
+            returns = make_pool(args.agents, pool, args.episodes, args.rollout_noise)
+            atomic_write_json(args.work / "pool_returns.json", returns)
+            print(f"pool: {({q: round(float(np.mean(r)), 1) for q, r in returns.items()})} "
+                  f"({time.time() - t0:.0f} s)", flush=True)  # fmt: skip
+        procs = {name: launch(args.work, pool, name, args) for name in args.regimes.split(",")}
         codes = {name: p.wait() for name, (p, _) in procs.items()}
         if any(codes.values()):
             print(f"failed: {codes}; see {args.work}/*.log", file=sys.stderr)
             return 1
-        cmds = "\n".join(" ".join(c) for _, c in procs.values())
-        atomic_write_text(args.work / "commands.txt", cmds + "\n")
+        with open(args.work / "commands.txt", "a") as fh:  # every batch of regimes run so far
+            fh.write("\n".join(" ".join(c) for _, c in procs.values()) + "\n")
     pool_returns = json.loads((args.work / "pool_returns.json").read_text())
     results = {"pool_returns": pool_returns, "regimes": {}, "wall_s": round(time.time() - t0)}
-    for name in REGIMES:
+    for name in [r for r in REGIMES if (args.work / r / "summary.json").exists()]:
         summary = json.loads((args.work / name / "summary.json").read_text())
         rows = read_metrics(args.work / name / "metrics.jsonl")
         results["regimes"][name] = {"methods": summary["methods"], "curves": curves(rows),
@@ -148,7 +158,8 @@ def main() -> int:
     plot(results, args.out / "plot.png")
     cmds = (args.work / "commands.txt").read_text()
     atomic_write_text(args.out / "command.txt", "MUJOCO_GL=disable nice -n 10 python "
-                      + " ".join(sys.argv) + "\n\n# which ran:\n" + cmds)  # fmt: skip
+                      + " ".join(sys.argv) + "\n\n# runs so far (`--regimes`), which ran:\n"
+                      + cmds)  # fmt: skip
     print(f"done in {time.time() - t0:.0f} s -> {args.out}")
     return 0
 
