@@ -33,11 +33,14 @@ import numpy as np
 from anyfeedback.runs import atomic_path, atomic_write_json, atomic_write_text, read_metrics
 
 QUALITIES = {"poor": "sac_10000", "medium": "sac_30000", "expert": "sac_40000"}
-REGIMES = {  # name -> (methods, pairs, label noise); ML-IRL and BC do not use preferences
-    "many-clean": ("aihf,rlhf,ml-irl,bc", 500, 0.0),
-    "few-noisy": ("aihf,rlhf", 20, 0.3),
-    "few-clean": ("aihf,rlhf", 20, 0.0),
-    "many-noisy": ("aihf,rlhf", 500, 0.3),
+REGIMES = {  # name -> (methods, pairs, label noise, extra flags); ML-IRL, BC use no preferences
+    "many-clean": ("aihf,rlhf,ml-irl,bc", 500, 0.0, []),
+    "few-noisy": ("aihf,rlhf", 20, 0.3, []),
+    "few-clean": ("aihf,rlhf", 20, 0.0, []),
+    "many-noisy": ("aihf,rlhf", 500, 0.3, []),
+    # AIHF with the bounded demo term −log σ(r(demo) − r(policy)) instead of the linear one
+    "many-clean-logistic": ("aihf", 500, 0.0, ["--demo-mode", "irl_logistic"]),
+    "few-noisy-logistic": ("aihf", 20, 0.3, ["--demo-mode", "irl_logistic"]),
 }
 
 
@@ -57,12 +60,12 @@ def make_pool(agents: Path, path: Path, episodes: int, noise: float) -> dict:
 
 
 def launch(out: Path, pool: Path, name: str, args) -> tuple[subprocess.Popen, list[str]]:
-    methods, pairs, noise = REGIMES[name]
+    methods, pairs, noise, extra = REGIMES[name]
     cmd = [sys.executable, "-m", "anyfeedback.cli", "aihf-control", "--data", str(pool),
            "--out", str(out / name), "--methods", methods, "--num-pairs", str(pairs),
            "--pref-noise", str(noise), "--num-seeds", str(args.seeds), "--steps", str(args.steps),
            "--num-demos", str(args.demos), "--reward-updates", str(args.reward_updates),
-           "--reward-warmup-steps", str(args.warmup), "--no-progress"]  # fmt: skip
+           "--reward-warmup-steps", str(args.warmup), "--no-progress", *extra]  # fmt: skip
     log = open(out / f"{name}.log", "w")  # noqa: SIM115
     env = os.environ | {"MUJOCO_GL": "disable"}
     return subprocess.Popen(["nice", "-n", "10", *cmd], stdout=log, stderr=log, env=env), cmd
@@ -114,6 +117,33 @@ def curves(rows: list[dict]) -> dict:
             for m, d in by.items()}  # fmt: skip
 
 
+def late_returns(rows: list[dict], n: int = 3) -> dict:
+    """Per method: each seed's mean of its last n evaluations (less noisy than the final one of
+    3 episodes), then mean and std over seeds. BC has a single evaluation."""
+    evals: dict[str, list] = {}
+    for r in rows:
+        if r.get("kind") == "eval":
+            evals.setdefault(r["member"], []).append(r["eval_return"])
+    by: dict[str, list] = {}
+    for name, v in evals.items():
+        by.setdefault(name.rsplit("-s", 1)[0], []).append(float(np.mean(v[-n:])))
+    return {m: {"per_seed": [round(x, 1) for x in v], "mean": float(np.mean(v)),
+                "std": float(np.std(v))} for m, v in by.items()}  # fmt: skip
+
+
+def reward_corr(rows: list[dict]) -> dict:
+    """Per method: mean over seeds of the last phase's Pearson correlation between r_θ and the
+    true reward on SAC's replay batches (how well the learned reward tracks the task's)."""
+    last: dict[str, float] = {}
+    for r in rows:
+        if r.get("kind") == "train" and r.get("reward_corr") is not None:
+            last[r["member"]] = r["reward_corr"]
+    by: dict[str, list] = {}
+    for name, v in last.items():
+        by.setdefault(name.rsplit("-s", 1)[0], []).append(v)
+    return {m: round(float(np.mean(v)), 3) for m, v in by.items()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--agents", type=Path, required=True)
@@ -151,6 +181,8 @@ def main() -> int:
         summary = json.loads((args.work / name / "summary.json").read_text())
         rows = read_metrics(args.work / name / "metrics.jsonl")
         results["regimes"][name] = {"methods": summary["methods"], "curves": curves(rows),
+                                    "reward_corr": reward_corr(rows),
+                                    "last3": late_returns(rows),
                                     "num_pairs": REGIMES[name][1],
                                     "pref_noise": REGIMES[name][2]}  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
