@@ -2,11 +2,7 @@
 demonstrations and segment preferences, preference regimes of 20 / 500 pairs × 0 / 30% label
 noise, the seeds (and methods) of a regime as one batched program.
 
-    MUJOCO_GL=disable nice -n 10 .venv/bin/python experiments/aihf_control.py \
-        --agents /work/agents/cartpole-swingup --out results/aihf_control
-    MUJOCO_GL=disable nice -n 10 .venv/bin/python experiments/aihf_control.py \
-        --agents /work/agents/cartpole-swingup --out results/aihf_control \
-        --regimes few-clean,many-noisy
+    (the three batches of USAGE below, run one after the other or side by side)
 
 1. Pool: SAC snapshots of one run (`anyfeedback control --method sac ... --action-repeat 4`,
    snapshots at 10k / 30k / 40k env steps = poor / medium / expert) rolled out with Gaussian
@@ -32,6 +28,13 @@ import numpy as np
 
 from anyfeedback.runs import atomic_path, atomic_write_json, atomic_write_text, read_metrics
 
+USAGE = """\
+A=/work/agents/cartpole-swingup; E="nice -n 10 .venv/bin/python experiments/aihf_control.py"
+MUJOCO_GL=disable $E --agents $A --out results/aihf_control  # many-clean, few-noisy
+MUJOCO_GL=disable $E --agents $A --out results/aihf_control --regimes few-clean,many-noisy
+MUJOCO_GL=disable $E --agents $A --out results/aihf_control \\
+    --regimes many-clean-logistic,few-noisy-logistic
+"""
 QUALITIES = {"poor": "sac_10000", "medium": "sac_30000", "expert": "sac_40000"}
 REGIMES = {  # name -> (methods, pairs, label noise, extra flags); ML-IRL, BC use no preferences
     "many-clean": ("aihf,rlhf,ml-irl,bc", 500, 0.0, []),
@@ -71,34 +74,42 @@ def launch(out: Path, pool: Path, name: str, args) -> tuple[subprocess.Popen, li
     return subprocess.Popen(["nice", "-n", "10", *cmd], stdout=log, stderr=log, env=env), cmd
 
 
+COLOURS = {"aihf": "C0", "rlhf": "C1", "ml-irl": "C2", "bc": "C3"}
+
+
 def plot(results: dict, path: Path) -> None:
+    """Top: final true return per method and regime (bar = mean, dots = seeds, bar = ±std),
+    the pool's mean returns as dotted lines. Bottom: mean learning curve per regime."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    bars = [(reg, m, v) for reg, r in results["regimes"].items() for m, v in r["methods"].items()]
-    for i, (reg, _m, v) in enumerate(bars):
-        colour = f"C{list(REGIMES).index(reg)}"
-        axes[0].bar(i, v["mean"], yerr=v["std"], color=colour, alpha=0.6)
-        axes[0].scatter([i] * len(v["returns"]), v["returns"], color="k", s=8, zorder=3)
-    axes[0].set_xticks(range(len(bars)), [f"{m}\n{reg}" for reg, m, _ in bars], fontsize=7)
-    axes[0].set_ylabel("true return (final eval)")
+    regimes = results["regimes"]
+    fig = plt.figure(figsize=(13, 6.4))
+    grid = fig.add_gridspec(2, len(regimes), height_ratios=(1.3, 1))
+    top = fig.add_subplot(grid[0, :])
+    bars = [(reg, m, v) for reg, r in regimes.items() for m, v in r["methods"].items()]
+    for i, (_reg, m, v) in enumerate(bars):
+        top.bar(i, v["mean"], yerr=v["std"], color=COLOURS[m], alpha=0.6, capsize=2)
+        top.scatter([i] * len(v["returns"]), v["returns"], color="k", s=8, zorder=3)
+    top.set_xticks(range(len(bars)), [f"{m}\n{reg}" for reg, m, _ in bars], fontsize=6.5)
+    top.set_ylabel("true return, final eval")
     for q, r in results["pool_returns"].items():
-        axes[0].axhline(np.mean(r), ls=":", lw=0.8, color="gray")
-        axes[0].text(len(bars) - 0.5, np.mean(r), q, fontsize=6, color="gray")
-    for k, (reg, r) in enumerate(results["regimes"].items()):
-        for j, (m, curve) in enumerate(r["curves"].items()):
-            steps, mean = curve["steps"], np.array(curve["mean"])
-            if len(steps) > 1:
-                axes[1].plot(steps, mean, color=f"C{j}", ls=("-", "--", ":", "-.")[k % 4],
-                             label=f"{m} {reg}")  # fmt: skip
-    axes[1].set_xlabel("env steps")
-    axes[1].set_ylabel("true return (mean over seeds)")
-    axes[1].legend(fontsize=6)
-    for ax in axes:
+        top.axhline(np.mean(r), ls=":", lw=0.8, color="gray")
+        top.text(len(bars) - 0.4, np.mean(r), q, fontsize=7, color="gray", va="bottom")
+    top.grid(alpha=0.3, axis="y")
+    for k, (reg, r) in enumerate(regimes.items()):
+        ax = fig.add_subplot(grid[1, k], sharey=None if k == 0 else fig.axes[1])
+        for m, curve in r["curves"].items():
+            ax.plot(curve["steps"], curve["mean"], color=COLOURS[m], lw=1.2, label=m)
+        ax.set_title(reg, fontsize=8)
+        ax.set_xlabel("env steps", fontsize=7)
+        ax.tick_params(labelsize=6)
         ax.grid(alpha=0.3)
+        if k == 0:
+            ax.set_ylabel("mean true return", fontsize=7)
+            ax.legend(fontsize=6)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
@@ -189,9 +200,7 @@ def main() -> int:
     atomic_write_json(args.out / "results.json", results | {"args": vars(args)})
     plot(results, args.out / "plot.png")
     cmds = (args.work / "commands.txt").read_text()
-    atomic_write_text(args.out / "command.txt", "MUJOCO_GL=disable nice -n 10 python "
-                      + " ".join(sys.argv) + "\n\n# runs so far (`--regimes`), which ran:\n"
-                      + cmds)  # fmt: skip
+    atomic_write_text(args.out / "command.txt", USAGE + "\n# which ran, per regime:\n" + cmds)
     print(f"done in {time.time() - t0:.0f} s -> {args.out}")
     return 0
 
