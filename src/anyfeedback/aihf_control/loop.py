@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -42,7 +43,7 @@ from anyfeedback.control.envs import EnvBatch
 from anyfeedback.control.improve import MemberHParams
 from anyfeedback.control.learner import Learner
 from anyfeedback.control.replay import NStepReplay
-from anyfeedback.control.train import evaluate
+from anyfeedback.control.train import _episode, evaluate
 from anyfeedback.losses import aihf_reward_loss, bradley_terry_loss
 
 
@@ -102,8 +103,11 @@ class AIHFControl:
         self.held = held_out_pairs(pool, cfg.held_out_pairs, cfg.segment_length, cfg.seed)
         w = [cfg.weights(m) for m in methods for _ in seeds]
         self.w_demo, self.w_pref = [a for a, _ in w], [b for _, b in w]
-        self.rng = np.random.default_rng(cfg.seed + 1)
-        self.frames = 0
+        self.rng = np.random.default_rng(cfg.seed + 1)  # exploration, reward batches
+        self.episode_state = SimpleNamespace(  # what `control.train._episode` reads and updates
+            envs=self.envs, replay=self.replay, learner=_Relabelling(self), explore=self.rng,
+            counters={"frames": 0, "episodes": 0},
+        )  # fmt: skip
 
     # --- policy step: SAC on relabelled replay -------------------------------------------
     def relabel(
@@ -117,27 +121,21 @@ class AIHFControl:
         return (obs, act, r, disc, next_obs), _pearson(r, true)
 
     def policy_phase(self) -> dict[str, torch.Tensor]:
-        cfg, e, metrics = self.cfg, len(self.members), []
-        for _ in range(cfg.episodes_per_reward_phase):
-            obs = self.envs.reset()  # [E, do]
-            for t in range(self.ep_len):
-                if self.frames < cfg.learning_starts:
-                    act = self.rng.uniform(-1, 1, (e, self.envs.act_dim)).astype(np.float32)
-                else:
-                    x = torch.from_numpy(obs).unsqueeze(1)  # [E, 1, do]
-                    act = self.learner.act(x, deterministic=False).squeeze(1).numpy()
-                next_obs, reward = self.envs.step(act)
-                self.replay.add(obs, act, reward, next_obs, last=t == self.ep_len - 1)
-                obs = next_obs
-                self.frames += self.pool.action_repeat
-                if self.frames >= cfg.learning_starts:
-                    batch, corr = self.relabel(self.replay.sample(cfg.batch_size))
-                    metrics.append(self.learner.update(batch) | {"reward_corr": corr})
+        """`episodes_per_reward_phase` episodes of the control trainer's own interaction loop
+        (`control.train._episode`: act, env step, replay, one update per agent step), its
+        learner's updates taking relabelled batches (`_Relabelling`)."""
+        metrics = []
+        for _ in range(self.cfg.episodes_per_reward_phase):
+            metrics += _episode(self.ccfg, self.episode_state, self.members)
         if self.trace is not None:
             self.trace.append(("policy_phase", self.learner.steps, self.replay.ptr))
         if not metrics:
             return {}
         return {k: torch.stack([m[k] for m in metrics]).mean(0) for k in metrics[0]}
+
+    @property
+    def frames(self) -> int:
+        return self.episode_state.counters["frames"]
 
     # --- reward step -----------------------------------------------------------------------
     def _pair_returns(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -216,6 +214,21 @@ class AIHFControl:
         held = self.held.expand(len(self.members), -1, -1)
         r_w, r_l = self._pair_returns(held)
         return {"eval_return": ret, "rm_accuracy": (r_w > r_l).float().mean(-1).numpy()}
+
+
+class _Relabelling:
+    """The SAC learner as `control.train._episode` sees it: `act` as is, `update` on a batch
+    relabelled with the current r_θ (`AIHFControl.relabel`), plus r_θ's correlation metric."""
+
+    def __init__(self, run: AIHFControl) -> None:
+        self.run = run
+
+    def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        return self.run.learner.act(obs, deterministic)
+
+    def update(self, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        batch, corr = self.run.relabel(batch)
+        return self.run.learner.update(batch) | {"reward_corr": corr}
 
 
 def _pearson(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
