@@ -68,6 +68,14 @@ def test_reward_net_clamp_actions_and_segment_returns():
     assert small(o, torch.ones(1, 1, 1)) != small(o, -torch.ones(1, 1, 1))
 
 
+def test_method_weights_are_the_special_cases():
+    """AIHF = (w_D, w_P); RLHF = (0, w_P); ML-IRL = (w_D, 0) (spec AIHF §6)."""
+    from anyfeedback.aihf_control.config import AIHFControlConfig
+
+    cfg = AIHFControlConfig(data="pool.npz", demo_weight=2.0, pref_weight=0.5)
+    assert [cfg.weights(m) for m in ("aihf", "rlhf", "ml-irl")] == [(2, 0.5), (0, 0.5), (2, 0)]
+
+
 def _toy_pool(m_per_quality=8, t_len=10):
     """Trajectory j of quality q: reward = its index (so segment returns order trajectories)."""
     q = np.array(["expert"] * m_per_quality + ["poor"] * m_per_quality)
