@@ -8,6 +8,7 @@ import typer
 def register_all(app: typer.Typer) -> None:
     from anyfeedback.commands import (
         aihf,
+        aihf_control,
         bandit,
         control,
         data,
@@ -19,5 +20,6 @@ def register_all(app: typer.Typer) -> None:
         train,
     )
 
-    for module in (data, train, online, reward, aihf, demo, plot, control, offline, bandit):
+    for module in (data, train, online, reward, aihf, demo, plot, control, offline, aihf_control,
+                   bandit):
         module.register(app)

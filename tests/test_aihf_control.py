@@ -1,0 +1,220 @@
+"""AIHF for control: the ML-IRL reward gradient's sign, segment returns, feedback data, BC
+log-likelihood, Algorithm 1's ordering, a smoke run of every method, and one-line errors (exit 2).
+Needs the `control` extra (dm_control) for the runs."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from anyfeedback.aihf_control.bc import demo_logps
+from anyfeedback.aihf_control.data import (
+    Pool,
+    gather_segments,
+    held_out_pairs,
+    member_feedback,
+    save_pool,
+)
+from anyfeedback.aihf_control.reward import RewardNet
+from anyfeedback.losses import aihf_reward_loss
+
+
+def t(*rows):
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def test_ml_irl_gradient_sign_linear_reward_by_hand():
+    """r(s) = θ·s, θ = 0. Demo states s^E = (1,0), (3,0); policy states s^A = (0,1), (0,3).
+    L = −(mean θ·s^E − mean θ·s^A), so ∇_θ L = −(mean s^E − mean s^A) = −((2,0) − (0,2)) = (−2, 2):
+    a descent step raises r on the demonstrations' direction and lowers it on the policy's."""
+    theta = torch.zeros(2, requires_grad=True)
+    s_e, s_a = t([1, 0], [3, 0]), t([0, 1], [0, 3])
+    loss, diag = aihf_reward_loss(s_e @ theta, s_a @ theta, None, None, pref_weight=0.0)
+    loss.backward()
+    assert theta.grad.tolist() == [-2.0, 2.0]
+    assert diag.demo_term.item() == 0.0 and math.isnan(diag.pref_term.item())
+
+
+def test_ml_irl_step_raises_demo_reward_lowers_policy_reward(one_thread):
+    """The same on the (64, 64) reward MLP: one Adam step on the demo term moves r(demo) up and
+    r(policy sample) down, for each of 2 ensemble members."""
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    net = RewardNet(3, 1, 64, gens, use_actions=False, clip=10.0)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    s_e = torch.randn(2, 16, 3, generator=torch.Generator().manual_seed(2)) + 2.0
+    s_a = torch.randn(2, 16, 3, generator=torch.Generator().manual_seed(3)) - 2.0
+    a = torch.zeros(2, 16, 1)
+    before_e, before_a = net(s_e, a).detach().mean(-1), net(s_a, a).detach().mean(-1)
+    loss = sum(aihf_reward_loss(net(s_e, a)[i], net(s_a, a)[i], None, None)[0] for i in range(2))
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    assert (net(s_e, a).mean(-1) > before_e).all() and (net(s_a, a).mean(-1) < before_a).all()
+
+
+def test_reward_net_clamp_actions_and_segment_returns():
+    """segment_returns = Σ_t r(s_t, a_t) of the per-step forward; the output is clamped to ±clip;
+    with use_actions the action changes r."""
+    gens = [torch.Generator().manual_seed(0)]
+    net = RewardNet(2, 1, 8, gens, use_actions=True, clip=0.05)
+    obs, act = torch.randn(1, 3, 4, 2) * 50, torch.randn(1, 3, 4, 1)
+    per_step = net(obs.view(1, 12, 2), act.view(1, 12, 1)).view(1, 3, 4)
+    assert per_step.abs().max() <= 0.05
+    assert torch.allclose(net.segment_returns(obs, act), per_step.sum(-1))
+    small = RewardNet(2, 1, 8, [torch.Generator().manual_seed(0)], use_actions=True, clip=0.0)
+    o = torch.zeros(1, 1, 2)
+    assert small(o, torch.ones(1, 1, 1)) != small(o, -torch.ones(1, 1, 1))
+
+
+def test_method_weights_are_the_special_cases():
+    """AIHF = (w_D, w_P); RLHF = (0, w_P); ML-IRL = (w_D, 0) (spec AIHF §6)."""
+    from anyfeedback.aihf_control.config import AIHFControlConfig
+
+    cfg = AIHFControlConfig(data="pool.npz", demo_weight=2.0, pref_weight=0.5)
+    assert [cfg.weights(m) for m in ("aihf", "rlhf", "ml-irl")] == [(2, 0.5), (0, 0.5), (2, 0)]
+
+
+def _toy_pool(m_per_quality=8, t_len=10):
+    """Trajectory j of quality q: reward = its index (so segment returns order trajectories)."""
+    q = np.array(["expert"] * m_per_quality + ["poor"] * m_per_quality)
+    m = len(q)
+    reward = np.repeat(np.arange(m, dtype=np.float32)[:, None], t_len, 1)
+    obs = np.random.default_rng(0).normal(size=(m, t_len, 3)).astype(np.float32)
+    act = np.zeros((m, t_len, 1), np.float32)
+    return Pool(obs, act, reward, q, "cartpole", "swingup", 4)
+
+
+def test_pool_split_holds_out_every_fourth_of_each_quality():
+    pool = _toy_pool()
+    assert pool.split(held_out=True).tolist() == [3, 7, 11, 15]
+    assert len(pool.split(held_out=False)) == 12
+
+
+def test_pairs_labels_noise_and_gather():
+    """noise 0: every chosen segment has the larger true return; noise 0.5: about half flipped;
+    demonstrations come from the requested quality; per-seed draws differ."""
+    pool = _toy_pool()
+    fb = member_feedback(pool, [0, 1], demo_quality="expert", num_demos=2, num_pairs=400,
+                         noise=0.0, length=4)  # fmt: skip
+    assert fb.demo_obs.shape == (2, 20, 3) and fb.pairs.shape == (2, 400, 4)
+    assert not torch.equal(fb.pairs[0], fb.pairs[1])
+    ow, aw, ol, al = gather_segments(torch.from_numpy(pool.obs), torch.from_numpy(pool.act),
+                                     fb.pairs, 4)  # fmt: skip
+    assert ow.shape == (2, 400, 4, 3) and al.shape == (2, 400, 4, 1)
+    r_w, r_l = pool.reward[fb.pairs[..., 0]], pool.reward[fb.pairs[..., 2]]
+    assert (r_w > r_l).all()
+    expert_obs = pool.obs[pool.quality == "expert"].reshape(-1, 3)
+    assert all(any(np.allclose(o, e) for e in expert_obs) for o in fb.demo_obs[0, :5].numpy())
+    noisy = member_feedback(pool, [0], demo_quality="poor", num_demos=1, num_pairs=400,
+                            noise=0.5, length=4).pairs[0]  # fmt: skip
+    flipped = (pool.reward[noisy[:, 0]] < pool.reward[noisy[:, 2]]).mean()
+    assert 0.4 < flipped < 0.6
+    held = held_out_pairs(pool, 50, 4, seed=0)
+    assert set(held[:, [0, 2]].flatten().tolist()) <= {3, 7, 11, 15}
+
+
+def test_bc_logps_by_hand():
+    """μ = 0, σ = 1, a = tanh(0.5): log π(a) = log N(0.5; 0, 1) − log(1 − a²)
+    = −0.125 − 0.9189385 − log(1 − 0.4621172²) = −1.0439385 + 0.2402278 = −0.8037107."""
+
+    class Fixed(torch.nn.Module):
+        def forward(self, obs):
+            return torch.zeros(1, 1, 1), torch.ones(1, 1, 1)
+
+    a = torch.tanh(torch.tensor(0.5)).view(1, 1, 1)
+    expected = -0.125 - 0.5 * math.log(2 * math.pi) - math.log(1 - math.tanh(0.5) ** 2 + 1e-6)
+    assert demo_logps(Fixed(), torch.zeros(1, 1, 2), a).item() == pytest.approx(expected, abs=1e-5)
+    assert expected == pytest.approx(-0.8037107, abs=1e-6)
+
+
+# --- runs (dm_control) ------------------------------------------------------------------------
+
+TINY = dict(num_seeds=2, num_demos=2, num_pairs=10, segment_length=10, steps=600,
+            learning_starts=200, eval_every=400, eval_episodes=1, reward_updates=3,
+            reward_warmup_steps=5, bc_steps=20, hidden=32, batch_size=32, held_out_pairs=20,
+            progress=False)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pool_file(tmp_path_factory):
+    pytest.importorskip("dm_control")
+    from anyfeedback.aihf_control.data import pool_from_rollouts
+    from anyfeedback.control.rollouts import rollout
+
+    kw = dict(domain="cartpole", task="swingup", action_repeat=4, episode_frames=200)
+    parts = {q: rollout(None, episodes=8, seed=i * 100, **kw)
+             for i, q in enumerate(["expert", "poor"])}  # fmt: skip
+    path = tmp_path_factory.mktemp("pool") / "pool.npz"
+    save_pool(path, pool_from_rollouts(parts, domain="cartpole", task="swingup", action_repeat=4))
+    return path
+
+
+def test_algorithm1_order_relabel_and_latest_policy_samples(pool_file, one_thread):
+    """Each phase: the policy (SAC) steps come first, then `reward_updates` reward steps at the
+    same learner step; the policy states of the demo term come from the last phase's episode;
+    SAC's replay rewards are r_θ(s, a), not the env's."""
+    from anyfeedback.aihf_control.config import AIHFControlConfig
+    from anyfeedback.aihf_control.data import load_pool
+    from anyfeedback.aihf_control.loop import train_reward_learners
+    from anyfeedback.runs import MetricsLog
+
+    cfg = AIHFControlConfig(data=str(pool_file), **TINY)
+    trace = []
+    with MetricsLog(pool_file.parent / "m.jsonl") as log:
+        run = train_reward_learners(cfg, load_pool(pool_file), ["aihf", "rlhf"], log, trace)
+    kinds = [e[0] for e in trace]
+    assert kinds == (["policy_phase"] + ["reward_step"] * 3) * 3  # 600 frames / 200 per phase
+    for i in range(0, len(trace), 4):
+        assert {e[1] for e in trace[i : i + 4]} == {trace[i][1]}  # no SAC step in between
+    s_obs, _ = run.policy_samples()
+    last = run.replay.obs[:, run.replay.ptr - run.ep_len : run.replay.ptr]  # [E, 50, do]
+    for e in range(s_obs.shape[0]):
+        assert all((np.abs(last[e] - o.numpy()).sum(-1) < 1e-6).any() for o in s_obs[e])
+    batch = run.replay.sample(8)
+    relabelled, _ = run.relabel(batch)
+    assert torch.allclose(relabelled[2], run.reward(batch[0], batch[1]).detach())
+    assert not torch.allclose(relabelled[2], batch[2])
+
+
+def test_smoke_run_every_method_cli(pool_file, tmp_path):
+    """`anyfeedback aihf-control` with all four methods, the logistic demo term and r(s, a):
+    exit 0, metrics/summary/plot/report written, a finite true return per method and seed."""
+    from anyfeedback.cli import main
+
+    args = ["aihf-control", "--data", str(pool_file), "--out", str(tmp_path), "--reward-actions",
+            "--demo-mode", "irl_logistic", "--pref-noise", "0.3"]  # fmt: skip
+    for k, v in TINY.items():
+        flag = "--" + k.replace("_", "-")
+        args += (
+            [flag if v is True else f"--no-{flag[2:]}"] if isinstance(v, bool) else [flag, str(v)]
+        )
+    assert main(args) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary["methods"]) == {"aihf", "rlhf", "ml-irl", "bc"}
+    assert all(len(m["returns"]) == 2 and math.isfinite(m["mean"])
+               for m in summary["methods"].values())  # fmt: skip
+    assert 0 <= summary["methods"]["aihf"]["rm_accuracy_mean"] <= 1
+    for f in ("config.json", "metrics.jsonl", "curves.png", "report.md"):
+        assert (tmp_path / f).exists()
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--data", "missing.npz"], "trajectory pool not found"),
+        (["--methods", "aihf,ppo"], "unknown method(s) ppo"),
+        (["--pref-noise", "0.7"], "field 'pref-noise'"),
+        (["--num-demos", "99"], "99 demonstrations of quality 'expert'"),
+        (["--segment-length", "500"], "field 'segment-length'"),
+        (["--demo-mode", "nll"], "field 'demo-mode'"),
+    ],
+)
+def test_bad_inputs_one_line_exit_2(pool_file, tmp_path, capsys, extra, needle):
+    from anyfeedback.cli import main
+
+    args = ["aihf-control", "--data", str(pool_file), "--out", str(tmp_path), "--no-progress"]
+    assert main(args + extra) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and needle in err, err
