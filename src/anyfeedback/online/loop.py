@@ -107,7 +107,8 @@ def run_online(cfg: OnlineConfig) -> OnlineResult:
     if log is not None and resume is not None:
         log.truncate_after(trainer.step)
     elif log is not None:
-        log.log(0, **{"eval/reward_mean": start.reward_mean, "eval/win_rate": 0.5})
+        log.log(0, **{"eval/reward_mean": start.reward_mean, "eval/win_rate": 0.5},
+                processes=dist.world)  # fmt: skip
     detector = CollapseDetector()
     show = cfg.progress and dist.main
     try:
