@@ -54,4 +54,6 @@ def toy_sentiment_tiebroken(prompts, completions):
     import zlib
 
     base = toy_sentiment(prompts, completions)
-    return [b + 1e-3 * zlib.crc32(c.encode()) / 2**32 for b, c in zip(base, completions, strict=True)]
+    return [
+        b + 1e-3 * zlib.crc32(c.encode()) / 2**32 for b, c in zip(base, completions, strict=True)
+    ]

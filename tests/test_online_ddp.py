@@ -23,7 +23,11 @@ def test_chunk_plan_and_shares():
     """16 prompts × k=4 in calls of 16 rows: 4 chunks of 4 prompts whatever the world size; 2
     processes take chunks 0–1 and 2–3. 4 prompts in calls of 64 rows is one chunk: with 2
     processes it shrinks to 2 chunks of 2 so both sample. Seeds: chunk 0 keeps the base."""
-    assert chunk_plan(16, 4, 16, 1) == chunk_plan(16, 4, 16, 2) == [range(a, a + 4) for a in (0, 4, 8, 12)]
+    assert (
+        chunk_plan(16, 4, 16, 1)
+        == chunk_plan(16, 4, 16, 2)
+        == [range(a, a + 4) for a in (0, 4, 8, 12)]
+    )
     assert chunk_plan(4, 4, 64, 1) == [range(0, 4)]
     assert chunk_plan(4, 4, 64, 2) == [range(0, 2), range(2, 4)]
     assert chunk_plan(3, 4, 64, 4) == [range(0, 1), range(1, 2), range(2, 3)]  # one process idle
@@ -88,6 +92,7 @@ def test_two_process_online_matches_one_process_and_resumes(
     """One process, 3 steps (in this process, one thread) == two processes, 2 steps, then
     `--resume` to 3."""
     from anyfeedback.cli import main
+
     here = Path(__file__).parent
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
     env.update(ANYFEEDBACK_PROGRESS="0", CUDA_VISIBLE_DEVICES="")  # CPU DDP (gloo)

@@ -67,15 +67,18 @@ def fake_vllm(canned=None, *, apply_model: bool = True):
             model = Model()
             worker = types.SimpleNamespace(model_runner=types.SimpleNamespace(model=model))
             self.llm_engine = types.SimpleNamespace(
-                model_executor=types.SimpleNamespace(driver_worker=worker))
+                model_executor=types.SimpleNamespace(driver_worker=worker)
+            )
             if apply_model:
                 self.apply_model = lambda fn: [fn(model)]
 
         def generate(self, prompts, params, use_tqdm=True):
             calls.prompts.append([p["prompt_token_ids"] for p in prompts])
             answer = canned or default
-            return [Request(list(p["prompt_token_ids"]), answer(p["prompt_token_ids"], sp))
-                    for p, sp in zip(prompts, params, strict=True)]
+            return [
+                Request(list(p["prompt_token_ids"]), answer(p["prompt_token_ids"], sp))
+                for p, sp in zip(prompts, params, strict=True)
+            ]
 
         def reset_prefix_cache(self):
             calls.resets += 1
@@ -93,7 +96,7 @@ def test_resolve_backend(monkeypatch):
     """hf always hf; without vllm: vllm is a one-line error naming the field, auto is hf; with
     vllm but no GPU, several processes or LoRA: the same; with vllm and a GPU: vllm."""
     monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` raises ImportError
-    assert resolve_backend(_cfg()) == "hf" and resolve_backend(_cfg(generation_backend="auto")) == "hf"
+    assert resolve_backend(_cfg()) == resolve_backend(_cfg(generation_backend="auto")) == "hf"
     with pytest.raises(InputError, match="field 'generation_backend': vllm is not installed"):
         resolve_backend(_cfg(generation_backend="vllm"))
     monkeypatch.setitem(sys.modules, "vllm", fake_vllm())
@@ -131,7 +134,8 @@ def test_cli_vllm_without_vllm_is_one_line_exit_2(monkeypatch, capsys, tiny_mode
 def policy_and_tokenizer(tiny_model):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    return AutoModelForCausalLM.from_pretrained(tiny_model), AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    return model, AutoTokenizer.from_pretrained(tiny_model)
 
 
 def test_vllm_sampler_generations_and_weight_sync(monkeypatch, policy_and_tokenizer):
@@ -143,8 +147,16 @@ def test_vllm_sampler_generations_and_weight_sync(monkeypatch, policy_and_tokeni
     answers = [Out([20, eos, 21, 22], "stop"), Out([23, 24], "stop"), Out([25, 26, 27], "length")]
     vllm = fake_vllm(lambda ids, p: answers[: p.n] if len(ids) == 3 else answers[1:][: p.n])
     monkeypatch.setitem(sys.modules, "vllm", vllm)
-    cfg = _cfg(model="tiny", k=2, temperature=0.7, top_p=0.9, max_new_tokens=5, seed=4,
-               vllm_gpu_memory_utilization=0.25, max_length=64)
+    cfg = _cfg(
+        model="tiny",
+        k=2,
+        temperature=0.7,
+        top_p=0.9,
+        max_new_tokens=5,
+        seed=4,
+        vllm_gpu_memory_utilization=0.25,
+        max_length=64,
+    )
     step = {"n": 0}
     sampler = VLLMSampler(policy, tok, cfg, lambda: step["n"])
     init = vllm.calls.init
