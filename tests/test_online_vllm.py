@@ -161,7 +161,8 @@ def test_vllm_sampler_generations_and_weight_sync(monkeypatch, policy_and_tokeni
     sampler = VLLMSampler(policy, tok, cfg, lambda: step["n"])
     init = vllm.calls.init
     assert {"config.json", "model.safetensors"} <= set(init["files"])  # save_pretrained
-    assert (init["seed"], init["gpu_memory_utilization"], init["max_model_len"]) == (4, 0.25, 64)
+    assert (init["seed"], init["gpu_memory_utilization"]) == (4, 0.25)
+    assert init["max_model_len"] == 64 + 5  # max_length + max_new_tokens
     gen = sampler([[5, 6, 7], [8, 9]], seed=11)
     assert vllm.calls.prompts == [[[5, 6, 7], [8, 9]]] and gen.prompt_ids == [[5, 6, 7], [8, 9]]
     assert gen.completion_ids == [[20, eos], [23, 24, eos], [23, 24, eos], [25, 26, 27]]
@@ -183,7 +184,8 @@ def test_vllm_sampler_generations_and_weight_sync(monkeypatch, policy_and_tokeni
 
 
 def test_vllm_sampler_fallback_and_prompt_check(monkeypatch, policy_and_tokenizer):
-    """Without `LLM.apply_model` the driver worker's model loads the weights; an engine that
+    """Without `LLM.apply_model` the driver worker's model loads the weights (V0 or early-V1
+    layout; neither is a clear error); an engine that
     returns other prompt tokens than were sent is an error, not silently trained on."""
     policy, tok = policy_and_tokenizer
     vllm = fake_vllm(apply_model=False)
@@ -193,6 +195,13 @@ def test_vllm_sampler_fallback_and_prompt_check(monkeypatch, policy_and_tokenize
     step["n"] = 1
     sampler([[5, 6]], seed=0)
     assert len(vllm.calls.loaded) == 1
+    ns = types.SimpleNamespace
+    early_v1 = ns(worker=ns(model_runner=ns(model="m1")))  # driver_worker.worker.model_runner
+    llm = ns(llm_engine=ns(model_executor=ns(driver_worker=early_v1)))
+    assert backends._engine_model(llm) == "m1"
+    llm.llm_engine.model_executor.driver_worker = ns()
+    with pytest.raises(RuntimeError, match="generation-backend hf"):
+        backends._engine_model(llm)
     vllm.LLM.generate = lambda self, prompts, params, use_tqdm=True: [Request([1], [Out([3])])]
     with pytest.raises(RuntimeError, match="prompt tokens"):
         sampler([[5, 6]], seed=0)

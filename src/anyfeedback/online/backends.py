@@ -86,7 +86,8 @@ class VLLMSampler:
                                     merge_lora=False))  # fmt: skip
         self.llm = vllm.LLM(
             model=path, tokenizer=path, seed=cfg.seed, dtype="bfloat16" if cfg.bf16 else "auto",
-            gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, max_model_len=cfg.max_length,
+            gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+            max_model_len=cfg.max_length + cfg.max_new_tokens,
         )  # fmt: skip
         self.synced_step = step_of()
 
@@ -97,7 +98,7 @@ class VLLMSampler:
         if hasattr(llm, "apply_model"):
             llm.apply_model(lambda model: model.load_weights(weights))
         else:  # older vLLM: the driver worker's model, in this process
-            llm.llm_engine.model_executor.driver_worker.model_runner.model.load_weights(weights)
+            _engine_model(llm).load_weights(weights)
         if hasattr(llm, "reset_prefix_cache"):
             llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
         self.synced_step = self.step_of()
@@ -120,11 +121,24 @@ class VLLMSampler:
                 raise RuntimeError("vLLM returned other prompt tokens or a wrong sample count")
             for c in out.outputs:
                 row = list(c.token_ids)
-                if eos not in row and c.finish_reason == "stop" and c.stop_reason is None:
+                on_eos = c.finish_reason == "stop" and getattr(c, "stop_reason", None) is None
+                if eos not in row and on_eos:
                     row.append(eos)  # stopped on EOS without returning it
                 ids_out.append(cut_at_eos(row, eos))
         texts = self.tokenizer.batch_decode(ids_out, skip_special_tokens=True)
         return Generations(ids_out, texts, k, sum(map(len, ids_out)), seconds, prompt_ids)
+
+
+def _engine_model(llm):
+    """The model inside an in-process vLLM engine (V0: driver_worker.model_runner.model; early
+    V1: driver_worker.worker.model_runner.model)."""
+    worker = llm.llm_engine.model_executor.driver_worker
+    for runner in (getattr(worker, "model_runner", None),
+                   getattr(getattr(worker, "worker", None), "model_runner", None)):  # fmt: skip
+        if runner is not None and hasattr(runner, "model"):
+            return runner.model
+    raise RuntimeError("cannot reach the vLLM engine's model to load weights in place "
+                       "(unsupported vLLM version); use --generation-backend hf")  # fmt: skip
 
 
 def make_sampler(backend: str, trainer, cfg):
