@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -124,3 +125,37 @@ def test_two_process_online_matches_one_process_and_resumes(
     wb = load_file(str(two / "model" / "model.safetensors"))
     for name in wa:
         torch.testing.assert_close(wa[name], wb[name], atol=1e-5, rtol=1e-4)
+
+
+class _RankZeroOfTwo(Dist):
+    """Rank 0 of 2 whose gather returns rank 1's payload `other` (no processes needed)."""
+
+    other: dict = {}
+
+    def gather(self, obj):
+        return [obj, self.other]
+
+
+def test_an_error_on_another_process_stops_this_one():
+    """Rank 1 failed while scoring: rank 0, whose own chunks were fine, raises rank 1's reward
+    error (one line, the same on every process) or, for any other error, names the process."""
+    from anyfeedback.online.generate import Generations
+    from anyfeedback.online.shard import sample_and_score
+    from anyfeedback.rewards import RewardError
+
+    def sample(ids, *, seed):
+        return Generations([[1]] * len(ids), ["a"] * len(ids), 1, len(ids), 0.1, ids)
+
+    def run(other):
+        _RankZeroOfTwo.other = other
+        return sample_and_score(sample, [[5], [6]], ["p", "q"], lambda p, c: [0.0] * len(c),
+                                k=1, seed=0, rows=1, dist=_RankZeroOfTwo(0, 2))  # fmt: skip
+
+    with pytest.raises(RewardError, match="prompt index 1"):
+        run({"error": RewardError("reward returned NaN (prompt index 1: 'q')")})
+    with pytest.raises(RuntimeError, match="process 1 failed .* CUDA out of memory"):
+        run({"error": "OutOfMemoryError: CUDA out of memory"})
+    ok = {"comp": [[2]], "texts": ["b"], "scores": [1.0], "labels": [], "tokens": 1, "seconds": 0.3}
+    got = run(ok)
+    assert got.completion_ids == [[1], [2]] and got.scores == [0.0, 1.0]
+    assert got.new_tokens == 2 and got.seconds == 0.3  # tokens summed, the slowest process's time
