@@ -93,12 +93,18 @@ def _cfg(**kw):
 
 
 def test_resolve_backend(monkeypatch):
-    """hf always hf; without vllm: vllm is a one-line error naming the field, auto is hf; with
-    vllm but no GPU, several processes or LoRA: the same; with vllm and a GPU: vllm."""
+    """hf always hf; without vllm (or with one that fails to import): vllm is a one-line error
+    naming the field, auto is hf; with vllm but no GPU, several processes or LoRA: the same;
+    with vllm and a GPU: vllm."""
     monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` raises ImportError
     assert resolve_backend(_cfg()) == resolve_backend(_cfg(generation_backend="auto")) == "hf"
     with pytest.raises(InputError, match="field 'generation_backend': vllm is not installed"):
         resolve_backend(_cfg(generation_backend="vllm"))
+    with monkeypatch.context() as m:  # an install that breaks on import
+        m.setattr(backends, "_import_vllm", lambda: 1 / 0)
+        assert resolve_backend(_cfg(generation_backend="auto")) == "hf"
+        with pytest.raises(InputError, match="failed to import .ZeroDivisionError"):
+            resolve_backend(_cfg(generation_backend="vllm"))
     monkeypatch.setitem(sys.modules, "vllm", fake_vllm())
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(InputError, match="CUDA GPU"):

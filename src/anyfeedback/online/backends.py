@@ -33,12 +33,20 @@ from anyfeedback.errors import InputError
 from anyfeedback.online.generate import Generations, cut_at_eos
 
 
+def _import_vllm():
+    import vllm
+
+    return vllm
+
+
 def vllm_problem(cfg, world: int) -> str | None:
     """Why vLLM cannot generate for this run (None: it can)."""
     try:
-        import vllm  # noqa: F401
+        _import_vllm()
     except ImportError:
         return "vllm is not installed (pip install 'anyfeedback[vllm]'); use hf"
+    except Exception as err:  # noqa: BLE001 - a broken install: auto falls back, vllm says why
+        return f"vllm failed to import ({type(err).__name__}: {err}); use hf"
     import torch
 
     if not torch.cuda.is_available():
