@@ -133,9 +133,9 @@ def run_online(cfg: OnlineConfig) -> OnlineResult:
     final = evaluate(trainer.policy, tok, eval_ids, eval_texts, reward, cfg, baseline=start,
                      dist=dist)  # fmt: skip
     trainer.save_model(out / "model")
-    from anyfeedback.llm.fit import _close_process_group
+    from anyfeedback.llm.fit import close_process_group
 
-    _close_process_group()
+    close_process_group(trainer)
     return OnlineResult(out, trainer.step, start, final, eval_texts, detector.fired)
 
 
