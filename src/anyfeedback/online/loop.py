@@ -9,7 +9,7 @@ the step, and the trainer's checkpoint restores weights, π_ref, optimizer and R
 Under `accelerate launch` (DDP) every process runs this same code on its share of the step
 (`anyfeedback.online.shard`): it samples, scores and labels its chunks of prompt groups, the step
 is gathered, each process trains on as many of the step's micro-batches, and metrics are those of
-the whole step (KL to the start model summed over processes, tokens/s as totals). Held-out
+the whole step (KL to the start model over every process's samples, tokens/s as totals). Held-out
 evaluation is sharded the same way. Only process 0 writes config, metrics, checkpoints and the
 model, and shows the progress bar.
 """
