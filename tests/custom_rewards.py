@@ -46,3 +46,14 @@ def nan_from_fourth_call(prompts, completions):
     if CALLS["n"] >= 4:
         return [1.0] + [float("nan")] * (len(completions) - 1)
     return toy_sentiment(prompts, completions)
+
+
+def toy_sentiment_tiebroken(prompts, completions):
+    """`toy_sentiment` plus a deterministic tie-breaker in [0, 1e-3) from the text's CRC32, so
+    distinct completions never tie (tests that need every prompt group fully labelled)."""
+    import zlib
+
+    base = toy_sentiment(prompts, completions)
+    return [
+        b + 1e-3 * zlib.crc32(c.encode()) / 2**32 for b, c in zip(base, completions, strict=True)
+    ]

@@ -8,6 +8,7 @@ from anyfeedback.commands.options import add_dataclass_command
 
 
 def _run(cfg) -> None:
+    import os
     import warnings
 
     from anyfeedback.llm.trainer import NonFiniteLossError
@@ -22,6 +23,8 @@ def _run(cfg) -> None:
     except NonFiniteLossError as err:
         typer.echo(f"error: {err}; the last checkpoint in {cfg.out} is intact", err=True)
         raise typer.Exit(1) from None
+    if os.environ.get("RANK", "0") != "0":  # under accelerate launch: process 0 reports
+        return
     typer.echo(f"done: {result.steps} steps; held-out reward {result.start.reward_mean:+.3f} → "
                f"{result.final.reward_mean:+.3f}, win rate vs start {result.final.win_rate:.2f}; "
                f"model in {result.out / 'model'}")  # fmt: skip

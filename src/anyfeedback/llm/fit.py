@@ -244,14 +244,23 @@ def train(cfg: TrainConfig) -> TrainResult:
     if main:
         write_report(out)
     trainer.accelerator.wait_for_everyone()
-    _close_process_group()
+    close_process_group(trainer)
     return TrainResult(out, model_dir, trainer.step, metrics)
 
 
-def _close_process_group() -> None:
+def close_process_group(trainer=None) -> None:
     """Tear DDP down before the interpreter does: a gloo group left to exit-time destructors
-    can abort a rank ("terminate called without an active exception", seen on 2 CPU ranks)."""
+    can abort a rank ("terminate called without an active exception") or hang it joining its
+    worker threads (both seen on 2 CPU ranks). The DDP wrapper's reducer holds the group, so
+    `trainer`'s wrapper is released first and the group is destroyed here, not at exit."""
+    import gc
+
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if trainer is not None:
+        trainer.accelerator.free_memory()  # accelerate's references to the DDP model
+        trainer.model = trainer.optimizer = None
+        gc.collect()
+    dist.destroy_process_group()

@@ -15,6 +15,7 @@ from anyfeedback.errors import InputError
 
 METHODS = ("pmpo", "dpo", "kto")
 LABELLING = ("rank", "threshold", "group-mean")
+BACKENDS = ("hf", "vllm", "auto")
 
 
 @dataclass
@@ -52,6 +53,13 @@ class OnlineConfig:
     """Nucleus sampling mass."""
     max_new_tokens: int = 24
     """Tokens generated per completion."""
+    generation_batch_size: int = 64
+    """Rows (prompts × k) per generate call; each such chunk has its own seed, and the chunks
+    are shared out among processes."""
+    generation_backend: str = "hf"
+    """hf (transformers generate) | vllm (extra `vllm`, CUDA) | auto (vllm if usable, else hf)."""
+    vllm_gpu_memory_utilization: float = 0.3
+    """vllm: fraction of GPU memory vLLM may take (the policy and π_ref train beside it)."""
 
     prompts_per_step: int = 16
     """Prompts per optimizer step (× k samples)."""
@@ -97,7 +105,14 @@ class OnlineConfig:
             raise bad("method", f"must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.labelling not in LABELLING:
             raise bad("labelling", f"must be one of {', '.join(LABELLING)}")
-        for name in ("k", "prompts_per_step", "steps", "max_new_tokens", "max_length"):
+        if self.generation_backend not in BACKENDS:
+            raise bad("generation_backend", f"must be one of {', '.join(BACKENDS)}, "
+                      f"got {self.generation_backend!r}")  # fmt: skip
+        if not 0 < self.vllm_gpu_memory_utilization <= 1:
+            raise bad("vllm_gpu_memory_utilization", "must be in (0, 1]")
+        names = ("k", "prompts_per_step", "steps", "max_new_tokens", "max_length",
+                 "generation_batch_size")  # fmt: skip
+        for name in names:
             if getattr(self, name) < 1:
                 raise bad(name, f"must be >= 1, got {getattr(self, name)}")
         if self.method == "dpo" and self.k < 2:

@@ -10,24 +10,32 @@ Randomness is seeded per call and the global RNG is left untouched.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 
 @dataclass
 class Generations:
-    """K completions per prompt, prompt-major: index i·K + j is sample j of prompt i."""
+    """K completions per prompt, prompt-major: index i·K + j is sample j of prompt i.
+    `prompt_ids` are the prompts' token ids as sent (one per prompt), whatever the backend."""
 
     completion_ids: list[list[int]]
     texts: list[str]
     k: int
     new_tokens: int
     seconds: float
+    prompt_ids: list[list[int]] = field(default_factory=list)
 
     @property
     def tokens_per_second(self) -> float:
         return self.new_tokens / max(self.seconds, 1e-9)
+
+
+def cut_at_eos(row: list[int], eos: int) -> list[int]:
+    """Token ids up to and including the first EOS (a lone EOS for an empty completion)."""
+    cut = row.index(eos) + 1 if eos in row else len(row)
+    return row[:cut] or [eos]
 
 
 def _left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,9 +77,8 @@ def sample_completions(
                 num_return_sequences=k, pad_token_id=pad, eos_token_id=eos, use_cache=True,
             )  # fmt: skip
             for row in out[:, ids.shape[1] :].tolist():  # [rows·k, new]
-                cut = row.index(eos) + 1 if eos in row else len(row)
-                ids_out.append(row[:cut] or [eos])
+                ids_out.append(cut_at_eos(row, eos))
     model.train(was_training)
     seconds = time.perf_counter() - start
     texts = tokenizer.batch_decode(ids_out, skip_special_tokens=True)
-    return Generations(ids_out, texts, k, sum(len(c) for c in ids_out), seconds)
+    return Generations(ids_out, texts, k, sum(len(c) for c in ids_out), seconds, prompt_ids)

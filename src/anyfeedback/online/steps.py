@@ -17,7 +17,7 @@ from anyfeedback.llm.data import Example, encode_texts
 from anyfeedback.llm.model import completion_logits
 from anyfeedback.llm.objective import policy_stats
 from anyfeedback.online.generate import sample_completions
-from anyfeedback.rewards import checked_scores
+from anyfeedback.online.shard import Dist, my_share, sample_and_score, split_micro_batches
 
 
 def flat_text(text: Text) -> str:
@@ -58,43 +58,48 @@ def label_samples(scores: list[float], cfg) -> list[bool | None]:
     return labels
 
 
-def build_batches(cfg, prompt_ids, completion_ids, scores, labels, pad_id) -> list[Batch]:
-    """Micro-batches of the step: labelled samples (PMPO, KTO) or best-vs-worst pairs (DPO)."""
+def build_examples(cfg, prompt_ids, completion_ids, scores, labels) -> list[Example]:
+    """The step's training records: labelled samples (PMPO, KTO) or best-vs-worst pairs (DPO)."""
     k = cfg.k
+    if cfg.method != "dpo":
+        return [Example(prompt_ids[j // k], (completion_ids[j],), lab)
+                for j, lab in enumerate(labels) if lab is not None]  # fmt: skip
+    examples = []
+    for i, p in enumerate(prompt_ids):
+        group = scores[i * k : (i + 1) * k]
+        best = max(range(k), key=lambda j: (group[j], -j))
+        worst = min(range(k), key=lambda j: (group[j], -j))
+        if group[best] > group[worst]:
+            examples.append(Example(p, (completion_ids[i * k + best],
+                                        completion_ids[i * k + worst])))  # fmt: skip
+    return examples
+
+
+def build_batches(cfg, prompt_ids, completion_ids, scores, labels, pad_id, dist=Dist()):
+    """This process's micro-batches of the step (`split_micro_batches`: as many on every
+    process); [] when the step has too few records (KTO needs 2 per micro-batch)."""
+    examples = build_examples(cfg, prompt_ids, completion_ids, scores, labels)
+    kto = cfg.method == "kto"
+    slices = split_micro_batches(len(examples), cfg.micro_batch_size, dist.world, 2 if kto else 1)
     if cfg.method == "dpo":
-        examples = []
-        for i, p in enumerate(prompt_ids):
-            group = scores[i * k : (i + 1) * k]
-            best = max(range(k), key=lambda j: (group[j], -j))
-            worst = min(range(k), key=lambda j: (group[j], -j))
-            if group[best] > group[worst]:
-                examples.append(Example(p, (completion_ids[i * k + best],
-                                            completion_ids[i * k + worst])))  # fmt: skip
         collate = lambda ex: collate_pairs(ex, pad_id)  # noqa: E731
     else:
-        examples = [
-            Example(prompt_ids[j // k], (completion_ids[j],), lab)
-            for j, lab in enumerate(labels)
-            if lab is not None
-        ]
-        kto = cfg.method == "kto"
-        if kto and len(examples) < 2:
-            return []
         collate = lambda ex: collate_unpaired(ex, pad_id, mismatched=kto)  # noqa: E731
-    if not examples:
-        return []
-    size = cfg.micro_batch_size or len(examples)
-    return [collate(examples[s : s + size]) for s in range(0, len(examples), size)]
+    return [collate([examples[i] for i in slices[m]]) for m in my_share(len(slices), dist)]
 
 
 @torch.no_grad()
-def kl_to_start(policy, start_model, batch: Batch, tcfg) -> tuple[float, float]:
-    """Dense KL(π_start ‖ π_θ) on the step's sampled completions (no grad): the mean per
-    completion and the mean per completion token."""
+def kl_to_start(policy, start_model, batches: list[Batch], tcfg, dist=Dist()):
+    """Dense KL(π_start ‖ π_θ) on the step's sampled completions (no grad), over every
+    micro-batch of every process: the mean per completion and the mean per completion token."""
     device = next(policy.parameters()).device
-    seqs = batch.seqs.to(device)
-    _, kl, counts = policy_stats(policy, seqs, tcfg, completion_logits(start_model, seqs))
-    return float(kl.mean()), float(kl.sum() / counts.sum().clamp(min=1))
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # Σ KL, sequences, tokens
+    for batch in batches:
+        seqs = batch.seqs.to(device)
+        _, kl, counts = policy_stats(policy, seqs, tcfg, completion_logits(start_model, seqs))
+        totals += torch.stack([kl.sum(), kl.new_tensor(kl.numel()), counts.sum()]).double()
+    kl_sum, n, tokens = dist.sum(totals).tolist()
+    return kl_sum / max(n, 1), kl_sum / max(tokens, 1)
 
 
 @dataclass
@@ -107,15 +112,29 @@ class Evaluation:
     win_rate: float | None = None
 
 
-def evaluate(model, tokenizer, prompt_ids, prompt_texts, reward, cfg, *, baseline=None):
-    """Sample one completion per held-out prompt with a fixed seed, score it, and compare with
-    the start model's completions (`baseline`): win 1, tie ½, loss 0."""
-    gen = sample_completions(
-        model, tokenizer, prompt_ids, k=1, seed=cfg.seed + 7919, temperature=cfg.temperature,
-        top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+def hf_sampler(model, tokenizer, cfg, k: int):
+    """`sample(prompt_ids, seed=)` → `Generations` with HF `generate`: one call per chunk."""
+
+    def sample(prompt_ids, *, seed):
+        return sample_completions(
+            model, tokenizer, prompt_ids, k=k, seed=seed, temperature=cfg.temperature,
+            top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, batch_size=len(prompt_ids) * k,
+        )  # fmt: skip
+
+    return sample
+
+
+def evaluate(model, tokenizer, prompt_ids, prompt_texts, reward, cfg, *, baseline=None,
+             dist=Dist()):  # fmt: skip
+    """Sample one completion per held-out prompt with a fixed seed (HF `generate` whatever the
+    backend; sharded over processes like the training prompts), score it, and compare with the
+    start model's completions (`baseline`): win 1, tie ½, loss 0."""
+    got = sample_and_score(
+        hf_sampler(model, tokenizer, cfg, 1), prompt_ids, prompt_texts, reward, k=1,
+        seed=cfg.seed + 7919, rows=cfg.generation_batch_size, dist=dist,
     )  # fmt: skip
-    rewards = checked_scores(reward, prompt_texts, gen.texts)
-    result = Evaluation(gen.texts, rewards, sum(rewards) / len(rewards))
+    rewards = got.scores
+    result = Evaluation(got.texts, rewards, sum(rewards) / len(rewards))
     if baseline is not None:
         wins = [1.0 if a > b else 0.5 if a == b else 0.0
                 for a, b in zip(rewards, baseline.rewards, strict=True)]  # fmt: skip
