@@ -54,7 +54,9 @@ def test_two_process_ddp_matches_single_process(tiny_model, feedback_files, tmp_
         "--main_process_port", str(_free_port()),
     ]  # fmt: skip
     args = _args(tiny_model, data, ddp, 1)
-    proc = subprocess.run(launcher + args, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        launcher + args, env=env, capture_output=True, text=True, timeout=600
+    )  # a teardown hang fails here, not at CI's limit
     assert proc.returncode == 0, proc.stderr[-3000:]
     one, two = _rows(single), _rows(ddp)
     assert len(one) == len(two) == 6

@@ -74,7 +74,9 @@ def _launcher() -> list[str]:
 
 
 def _run(cmd: list[str], env: dict) -> str:
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=600
+    )  # a teardown hang fails here, not at CI's limit
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 

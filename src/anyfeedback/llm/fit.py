@@ -263,4 +263,5 @@ def close_process_group(trainer=None) -> None:
         trainer.accelerator.free_memory()  # accelerate's references to the DDP model
         trainer.model = trainer.optimizer = None
         gc.collect()
+    dist.barrier()  # no rank tears the group down while another still has a collective in flight
     dist.destroy_process_group()
