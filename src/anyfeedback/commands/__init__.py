@@ -20,6 +20,6 @@ def register_all(app: typer.Typer) -> None:
         train,
     )
 
-    for module in (data, train, online, reward, aihf, demo, plot, control, offline, aihf_control,
-                   bandit):
+    modules = (data, train, online, reward, aihf, demo, plot, control, offline, aihf_control)
+    for module in (*modules, bandit):
         module.register(app)

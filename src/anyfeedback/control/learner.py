@@ -25,7 +25,6 @@ from anyfeedback.control.config import ControlConfig, MemberSpec
 from anyfeedback.control.improve import METHODS, ImproveConfig, Samples, out_of_bounds_penalty
 from anyfeedback.control.nets import GaussianPolicy, TwinCritic, hard_update_, polyak_
 
-
 # Cap on PMPO's log β_Σ. Uncapped, the dual reached 1e8 within 13k steps on cartpole-swingup: the
 # mean's updates move σ through the shared torso, and holding KL_Σ ≤ 1e-6 against that made the
 # covariance term swamp the torso's gradient. Near the Lagrangian equilibrium the penalty's
