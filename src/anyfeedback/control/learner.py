@@ -186,7 +186,8 @@ class Learner:
             getattr(self, key).load_state_dict(state[key])
         with torch.no_grad():
             for k, v in self.duals.items():
-                v.copy_(state["duals"][k] if k in state["duals"] else v)  # older runs: no β_Σ
+                if k in state["duals"]:  # runs from before the log-space β_Σ have no log_beta_std
+                    v.copy_(state["duals"][k])
             self.log_alpha.copy_(state["log_alpha"])
         for key in ("policy_opt", "critic_opt", "dual_opt"):
             getattr(self, key).load_state_dict(state[key])

@@ -243,8 +243,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     model_dir = trainer.save_model(out / "model")
     if main:
         write_report(out)
-    trainer.accelerator.wait_for_everyone()
-    close_process_group(trainer)
+    close_process_group(trainer)  # waits for every rank (barrier) before the teardown
     return TrainResult(out, model_dir, trainer.step, metrics)
 
 
