@@ -61,6 +61,8 @@ def main() -> None:
     p.add_argument("--action-penalty", type=float, default=ControlConfig.action_penalty)
     p.add_argument("--epsilon-mean", type=float, default=ControlConfig.epsilon_mean,
                    help="MPO's bound on the mean's KL per action dim")  # fmt: skip
+    p.add_argument("--epsilon", type=float, default=ControlConfig.epsilon,
+                   help="MPO's E-step bound on KL(q‖uniform); log 2 ≈ 0.69 = top half")  # fmt: skip
     p.add_argument("--eval-every", type=int, default=10_000)
     p.add_argument("--out", default="results/control/fig2_cartpole_swingup")
     p.add_argument("--resume", action="store_true")
@@ -80,6 +82,7 @@ def main() -> None:
                         action_repeat=args.action_repeat, target_period=args.target_period,
                         squash=args.squash, init_std=args.init_std,
                         action_penalty=args.action_penalty, epsilon_mean=args.epsilon_mean,
+                        epsilon=args.epsilon,
                         eval_every=args.eval_every,
                         out=args.out, resume=args.resume,
                         progress=False)  # fmt: skip
