@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -30,6 +31,36 @@ from anyfeedback.control.nets import GaussianPolicy, TwinCritic, hard_update_, p
 # covariance term swamp the torso's gradient. Near the Lagrangian equilibrium the penalty's
 # gradient β_Σ·√KL_Σ should be O(1), i.e. β_Σ ~ 1/√ε_Σ = 1e3.
 LOG_BETA_STD_MAX = math.log(1e3)
+
+
+@dataclass(frozen=True)
+class DualParam:
+    """How one Lagrange multiplier is stored: a raw parameter, its value = softplus(raw) + 1e-8
+    (Acme's MPO duals) or exp(raw) (`log_space`), the raw clamped to [RAW_DUAL_MIN, raw_max]."""
+
+    value_name: str  # the key the improvement functions read
+    init_raw: float
+    per_dim: bool  # one per action dimension, else one per member
+    log_space: bool = False
+    raw_max: float = math.inf
+
+    def value(self, raw: torch.Tensor) -> torch.Tensor:
+        return raw.exp() if self.log_space else mpo_step.dual_value(raw)
+
+
+# Raw name (checkpoint key) -> parametrisation. PMPO's β_Σ lives in log space, capped: the
+# covariance fit of top/bottom-half labels needs β_Σ in the hundreds to hold KL_Σ ≤ ε_Σ, and a
+# softplus raw moving ~lr per step took > 20k steps to get there (σ collapsed 0.2 -> 0.06
+# meanwhile); log space gets there in a few hundred. MPO keeps Acme's softplus duals and initial
+# raws.
+DUALS = {
+    "temperature": DualParam("temperature", 1.0, per_dim=False),
+    "dual_mean": DualParam("dual_mean", 1.0, per_dim=True),
+    "dual_std": DualParam("dual_std", 10.0, per_dim=True),
+    "log_beta_std": DualParam(
+        "beta_std", math.log(10.0), per_dim=True, log_space=True, raw_max=LOG_BETA_STD_MAX
+    ),  # fmt: skip
+}
 
 
 def _adam(params, lr: float) -> torch.optim.Adam:
@@ -54,16 +85,9 @@ class Learner:
         self.critic = TwinCritic(obs_dim, act_dim, cfg.hidden, gens)
         self.target_policy = copy.deepcopy(self.policy).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.duals = {  # raw duals; value = softplus(raw) + 1e-8 (Acme's initial raws)
-            "temperature": torch.nn.Parameter(torch.full((e,), 1.0)),
-            "dual_mean": torch.nn.Parameter(torch.full((e, act_dim), 1.0)),
-            "dual_std": torch.nn.Parameter(torch.full((e, act_dim), 10.0)),
-            # PMPO's β_Σ lives in log space (capped, LOG_BETA_STD_MAX): the covariance fit of
-            # top/bottom-half labels needs β_Σ in the hundreds to hold KL_Σ ≤ ε_Σ, and a softplus
-            # raw moving ~lr per step took > 20k steps to get there (σ collapsed 0.2 -> 0.06
-            # meanwhile); log space gets there in a few hundred. MPO keeps Acme's softplus duals.
-            "log_beta_std": torch.nn.Parameter(torch.full((e, act_dim), math.log(10.0))),
-        }
+        self.duals = {name: torch.nn.Parameter(torch.full((e, act_dim) if d.per_dim else (e,),
+                                                          d.init_raw))
+                      for name, d in DUALS.items()}  # fmt: skip
         self.log_alpha = torch.nn.Parameter(torch.zeros(e))  # SAC temperature
         self.policy_opt = _adam(self.policy.parameters(), cfg.lr_policy)
         self.critic_opt = _adam(self.critic.parameters(), cfg.lr_critic)
@@ -129,8 +153,7 @@ class Learner:
             if self.cfg.action_penalty > 0 and self.cfg.squash == "clip":
                 q = out_of_bounds_penalty(q, actions, clipped, self.cfg.action_penalty)
         mean, std = self.policy(obs)
-        duals = {k: mpo_step.dual_value(v) for k, v in self.duals.items() if k != "log_beta_std"}
-        duals["beta_std"] = self.duals["log_beta_std"].exp()
+        duals = {DUALS[k].value_name: DUALS[k].value(raw) for k, raw in self.duals.items()}
         policy_loss, dual_loss, metrics = 0.0, 0.0, {}
         for fn, sl, hps in self.groups:
             s = Samples(actions[sl], q[sl], mean[sl], std[sl], ref_mean[sl], ref_std[sl])
@@ -159,9 +182,8 @@ class Learner:
         self.policy_opt.step()
         self.dual_opt.step()
         with torch.no_grad():
-            for raw in self.duals.values():
-                raw.clamp_(min=mpo_step.RAW_DUAL_MIN)
-            self.duals["log_beta_std"].clamp_(max=LOG_BETA_STD_MAX)
+            for k, raw in self.duals.items():
+                raw.clamp_(min=mpo_step.RAW_DUAL_MIN, max=DUALS[k].raw_max)
         polyak_(self.target_critic, self.critic, self.cfg.tau)
         self.steps += 1
         if self.steps % self.cfg.target_period == 0:
