@@ -259,11 +259,10 @@ def scatter(ax, results: dict, title: str) -> None:
 
 
 def save_figure(fig, path: Path) -> None:
-    from anyfeedback.runs import atomic_path
+    from anyfeedback import runs
 
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+    runs.save_figure(fig, path)
 
 
 def write_results(out: Path, name: str, payload: dict, command: str) -> None:

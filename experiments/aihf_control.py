@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anyfeedback.runs import atomic_path, atomic_write_json, atomic_write_text, read_metrics
+from anyfeedback.runs import atomic_write_json, atomic_write_text, read_metrics, save_figure
 
 USAGE = """\
 A=/work/agents/cartpole-swingup; E="nice -n 10 .venv/bin/python experiments/aihf_control.py"
@@ -111,9 +111,7 @@ def plot(results: dict, path: Path) -> None:
             ax.set_ylabel("mean true return", fontsize=7)
             ax.legend(fontsize=6)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def curves(rows: list[dict]) -> dict:

@@ -20,7 +20,7 @@ from pathlib import Path
 from anyfeedback.control.config import ControlConfig, MemberSpec
 from anyfeedback.control.improve import MemberHParams
 from anyfeedback.control.train import run
-from anyfeedback.runs import atomic_path, atomic_write_json, atomic_write_text, read_metrics
+from anyfeedback.runs import atomic_write_json, atomic_write_text, read_metrics, save_figure
 
 ALPHAS = (0.0, 0.5, 1.0)
 BETAS = (0.0, 0.5, 1.0, 1.5, 2.0)
@@ -78,9 +78,7 @@ def plot(result: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:

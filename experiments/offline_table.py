@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from anyfeedback.offline.config import PRESETS, TABLE_ROWS  # noqa: E402
-from anyfeedback.runs import atomic_path, atomic_write_json, atomic_write_text  # noqa: E402
+from anyfeedback.runs import atomic_write_json, atomic_write_text, save_figure  # noqa: E402
 
 TASKS = ("cartpole-swingup", "reacher-easy")
 PAPER = {"bc": 24, "accept-bc": 26, "accept": 27, "reject-bc": 77, "accept-reject-bc": 93}
@@ -64,9 +64,7 @@ def plot(table: dict, path: Path) -> None:
         ax.set_ylabel("evaluation return", fontsize=8)
         ax.legend(fontsize=6)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:

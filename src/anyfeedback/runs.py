@@ -179,8 +179,16 @@ def plot_metrics(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Write a matplotlib figure to `path` as PNG, atomically (a reader never sees half a file),
+    and close it (figures left open pile up in long sweeps)."""
+    import matplotlib.pyplot as plt
+
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+        fig.savefig(tmp, dpi=dpi, format="png")
     plt.close(fig)
     return path

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anyfeedback.runs import atomic_path, atomic_write_json, atomic_write_text, read_metrics
+from anyfeedback.runs import atomic_write_json, atomic_write_text, read_metrics, save_figure
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -57,9 +57,7 @@ def plot_curves(rows: list[dict], path: Path, title: str) -> None:
     ax.legend(fontsize=7)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write_outputs(out: Path, cfg) -> dict:

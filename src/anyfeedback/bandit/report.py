@@ -255,7 +255,7 @@ def plot_curves(results: dict, path: str | Path, *, key: str = "f_mean") -> Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from anyfeedback.runs import atomic_path
+    from anyfeedback.runs import save_figure
 
     grid = np.asarray(results["grid"], dtype=float)
     by_fn: dict = {}
@@ -300,8 +300,4 @@ def plot_curves(results: dict, path: str | Path, *, key: str = "f_mean") -> Path
         fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8)
         fig.suptitle("median over seeds, interquartile band", fontsize=10)
         fig.tight_layout(rect=(0, 0.12 * legend_rows / rows, 1, 0.97))
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -158,7 +158,7 @@ def plot_heatmap(results: dict, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from anyfeedback.runs import atomic_path
+    from anyfeedback.runs import save_figure
 
     cfg = results["config"]
     alphas, betas = list(cfg.alphas), list(cfg.betas)
@@ -193,8 +193,4 @@ def plot_heatmap(results: dict, path: str | Path) -> Path:
     )
     fig.colorbar(im, ax=ax, label="log10 median final f(μ)")
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

@@ -59,7 +59,7 @@ DUALS = {
     "dual_std": DualParam("dual_std", 10.0, per_dim=True),
     "log_beta_std": DualParam(
         "beta_std", math.log(10.0), per_dim=True, log_space=True, raw_max=LOG_BETA_STD_MAX
-    ),  # fmt: skip
+    ),
 }
 
 

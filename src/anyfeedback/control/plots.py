@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from anyfeedback.runs import atomic_path
+from anyfeedback.runs import save_figure
 
 
 def plot_run(rows: list[dict], members, path: str | Path, *, title: str = "") -> Path | None:
@@ -51,8 +51,4 @@ def plot_run(rows: list[dict], members, path: str | Path, *, title: str = "") ->
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -11,7 +11,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from anyfeedback.runs import atomic_path, atomic_write_json, atomic_write_text
+from anyfeedback.runs import atomic_write_json, atomic_write_text, save_figure
 
 PLOTS = {
     "reward.png": ("train/reward_mean", "mean reward of sampled completions (training prompts)"),
@@ -52,10 +52,7 @@ def plot_methods(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _samples_table(rows: list[dict[str, Any]]) -> str:
