@@ -6,6 +6,12 @@ show the std collapse the decoupling fixes. All agents run as one batched progra
     nice -n 10 .venv/bin/python experiments/control_beta_sweep.py --steps 40000 --target-period 25 \
         --out results/control/beta_sweep_cartpole_swingup
 
+Split over two processes (one core each), then merged:
+
+    ... control_beta_sweep.py --alphas 0 --out OUT/a0 &
+    ... control_beta_sweep.py --alphas 0.5,1 --no-joint --out OUT/a05_a1
+    python experiments/control_beta_sweep.py --merge OUT/a0 OUT/a05_a1 --out OUT
+
 Writes OUT/sweep.json (final return = mean of the last two evaluations, final std, per agent) and
 OUT/sweep.png (return and std against β, one line per α), beside the run's metrics.
 """
@@ -27,18 +33,20 @@ BETAS = (0.0, 0.5, 1.0, 1.5, 2.0)
 JOINT = ((0.5, 0.5), (0.0, 2.0))
 
 
-def members() -> list[MemberSpec]:
+def members(alphas=ALPHAS, joint: bool = True) -> list[MemberSpec]:
     out = [MemberSpec(f"a{a:g}-b{b:g}", "pmpo", 0, MemberHParams(alpha=a, beta=b))
-           for a in ALPHAS for b in BETAS]  # fmt: skip
+           for a in alphas for b in BETAS]  # fmt: skip
     out += [MemberSpec(f"a{a:g}-b{b:g}-joint", "pmpo", 0, MemberHParams(alpha=a, beta=b, cov="joint"))
-            for a, b in JOINT]  # fmt: skip
+            for a, b in JOINT if joint]  # fmt: skip
     return out
 
 
-def summarise(out: Path) -> dict:
-    rows = read_metrics(out / "metrics.jsonl")
+def summarise(out: Path, parts: list[Path]) -> dict:
+    """sweep.json over the agents of every run directory in `parts` (one, or the split halves)."""
+    rows = [r for d in parts for r in read_metrics(d / "metrics.jsonl")]
+    names = {r.get("member") for r in rows}
     result = {}
-    for m in members():
+    for m in [m for m in members() if m.name in names]:
         ev = [r["eval_return"] for r in rows if r.get("member") == m.name and r["kind"] == "eval"]
         tr = [r for r in rows if r.get("member") == m.name and r["kind"] == "train"]
         result[m.name] = {"alpha": m.hp.alpha, "beta": m.hp.beta, "cov": m.hp.cov,
@@ -92,9 +100,17 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=5000)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--plot-only", action="store_true")
+    p.add_argument("--alphas", default=",".join(f"{a:g}" for a in ALPHAS),
+                   help="run only these α rows (to split the sweep over processes)")  # fmt: skip
+    p.add_argument("--no-joint", action="store_true", help="leave out the single-β joint agents")
+    p.add_argument("--merge", nargs="+", metavar="DIR",
+                   help="summarise and plot finished (split) runs into OUT")  # fmt: skip
     args = p.parse_args()
     out = Path(args.out)
-    if not args.plot_only:
+    parts = [Path(d) for d in args.merge] if args.merge else [out]
+    if args.merge:
+        out.mkdir(parents=True, exist_ok=True)
+    elif not args.plot_only:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "command.txt", " ".join(["python", *sys.argv]) + "\n")
         cfg = ControlConfig(domain=args.domain, task=args.task, method="pmpo", steps=args.steps,
@@ -103,8 +119,8 @@ def main() -> None:
                             eval_every=args.eval_every, progress=False)  # fmt: skip
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # β < 1 − α is part of the sweep on purpose
-            run(cfg, members())
-    result = summarise(out)
+            run(cfg, members(tuple(float(a) for a in args.alphas.split(",")), not args.no_joint))
+    result = summarise(out, parts)
     plot(result, out / "sweep.png")
     for name, v in result.items():
         print(f"{name:16s} return {v['final_return']}  std {v['final_std']}")
