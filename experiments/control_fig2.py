@@ -9,6 +9,9 @@ OUT/metrics.jsonl and OUT/config.json; the command is stored in OUT/command.txt.
 Methods can be split over processes (one core each), then merged into one table and figure:
 
     python experiments/control_fig2.py --merge OUT_A OUT_B --out OUT   # OUT/fig2.json, fig2.png
+
+A LABEL=DIR argument renames that run's agents LABEL-s<seed>, to tell apart runs of one method
+with different settings.
 """
 
 from __future__ import annotations
@@ -29,7 +32,13 @@ def merge(dirs: list[str], out: Path) -> dict:
     """Per agent: evaluation curve; per method: mean and per-seed returns at each evaluation."""
     from anyfeedback.control.plots import plot_run
 
-    rows = [r for d in dirs for r in read_metrics(Path(d) / "metrics.jsonl")]
+    rows = []
+    for spec in dirs:  # DIR, or LABEL=DIR: that run's agents are renamed LABEL-s<seed>
+        label, _, d = spec.rpartition("=")
+        for r in read_metrics(Path(d) / "metrics.jsonl"):
+            if label and "member" in r:
+                r["member"] = f"{label}-s{r['member'].rsplit('-s', 1)[1]}"
+            rows.append(r)
     names = list(dict.fromkeys(r["member"] for r in rows if r.get("kind") == "eval"))
     agents = {n: {r["step"]: r["eval_return"] for r in rows
                   if r.get("member") == n and r.get("kind") == "eval"} for n in names}  # fmt: skip
@@ -66,7 +75,7 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=10_000)
     p.add_argument("--out", default="results/control/fig2_cartpole_swingup")
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--merge", nargs="+", metavar="DIR", help="merge finished runs into OUT")
+    p.add_argument("--merge", nargs="+", metavar="[LABEL=]DIR", help="merge finished runs into OUT")
     args = p.parse_args()
     if args.merge:
         for m, curve in merge(args.merge, Path(args.out))["methods"].items():
