@@ -76,3 +76,19 @@ def test_plot_metrics(tmp_path):
     path = plot_metrics(rows, ["loss", "note", "missing"], tmp_path / "m.png")
     assert path is not None and path.read_bytes()[:4] == b"\x89PNG"
     assert plot_metrics(rows, ["missing"], tmp_path / "n.png") is None
+
+
+def test_save_figure_writes_png_atomically_and_closes(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from anyfeedback.runs import save_figure
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    path = save_figure(fig, tmp_path / "f.png", dpi=50)
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    assert not plt.fignum_exists(fig.number)  # closed: long sweeps do not pile up figures
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png"]  # no temporary left behind
