@@ -108,14 +108,12 @@ def main() -> None:
     args = p.parse_args()
     out = Path(args.out)
     parts = [Path(d) for d in args.merge] if args.merge else [out]
-    if args.merge:
-        out.mkdir(parents=True, exist_ok=True)
-    elif not args.plot_only:
-        out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    if not (args.merge or args.plot_only):
         atomic_write_text(out / "command.txt", " ".join(["python", *sys.argv]) + "\n")
         cfg = ControlConfig(domain=args.domain, task=args.task, method="pmpo", steps=args.steps,
                             action_repeat=args.action_repeat, target_period=args.target_period,
-                        out=str(out), resume=args.resume,
+                            out=str(out), resume=args.resume,
                             eval_every=args.eval_every, progress=False)  # fmt: skip
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # β < 1 − α is part of the sweep on purpose
