@@ -25,8 +25,9 @@ def measure(workers: int) -> dict:
     from anyfeedback.bandit.config import DEFAULT_METHODS, BanditConfig
     from anyfeedback.bandit.run import run_bandit
 
-    cfg = BanditConfig(functions=FUNCTIONS, dim=10, methods=DEFAULT_METHODS, seeds=5,
-                       evals=10_000, workers=workers)  # fmt: skip
+    cfg = BanditConfig(
+        functions=FUNCTIONS, dim=10, methods=DEFAULT_METHODS, seeds=5, evals=10_000, workers=workers
+    )
     load_before = os.getloadavg()
     start = time.perf_counter()
     results = run_bandit(cfg, show_progress=False)
@@ -55,8 +56,10 @@ def main() -> None:
     for i in range(args.repeat):
         row = measure(args.workers)
         rows.append(row)
-        print(f"run {i + 1}: {row['wall_seconds']} s wall ({row['engine_seconds']} s torch engine), "
-              f"load {row['load_average_before']} -> {row['load_average_after']}")  # fmt: skip
+        print(
+            f"run {i + 1}: {row['wall_seconds']} s wall ({row['engine_seconds']} s torch engine), "
+            f"load {row['load_average_before']} -> {row['load_average_after']}"
+        )
     report = {
         "grid": "5 functions x 8 methods x 5 seeds x 10,000 evaluations (d=10)",
         "runs": rows,

@@ -37,23 +37,47 @@ class Profile:
 PROFILES = {
     "cpu": Profile(
         "cpu",
-        dict(vocab_size=4096, hidden_size=256, num_layers=6, num_heads=4, intermediate_size=768,
-             max_position_embeddings=512, seed=0),
+        dict(
+            vocab_size=4096,
+            hidden_size=256,
+            num_layers=6,
+            num_heads=4,
+            intermediate_size=768,
+            max_position_embeddings=512,
+            seed=0,
+        ),
         "Llama, hidden 256, 6 layers, 4 heads, MLP 768, BPE vocab 1850 (~6.1M params)",
-        batch=8, max_length=192, prompt_words=(6, 48), completion_words=(6, 56), bf16=False,
+        batch=8,
+        max_length=192,
+        prompt_words=(6, 48),
+        completion_words=(6, 56),
+        bf16=False,
         threads=1,
     ),
     "gpu": Profile(
         "gpu",
-        dict(vocab_size=4096, hidden_size=896, num_layers=24, num_heads=14, num_kv_heads=2,
-             intermediate_size=4864, max_position_embeddings=2048, model_vocab_size=151936,
-             tie_word_embeddings=True, seed=0),
+        dict(
+            vocab_size=4096,
+            hidden_size=896,
+            num_layers=24,
+            num_heads=14,
+            num_kv_heads=2,
+            intermediate_size=4864,
+            max_position_embeddings=2048,
+            model_vocab_size=151936,
+            tie_word_embeddings=True,
+            seed=0,
+        ),
         "Llama with Qwen2.5-0.5B shapes: hidden 896, 24 layers, 14/2 heads, MLP 4864, "
         "vocab 151936, tied (0.49B params, random init)",
-        batch=16, max_length=1024, prompt_words=(40, 300), completion_words=(40, 300),
-        bf16=True, threads=None,
+        batch=16,
+        max_length=1024,
+        prompt_words=(40, 300),
+        completion_words=(40, 300),
+        bf16=True,
+        threads=None,
     ),
-}  # fmt: skip
+}
 
 
 def _words(rng: random.Random, n: int, vocab: list[str]) -> str:
@@ -112,8 +136,9 @@ def record_stats(p: Profile, model_dir: Path, data: Path) -> dict[str, float]:
     """Totals over all records (a pair counts both sequences): non-padding tokens, and the task's
     model FLOPs of one training pass (see the module docstring)."""
     cfg = json.loads((model_dir / "config.json").read_text())
-    d, L, V, inter = (cfg[k] for k in ("hidden_size", "num_hidden_layers", "vocab_size",
-                                       "intermediate_size"))  # fmt: skip
+    d, L, V, inter = (
+        cfg[k] for k in ("hidden_size", "num_hidden_layers", "vocab_size", "intermediate_size")
+    )
     kv = cfg["num_key_value_heads"] * d // cfg["num_attention_heads"]
     n_params = L * (2 * d * d + 2 * d * kv + 3 * d * inter)  # non-embedding
     tokens = flops = 0.0

@@ -35,13 +35,26 @@ class Bench:
     def __init__(self, spec: str, args) -> None:
         method, _, precision = spec.partition(":")
         extra = {"score_precision": precision} if precision else {}
-        self.cfg = ControlConfig(domain=args.domain, task=args.task, method=method,
-                                 num_seeds=args.seeds, progress=False, **extra)  # fmt: skip
+        self.cfg = ControlConfig(
+            domain=args.domain,
+            task=args.task,
+            method=method,
+            num_seeds=args.seeds,
+            progress=False,
+            **extra,
+        )
         members = self.cfg.members()
         self.envs = EnvBatch(args.domain, args.task, [m.seed for m in members], 1)
         self.learner = Learner(self.cfg, members, self.envs.obs_dim, self.envs.act_dim)
-        self.replay = NStepReplay(len(members), 100_000, self.envs.obs_dim, self.envs.act_dim,
-                                  n_step=3, gamma=0.99, seed=0)  # fmt: skip
+        self.replay = NStepReplay(
+            len(members),
+            100_000,
+            self.envs.obs_dim,
+            self.envs.act_dim,
+            n_step=3,
+            gamma=0.99,
+            seed=0,
+        )
         self.obs = self.envs.reset()
         self.t = 0
         rng = np.random.default_rng(0)
@@ -90,15 +103,24 @@ def main() -> None:
             rates[m].append(b.timed(args.steps))
     med = {m: statistics.median(r) for m, r in rates.items()}
     result = {
-        "task": f"{args.domain}-{args.task}", "batch_size": 256, "updates_per_env_step": 1,
-        "num_samples_pmpo_mpo": 20, "score_precision_default": ControlConfig.score_precision, "agents_per_program": args.seeds, "threads": args.threads,
-        "rounds": args.rounds, "steps_per_round": args.steps,
-        "env_steps_per_s_per_agent": med, "all_rounds": rates,
+        "task": f"{args.domain}-{args.task}",
+        "batch_size": 256,
+        "updates_per_env_step": 1,
+        "num_samples_pmpo_mpo": 20,
+        "score_precision_default": ControlConfig.score_precision,
+        "agents_per_program": args.seeds,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "steps_per_round": args.steps,
+        "env_steps_per_s_per_agent": med,
+        "all_rounds": rates,
         "env_steps_per_s_total": {m: v * args.seeds for m, v in med.items()},
         "ratio_to_sac": {m: v / med["sac"] for m, v in med.items()} if "sac" in med else None,
-        "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-        "load_average_after": os.getloadavg(), "torch": torch.__version__,
-    }  # fmt: skip
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "load_average_after": os.getloadavg(),
+        "torch": torch.__version__,
+    }
     for m, v in med.items():
         ratio = f"  ({v / med['sac']:.2f}x SAC)" if "sac" in med else ""
         print(f"{m:8s} {v:7.1f} env steps/s per agent{ratio}")

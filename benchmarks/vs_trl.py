@@ -120,11 +120,20 @@ def run_ours(p: Profile, method: str, paths: dict, steps: int, stats: dict) -> d
     data = paths["unpaired" if method == "pmpo" else "paired"]
     beta = 0.5 if method == "pmpo" else 0.1
     cfg = TrainConfig(
-        model=str(paths["model"]), data=str(data), method=method,
-        out=str(p.work / f"run-{method}"), beta=beta, batch_size=p.batch,
-        max_length=p.max_length, max_steps=steps, learning_rate=1e-5, save_steps=0,
-        progress=False, seed=0, bf16=p.bf16,
-    )  # fmt: skip
+        model=str(paths["model"]),
+        data=str(data),
+        method=method,
+        out=str(p.work / f"run-{method}"),
+        beta=beta,
+        batch_size=p.batch,
+        max_length=p.max_length,
+        max_steps=steps,
+        learning_rate=1e-5,
+        save_steps=0,
+        progress=False,
+        seed=0,
+        bf16=p.bf16,
+    )
     train(cfg)
     return _result(p, method, stamps, steps, stats)
 
@@ -146,12 +155,22 @@ def run_trl(p: Profile, kind: str, paths: dict, steps: int, stats: dict) -> dict
     model = AutoModelForCausalLM.from_pretrained(paths["model"], dtype=torch.float32)
     ref = AutoModelForCausalLM.from_pretrained(paths["model"], dtype=torch.float32)
     common = dict(
-        output_dir=str(p.work / f"run-{kind}"), per_device_train_batch_size=p.batch,
-        max_steps=steps, learning_rate=1e-5, bf16=p.bf16, fp16=False,
-        gradient_checkpointing=False, use_cpu=not torch.cuda.is_available(),
-        max_length=p.max_length, logging_steps=1, save_strategy="no", report_to="none",
-        disable_tqdm=True, seed=0, dataloader_num_workers=0,
-    )  # fmt: skip
+        output_dir=str(p.work / f"run-{kind}"),
+        per_device_train_batch_size=p.batch,
+        max_steps=steps,
+        learning_rate=1e-5,
+        bf16=p.bf16,
+        fp16=False,
+        gradient_checkpointing=False,
+        use_cpu=not torch.cuda.is_available(),
+        max_length=p.max_length,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        seed=0,
+        dataloader_num_workers=0,
+    )
     if kind == "trl-kto":
         from trl import KTOConfig, KTOTrainer
 
@@ -162,9 +181,13 @@ def run_trl(p: Profile, kind: str, paths: dict, steps: int, stats: dict) -> dict
         args, cls = DPOConfig(beta=0.1, **common), DPOTrainer
     timer = StepTimer()
     trainer = cls(
-        model=model, ref_model=ref, args=args, train_dataset=Dataset.from_list(rows),
-        processing_class=tok, callbacks=[timer],
-    )  # fmt: skip
+        model=model,
+        ref_model=ref,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tok,
+        callbacks=[timer],
+    )
     trainer.train()
     return _result(p, kind, timer.ends, steps, stats)
 
@@ -294,13 +317,19 @@ def _summarise(p: Profile, reps: list[dict], args, runs: tuple[str, ...]) -> dic
         "data": f"{args.steps * p.batch} records: prompts {p.prompt_words[0]}-"
         f"{p.prompt_words[1]} words, completions {p.completion_words[0]}-"
         f"{p.completion_words[1]} words",
-        "batch_records_per_step": p.batch, "max_length": p.max_length, "steps": args.steps,
+        "batch_records_per_step": p.batch,
+        "max_length": p.max_length,
+        "steps": args.steps,
         "warmup_steps_excluded": WARMUP,
-        "dtype": "float32 weights, bf16 autocast" if p.bf16 else "float32", "device": device,
-        "cpu_count": os.cpu_count(), "torch_threads": p.threads, "platform": platform.platform(),
-        "torch": torch.__version__, "transformers": transformers.__version__,
+        "dtype": "float32 weights, bf16 autocast" if p.bf16 else "float32",
+        "device": device,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": p.threads,
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
         "trl": trl.__version__,
-    }  # fmt: skip
+    }
     return {
         "command": "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/vs_trl.py "
         f"--profile {args.profile} --reps {args.reps} --steps {args.steps}"

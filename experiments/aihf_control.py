@@ -48,7 +48,7 @@ REGIMES = {  # name -> (methods, pairs, label noise, extra flags); ML-IRL, BC us
 
 
 def make_pool(agents: Path, path: Path, episodes: int, noise: float) -> dict:
-    from anyfeedback.aihf_control.data import pool_from_rollouts, save_pool
+    from anyfeedback.control.aihf.data import pool_from_rollouts, save_pool
     from anyfeedback.control.rollouts import load_policy, rollout
 
     parts, returns = {}, {}
@@ -56,19 +56,43 @@ def make_pool(agents: Path, path: Path, episodes: int, noise: float) -> dict:
         policy = load_policy(agents / snap)
         parts[quality] = rollout(policy, episodes=episodes, seed=1000 * (i + 1), noise=noise)
         returns[quality] = [round(float(r), 1) for r in parts[quality].episode_returns()]
-    pool = pool_from_rollouts(parts, domain=policy.domain, task=policy.task,
-                              action_repeat=policy.action_repeat)  # fmt: skip
+    pool = pool_from_rollouts(
+        parts, domain=policy.domain, task=policy.task, action_repeat=policy.action_repeat
+    )
     save_pool(path, pool)
     return returns
 
 
 def launch(out: Path, pool: Path, name: str, args) -> tuple[subprocess.Popen, list[str]]:
     methods, pairs, noise, extra = REGIMES[name]
-    cmd = [sys.executable, "-m", "anyfeedback.cli", "aihf-control", "--data", str(pool),
-           "--out", str(out / name), "--methods", methods, "--num-pairs", str(pairs),
-           "--pref-noise", str(noise), "--num-seeds", str(args.seeds), "--steps", str(args.steps),
-           "--num-demos", str(args.demos), "--reward-updates", str(args.reward_updates),
-           "--reward-warmup-steps", str(args.warmup), "--no-progress", *extra]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "anyfeedback.cli",
+        "aihf-control",
+        "--data",
+        str(pool),
+        "--out",
+        str(out / name),
+        "--methods",
+        methods,
+        "--num-pairs",
+        str(pairs),
+        "--pref-noise",
+        str(noise),
+        "--num-seeds",
+        str(args.seeds),
+        "--steps",
+        str(args.steps),
+        "--num-demos",
+        str(args.demos),
+        "--reward-updates",
+        str(args.reward_updates),
+        "--reward-warmup-steps",
+        str(args.warmup),
+        "--no-progress",
+        *extra,
+    ]
     log = open(out / f"{name}.log", "w")  # noqa: SIM115
     env = os.environ | {"MUJOCO_GL": "disable"}
     return subprocess.Popen(["nice", "-n", "10", *cmd], stdout=log, stderr=log, env=env), cmd
@@ -122,8 +146,10 @@ def curves(rows: list[dict]) -> dict:
             by.setdefault(r["member"].rsplit("-s", 1)[0], {}).setdefault(r["step"], []).append(
                 r["eval_return"]
             )
-    return {m: {"steps": sorted(d), "mean": [float(np.mean(d[s])) for s in sorted(d)]}
-            for m, d in by.items()}  # fmt: skip
+    return {
+        m: {"steps": sorted(d), "mean": [float(np.mean(d[s])) for s in sorted(d)]}
+        for m, d in by.items()
+    }
 
 
 def late_returns(rows: list[dict], n: int = 3) -> dict:
@@ -136,8 +162,14 @@ def late_returns(rows: list[dict], n: int = 3) -> dict:
     by: dict[str, list] = {}
     for name, v in evals.items():
         by.setdefault(name.rsplit("-s", 1)[0], []).append(float(np.mean(v[-n:])))
-    return {m: {"per_seed": [round(x, 1) for x in v], "mean": float(np.mean(v)),
-                "std": float(np.std(v))} for m, v in by.items()}  # fmt: skip
+    return {
+        m: {
+            "per_seed": [round(x, 1) for x in v],
+            "mean": float(np.mean(v)),
+            "std": float(np.std(v)),
+        }
+        for m, v in by.items()
+    }
 
 
 def reward_corr(rows: list[dict]) -> dict:
@@ -175,8 +207,11 @@ def main() -> int:
         if not pool.exists():  # the pool is shared by every regime, made once
             returns = make_pool(args.agents, pool, args.episodes, args.rollout_noise)
             atomic_write_json(args.work / "pool_returns.json", returns)
-            print(f"pool: {({q: round(float(np.mean(r)), 1) for q, r in returns.items()})} "
-                  f"({time.time() - t0:.0f} s)", flush=True)  # fmt: skip
+            print(
+                f"pool: { ({q: round(float(np.mean(r)), 1) for q, r in returns.items()}) } "
+                f"({time.time() - t0:.0f} s)",
+                flush=True,
+            )
         procs = {name: launch(args.work, pool, name, args) for name in args.regimes.split(",")}
         codes = {name: p.wait() for name, (p, _) in procs.items()}
         if any(codes.values()):
@@ -189,11 +224,14 @@ def main() -> int:
     for name in [r for r in REGIMES if (args.work / r / "summary.json").exists()]:
         summary = json.loads((args.work / name / "summary.json").read_text())
         rows = read_metrics(args.work / name / "metrics.jsonl")
-        results["regimes"][name] = {"methods": summary["methods"], "curves": curves(rows),
-                                    "reward_corr": reward_corr(rows),
-                                    "last3": late_returns(rows),
-                                    "num_pairs": REGIMES[name][1],
-                                    "pref_noise": REGIMES[name][2]}  # fmt: skip
+        results["regimes"][name] = {
+            "methods": summary["methods"],
+            "curves": curves(rows),
+            "reward_corr": reward_corr(rows),
+            "last3": late_returns(rows),
+            "num_pairs": REGIMES[name][1],
+            "pref_noise": REGIMES[name][2],
+        }
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "results.json", results | {"args": vars(args)})
     plot(results, args.out / "plot.png")

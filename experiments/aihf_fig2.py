@@ -38,8 +38,11 @@ def main() -> None:
             for m in per:
                 per[m].append(C.run_method(m, start, data, work / f"fig2-{size}", seed, rm))
                 print(size, m, seed, per[m][-1], flush=True)
-        results["sizes"][size] = {"start": start_eval, "spec": C.SIZES[size].__dict__,
-                                  "methods": {m: C.aggregate(v) for m, v in per.items()}}  # fmt: skip
+        results["sizes"][size] = {
+            "start": start_eval,
+            "spec": C.SIZES[size].__dict__,
+            "methods": {m: C.aggregate(v) for m, v in per.items()},
+        }
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,8 +53,12 @@ def main() -> None:
     for ax, size in zip(axes[0], sizes, strict=True):
         r = results["sizes"][size]
         spec = C.SIZES[size]
-        C.scatter(ax, r["methods"], f"size {size}: hidden {spec.hidden_size}, "
-                  f"{spec.num_layers} layers (start gold {r['start']['gold']:+.3f})")  # fmt: skip
+        C.scatter(
+            ax,
+            r["methods"],
+            f"size {size}: hidden {spec.hidden_size}, "
+            f"{spec.num_layers} layers (start gold {r['start']['gold']:+.3f})",
+        )
         ax.axhline(r["start"]["gold"], color="black", lw=0.8, ls="--")
     C.save_figure(fig, out / "fig2.png")
     C.write_results(out, "fig2", results, shlex.join([sys.executable, *sys.argv]))

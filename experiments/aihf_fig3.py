@@ -35,8 +35,12 @@ def main() -> None:
         for m in per:
             per[m].append(C.run_method(m, start, data, work / f"fig3-{args.size}", seed))
             print(m, seed, per[m][-1], flush=True)
-    results = {"data": data.info, "size": args.size, "start": C.evaluate(start, start, data),
-               "methods": {m: C.aggregate(v) for m, v in per.items()}}  # fmt: skip
+    results = {
+        "data": data.info,
+        "size": args.size,
+        "start": C.evaluate(start, start, data),
+        "methods": {m: C.aggregate(v) for m, v in per.items()},
+    }
     import matplotlib
 
     matplotlib.use("Agg")

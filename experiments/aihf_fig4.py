@@ -42,8 +42,10 @@ def main() -> None:
                 per[m].append(C.run_method(m, start, data, work / tag, seed, rm))
                 print(tag, m, seed, per[m][-1], flush=True)
         key = str(n_pairs) if sweep == "pairs" else f"{noise:g}"
-        results["sweeps"][sweep][key] = {"data": data.info,
-                                         "methods": {m: C.aggregate(v) for m, v in per.items()}}  # fmt: skip
+        results["sweeps"][sweep][key] = {
+            "data": data.info,
+            "methods": {m: C.aggregate(v) for m, v in per.items()},
+        }
     import matplotlib
 
     matplotlib.use("Agg")
@@ -57,8 +59,15 @@ def main() -> None:
             ax = axes[row][col]
             for m in ("RLHF", "AIHF"):
                 s = [results["sweeps"][sweep][x]["methods"][m][metric] for x in xs]
-                ax.errorbar(range(len(xs)), [v["mean"] for v in s], yerr=[v["std"] for v in s],
-                            marker="o", capsize=3, label=m, color=C.COLORS[m])  # fmt: skip
+                ax.errorbar(
+                    range(len(xs)),
+                    [v["mean"] for v in s],
+                    yerr=[v["std"] for v in s],
+                    marker="o",
+                    capsize=3,
+                    label=m,
+                    color=C.COLORS[m],
+                )
             ax.set_xticks(range(len(xs)), xs)
             ax.set_xlabel(labels[sweep])
             ax.set_ylabel("gold reward" if metric == "gold" else "RM held-out pair accuracy")

@@ -88,18 +88,36 @@ def main() -> None:
     timings_path = out / "timings.json"  # merged, so `--only` keeps the other parts' times
     timings: dict = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     if "fig1" in parts:
-        timings["fig1"] = _run(out / "fig1", functions=FIG1_FUNCTIONS, methods=FIG1_METHODS,
-                               dim=dim, seeds=seeds, evals=evals)  # fmt: skip
+        timings["fig1"] = _run(
+            out / "fig1",
+            functions=FIG1_FUNCTIONS,
+            methods=FIG1_METHODS,
+            dim=dim,
+            seeds=seeds,
+            evals=evals,
+        )
     if "extras" in parts:
-        timings["extras"] = _run(out / "extras", functions=EXTRA_FUNCTIONS, methods=FIG1_METHODS,
-                                 dim=dim, seeds=seeds, evals=evals)  # fmt: skip
+        timings["extras"] = _run(
+            out / "extras",
+            functions=EXTRA_FUNCTIONS,
+            methods=FIG1_METHODS,
+            dim=dim,
+            seeds=seeds,
+            evals=evals,
+        )
     if "beta_scale" in parts:
-        timings["beta_scale"] = _run(out / "beta_scale", functions=("sphere", "rosenbrock"),
-                                     methods=BETA_SCALE_METHODS, dim=dim, seeds=seeds,
-                                     evals=evals)  # fmt: skip
+        timings["beta_scale"] = _run(
+            out / "beta_scale",
+            functions=("sphere", "rosenbrock"),
+            methods=BETA_SCALE_METHODS,
+            dim=dim,
+            seeds=seeds,
+            evals=evals,
+        )
     if "sweep" in parts:
-        timings["sweep"] = _sweep(out / "sweep", function="sphere", dim=dim, seeds=seeds,
-                                  evals=sweep_evals)  # fmt: skip
+        timings["sweep"] = _sweep(
+            out / "sweep", function="sphere", dim=dim, seeds=seeds, evals=sweep_evals
+        )
     timings["machine"] = {"platform": platform.platform(), "python": platform.python_version()}
     timings["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
     timings_path.write_text(json.dumps(timings, indent=2) + "\n")

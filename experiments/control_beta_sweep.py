@@ -34,10 +34,16 @@ JOINT = ((0.5, 0.5), (0.0, 2.0))
 
 
 def members(alphas=ALPHAS, joint: bool = True) -> list[MemberSpec]:
-    out = [MemberSpec(f"a{a:g}-b{b:g}", "pmpo", 0, MemberHParams(alpha=a, beta=b))
-           for a in alphas for b in BETAS]  # fmt: skip
-    out += [MemberSpec(f"a{a:g}-b{b:g}-joint", "pmpo", 0, MemberHParams(alpha=a, beta=b, cov="joint"))
-            for a, b in JOINT if joint]  # fmt: skip
+    out = [
+        MemberSpec(f"a{a:g}-b{b:g}", "pmpo", 0, MemberHParams(alpha=a, beta=b))
+        for a in alphas
+        for b in BETAS
+    ]
+    out += [
+        MemberSpec(f"a{a:g}-b{b:g}-joint", "pmpo", 0, MemberHParams(alpha=a, beta=b, cov="joint"))
+        for a, b in JOINT
+        if joint
+    ]
     return out
 
 
@@ -49,13 +55,17 @@ def summarise(out: Path, parts: list[Path]) -> dict:
     for m in [m for m in members() if m.name in names]:
         ev = [r["eval_return"] for r in rows if r.get("member") == m.name and r["kind"] == "eval"]
         tr = [r for r in rows if r.get("member") == m.name and r["kind"] == "train"]
-        result[m.name] = {"alpha": m.hp.alpha, "beta": m.hp.beta, "cov": m.hp.cov,
-                          "final_return": sum(ev[-2:]) / len(ev[-2:]) if ev else None,
-                          "eval_returns": ev,
-                          "final_std": tr[-1]["std"] if tr else None,
-                          "min_std": min(r["std"] for r in tr) if tr else None,
-                          "final_logp_rejected": tr[-1]["logp_rejected"] if tr else None,
-                          "final_kl_mean": tr[-1]["kl_mean"] if tr else None}  # fmt: skip
+        result[m.name] = {
+            "alpha": m.hp.alpha,
+            "beta": m.hp.beta,
+            "cov": m.hp.cov,
+            "final_return": sum(ev[-2:]) / len(ev[-2:]) if ev else None,
+            "eval_returns": ev,
+            "final_std": tr[-1]["std"] if tr else None,
+            "min_std": min(r["std"] for r in tr) if tr else None,
+            "final_logp_rejected": tr[-1]["logp_rejected"] if tr else None,
+            "final_kl_mean": tr[-1]["kl_mean"] if tr else None,
+        }
     atomic_write_json(out / "sweep.json", result)
     return result
 
@@ -68,8 +78,11 @@ def plot(result: dict, path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for a in ALPHAS:
-        pts = [(v["beta"], v["final_return"], v["final_std"]) for v in result.values()
-               if v["alpha"] == a and v["cov"] == "decoupled" and v["final_std"]]  # fmt: skip
+        pts = [
+            (v["beta"], v["final_return"], v["final_std"])
+            for v in result.values()
+            if v["alpha"] == a and v["cov"] == "decoupled" and v["final_std"]
+        ]
         axes[0].plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"α={a:g}")
         axes[1].plot([p[0] for p in pts], [p[2] for p in pts], marker="o", label=f"α={a:g}")
     for v in result.values():
@@ -100,21 +113,36 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=5000)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--plot-only", action="store_true")
-    p.add_argument("--alphas", default=",".join(f"{a:g}" for a in ALPHAS),
-                   help="run only these α rows (to split the sweep over processes)")  # fmt: skip
+    p.add_argument(
+        "--alphas",
+        default=",".join(f"{a:g}" for a in ALPHAS),
+        help="run only these α rows (to split the sweep over processes)",
+    )
     p.add_argument("--no-joint", action="store_true", help="leave out the single-β joint agents")
-    p.add_argument("--merge", nargs="+", metavar="DIR",
-                   help="summarise and plot finished (split) runs into OUT")  # fmt: skip
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="DIR",
+        help="summarise and plot finished (split) runs into OUT",
+    )
     args = p.parse_args()
     out = Path(args.out)
     parts = [Path(d) for d in args.merge] if args.merge else [out]
     out.mkdir(parents=True, exist_ok=True)
     if not (args.merge or args.plot_only):
         atomic_write_text(out / "command.txt", " ".join(["python", *sys.argv]) + "\n")
-        cfg = ControlConfig(domain=args.domain, task=args.task, method="pmpo", steps=args.steps,
-                            action_repeat=args.action_repeat, target_period=args.target_period,
-                            out=str(out), resume=args.resume,
-                            eval_every=args.eval_every, progress=False)  # fmt: skip
+        cfg = ControlConfig(
+            domain=args.domain,
+            task=args.task,
+            method="pmpo",
+            steps=args.steps,
+            action_repeat=args.action_repeat,
+            target_period=args.target_period,
+            out=str(out),
+            resume=args.resume,
+            eval_every=args.eval_every,
+            progress=False,
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # β < 1 − α is part of the sweep on purpose
             run(cfg, members(tuple(float(a) for a in args.alphas.split(",")), not args.no_joint))

@@ -40,15 +40,26 @@ def merge(dirs: list[str], out: Path) -> dict:
                 r["member"] = f"{label}-s{r['member'].rsplit('-s', 1)[1]}"
             rows.append(r)
     names = list(dict.fromkeys(r["member"] for r in rows if r.get("kind") == "eval"))
-    agents = {n: {r["step"]: r["eval_return"] for r in rows
-                  if r.get("member") == n and r.get("kind") == "eval"} for n in names}  # fmt: skip
+    agents = {
+        n: {
+            r["step"]: r["eval_return"]
+            for r in rows
+            if r.get("member") == n and r.get("kind") == "eval"
+        }
+        for n in names
+    }
     methods: dict[str, dict] = {}
     for n, curve in agents.items():
         for step, ret in curve.items():
             methods.setdefault(n.rsplit("-s", 1)[0], {}).setdefault(step, []).append(ret)
-    result = {"runs": dirs, "agents": agents,
-              "methods": {m: {s: {"mean": round(sum(v) / len(v), 1), "seeds": v}
-                              for s, v in sorted(c.items())} for m, c in methods.items()}}  # fmt: skip
+    result = {
+        "runs": dirs,
+        "agents": agents,
+        "methods": {
+            m: {s: {"mean": round(sum(v) / len(v), 1), "seeds": v} for s, v in sorted(c.items())}
+            for m, c in methods.items()
+        },
+    }
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "fig2.json", result)
     plot_run(rows, names, out / "fig2.png", title=out.name)
@@ -63,15 +74,27 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--action-repeat", type=int, default=4)
     p.add_argument("--methods", default=",".join(METHOD_NAMES))
-    p.add_argument("--target-period", type=int, default=ControlConfig.target_period,
-                   help="learner steps per π_ref copy")  # fmt: skip
+    p.add_argument(
+        "--target-period",
+        type=int,
+        default=ControlConfig.target_period,
+        help="learner steps per π_ref copy",
+    )
     p.add_argument("--squash", default=ControlConfig.squash, help="clip | tanh (PMPO/MPO)")
     p.add_argument("--init-std", type=float, default=ControlConfig.init_std)
     p.add_argument("--action-penalty", type=float, default=ControlConfig.action_penalty)
-    p.add_argument("--epsilon-mean", type=float, default=ControlConfig.epsilon_mean,
-                   help="MPO's bound on the mean's KL per action dim")  # fmt: skip
-    p.add_argument("--epsilon", type=float, default=ControlConfig.epsilon,
-                   help="MPO's E-step bound on KL(q‖uniform); log 2 ≈ 0.69 = top half")  # fmt: skip
+    p.add_argument(
+        "--epsilon-mean",
+        type=float,
+        default=ControlConfig.epsilon_mean,
+        help="MPO's bound on the mean's KL per action dim",
+    )
+    p.add_argument(
+        "--epsilon",
+        type=float,
+        default=ControlConfig.epsilon,
+        help="MPO's E-step bound on KL(q‖uniform); log 2 ≈ 0.69 = top half",
+    )
     p.add_argument("--eval-every", type=int, default=10_000)
     p.add_argument("--out", default="results/control/fig2_cartpole_swingup")
     p.add_argument("--resume", action="store_true")
@@ -87,14 +110,23 @@ def main() -> None:
         for seed in range(args.seeds):
             hp = MemberHParams(alpha=m.alpha, beta=m.beta)
             members.append(MemberSpec(f"{method}-s{seed}", method, seed, hp))
-    cfg = ControlConfig(domain=args.domain, task=args.task, method="pmpo", steps=args.steps,
-                        action_repeat=args.action_repeat, target_period=args.target_period,
-                        squash=args.squash, init_std=args.init_std,
-                        action_penalty=args.action_penalty, epsilon_mean=args.epsilon_mean,
-                        epsilon=args.epsilon,
-                        eval_every=args.eval_every,
-                        out=args.out, resume=args.resume,
-                        progress=False)  # fmt: skip
+    cfg = ControlConfig(
+        domain=args.domain,
+        task=args.task,
+        method="pmpo",
+        steps=args.steps,
+        action_repeat=args.action_repeat,
+        target_period=args.target_period,
+        squash=args.squash,
+        init_std=args.init_std,
+        action_penalty=args.action_penalty,
+        epsilon_mean=args.epsilon_mean,
+        epsilon=args.epsilon,
+        eval_every=args.eval_every,
+        out=args.out,
+        resume=args.resume,
+        progress=False,
+    )
     Path(args.out).mkdir(parents=True, exist_ok=True)
     atomic_write_text(Path(args.out) / "command.txt", " ".join(["python", *sys.argv]) + "\n")
     summary = run(cfg, members)

@@ -6,7 +6,7 @@
    one uninterrupted run. Existing snapshots are kept (delete them to retrain).
 2. Datasets: per task, episodes of several behaviours (uniform random; snapshots of increasing
    quality with Gaussian action noise), concatenated into AGENTS/datasets/<domain>-<task>.npz
-   (format: src/anyfeedback/offline/dataset.py) with `behaviour_ids` naming the source of each row.
+   (format: src/anyfeedback/control/offline/dataset.py) with `behaviour_ids` naming the source of each row.
    A manifest (sources, their returns, the file's SHA-256) goes to results/offline/datasets.json.
 
     PYTHONPATH=src python experiments/offline_datasets.py    # agents (if missing) + datasets
@@ -32,25 +32,51 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("MUJOCO_GL", "disable")
 
+from anyfeedback.control.offline.dataset import save_npz  # noqa: E402
 from anyfeedback.control.rollouts import Transitions, load_policy, rollout  # noqa: E402
-from anyfeedback.offline.dataset import save_npz  # noqa: E402
 from anyfeedback.runs import atomic_write_json  # noqa: E402
 
-AGENT_FLAGS = ["--method", "sac", "--seed", "0", "--action-repeat", "4", "--init-std", "0.5",
-               "--eval-every", "5000", "--eval-episodes", "5", "--checkpoint-every", "100000000",
-               "--threads", "1", "--no-progress"]  # fmt: skip
+AGENT_FLAGS = [
+    "--method",
+    "sac",
+    "--seed",
+    "0",
+    "--action-repeat",
+    "4",
+    "--init-std",
+    "0.5",
+    "--eval-every",
+    "5000",
+    "--eval-episodes",
+    "5",
+    "--checkpoint-every",
+    "100000000",
+    "--threads",
+    "1",
+    "--no-progress",
+]
 # task -> SAC stages (env steps); each stage's end is one snapshot
-STAGES = {("cartpole", "swingup"): [10_000, 20_000, 30_000, 40_000],
-          ("reacher", "easy"): [10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 70_000, 80_000]}  # fmt: skip
+STAGES = {
+    ("cartpole", "swingup"): [10_000, 20_000, 30_000, 40_000],
+    ("reacher", "easy"): [10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 70_000, 80_000],
+}
 # task -> behaviours: (name, snapshot env steps or None = uniform random, action noise σ, episodes)
 MIX = {
-    ("cartpole", "swingup"): [("random", None, 0.0, 20), ("poor", 10_000, 0.5, 20),
-                              ("medium", 30_000, 0.3, 20), ("expert-noisy", 40_000, 0.5, 20),
-                              ("expert", 40_000, 0.1, 20)],
-    ("reacher", "easy"): [("random", None, 0.0, 20), ("poor", 20_000, 0.5, 20),
-                          ("medium", 60_000, 0.3, 20), ("expert-noisy", 80_000, 0.5, 20),
-                          ("expert", 80_000, 0.1, 20)],
-}  # fmt: skip
+    ("cartpole", "swingup"): [
+        ("random", None, 0.0, 20),
+        ("poor", 10_000, 0.5, 20),
+        ("medium", 30_000, 0.3, 20),
+        ("expert-noisy", 40_000, 0.5, 20),
+        ("expert", 40_000, 0.1, 20),
+    ],
+    ("reacher", "easy"): [
+        ("random", None, 0.0, 20),
+        ("poor", 20_000, 0.5, 20),
+        ("medium", 60_000, 0.3, 20),
+        ("expert-noisy", 80_000, 0.5, 20),
+        ("expert", 80_000, 0.1, 20),
+    ],
+}
 ACTION_REPEAT = 4
 
 
@@ -61,8 +87,22 @@ def train_agents(agents: Path, domain: str, task: str) -> None:
         if (snap / "checkpoint.pt").exists():
             continue
         resume = ["--resume"] if i > 0 else []
-        cmd = [sys.executable, "-m", "anyfeedback.cli", "control", "--domain", domain,
-               "--task", task, "--steps", str(steps), "--out", str(run_dir), *AGENT_FLAGS, *resume]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "anyfeedback.cli",
+            "control",
+            "--domain",
+            domain,
+            "--task",
+            task,
+            "--steps",
+            str(steps),
+            "--out",
+            str(run_dir),
+            *AGENT_FLAGS,
+            *resume,
+        ]
         subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
         snap.mkdir(parents=True, exist_ok=True)
         for name in ("checkpoint.pt", "summary.json"):
@@ -76,27 +116,57 @@ def build_dataset(agents: Path, domain: str, task: str, seed: int) -> dict:
     for b, (name, steps, noise, episodes) in enumerate(MIX[(domain, task)]):
         snap = agents / f"{domain}-{task}" / f"sac_{steps}" if steps else None
         policy = load_policy(snap) if snap else None
-        tr = rollout(policy, episodes=episodes, seed=seed + 1000 * b, noise=noise, domain=domain,
-                     task=task, action_repeat=ACTION_REPEAT)  # fmt: skip
+        tr = rollout(
+            policy,
+            episodes=episodes,
+            seed=seed + 1000 * b,
+            noise=noise,
+            domain=domain,
+            task=task,
+            action_repeat=ACTION_REPEAT,
+        )
         returns = tr.episode_returns()
-        eval_return = (json.loads((snap / "summary.json").read_text())["sac-s0"]
-                       ["final_eval_return"] if snap else None)  # fmt: skip
-        sources.append({"id": b, "name": name, "snapshot": str(snap) if snap else "uniform random",
-                        "snapshot_eval_return": eval_return, "noise": noise, "episodes": episodes,
-                        "return_mean": round(float(returns.mean()), 2),
-                        "return_std": round(float(returns.std()), 2)})  # fmt: skip
+        eval_return = (
+            json.loads((snap / "summary.json").read_text())["sac-s0"]["final_eval_return"]
+            if snap
+            else None
+        )
+        sources.append(
+            {
+                "id": b,
+                "name": name,
+                "snapshot": str(snap) if snap else "uniform random",
+                "snapshot_eval_return": eval_return,
+                "noise": noise,
+                "episodes": episodes,
+                "return_mean": round(float(returns.mean()), 2),
+                "return_std": round(float(returns.std()), 2),
+            }
+        )
         print(f"{domain}-{task} {name}: return {returns.mean():.1f} ± {returns.std():.1f}")
         parts.append(tr)
         ids.append(np.full(len(tr), b, np.int64))
     data = Transitions.concatenate(parts)
     path = agents / "datasets" / f"{domain}-{task}.npz"
-    save_npz(path, data, behaviour_ids=np.concatenate(ids), domain=domain, task=task,
-             action_repeat=ACTION_REPEAT)  # fmt: skip
+    save_npz(
+        path,
+        data,
+        behaviour_ids=np.concatenate(ids),
+        domain=domain,
+        task=task,
+        action_repeat=ACTION_REPEAT,
+    )
     all_returns = data.episode_returns()
-    return {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-            "transitions": len(data), "episodes": len(all_returns),
-            "return_mean": round(float(all_returns.mean()), 2), "seed": seed,
-            "action_repeat": ACTION_REPEAT, "sources": sources}  # fmt: skip
+    return {
+        "path": str(path),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "transitions": len(data),
+        "episodes": len(all_returns),
+        "return_mean": round(float(all_returns.mean()), 2),
+        "seed": seed,
+        "action_repeat": ACTION_REPEAT,
+        "sources": sources,
+    }
 
 
 def main() -> None:

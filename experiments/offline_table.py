@@ -23,26 +23,45 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from anyfeedback.offline.config import PRESETS, TABLE_ROWS  # noqa: E402
+from anyfeedback.control.offline.config import PRESETS, TABLE_ROWS  # noqa: E402
 from anyfeedback.runs import atomic_write_json, atomic_write_text, save_figure  # noqa: E402
 
 TASKS = ("cartpole-swingup", "reacher-easy")
 PAPER = {"bc": 24, "accept-bc": 26, "accept": 27, "reject-bc": 77, "accept-reject-bc": 93}
-LABEL = {"bc": "BC", "accept-bc": "Accept+BC", "accept": "Accept", "reject-bc": "Reject+BC",
-         "accept-reject-bc": "Accept+Reject+BC"}  # fmt: skip
-SETTINGS = ["--num-seeds", "3", "--value-steps", "4000", "--policy-steps", "3000",
-            "--hidden", "128", "--eval-episodes", "10", "--threads", "1"]  # fmt: skip
+LABEL = {
+    "bc": "BC",
+    "accept-bc": "Accept+BC",
+    "accept": "Accept",
+    "reject-bc": "Reject+BC",
+    "accept-reject-bc": "Accept+Reject+BC",
+}
+SETTINGS = [
+    "--num-seeds",
+    "3",
+    "--value-steps",
+    "4000",
+    "--policy-steps",
+    "3000",
+    "--hidden",
+    "128",
+    "--eval-episodes",
+    "10",
+    "--threads",
+    "1",
+]
 
 
 def ordering(means: dict[str, float], tol: float) -> dict[str, bool]:
     """The paper's ordering BC ≲ A ≈ A+BC < R+BC < AR+BC, each relation checked on the means
     (≈ / ≲: within `tol` of the larger one, e.g. one pooled std)."""
     m = means
-    return {"BC <~ Accept": m["bc"] <= m["accept"] + tol,
-            "Accept ~ Accept+BC": abs(m["accept"] - m["accept-bc"]) <= tol,
-            "Accept < Reject+BC": m["accept"] < m["reject-bc"],
-            "Accept+BC < Reject+BC": m["accept-bc"] < m["reject-bc"],
-            "Reject+BC < Accept+Reject+BC": m["reject-bc"] < m["accept-reject-bc"]}  # fmt: skip
+    return {
+        "BC <~ Accept": m["bc"] <= m["accept"] + tol,
+        "Accept ~ Accept+BC": abs(m["accept"] - m["accept-bc"]) <= tol,
+        "Accept < Reject+BC": m["accept"] < m["reject-bc"],
+        "Accept+BC < Reject+BC": m["accept-bc"] < m["reject-bc"],
+        "Reject+BC < Accept+Reject+BC": m["reject-bc"] < m["accept-reject-bc"],
+    }
 
 
 def plot(table: dict, path: Path) -> None:
@@ -54,8 +73,13 @@ def plot(table: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(table), figsize=(4.5 * len(table), 3.4), squeeze=False)
     for ax, (task, rows) in zip(axes[0], table.items(), strict=True):
         x = range(len(TABLE_ROWS))
-        ax.bar(x, [rows[r]["mean"] for r in TABLE_ROWS], yerr=[rows[r]["std"] for r in TABLE_ROWS],
-               color=[f"C{i}" for i in x], capsize=3)  # fmt: skip
+        ax.bar(
+            x,
+            [rows[r]["mean"] for r in TABLE_ROWS],
+            yerr=[rows[r]["std"] for r in TABLE_ROWS],
+            color=[f"C{i}" for i in x],
+            capsize=3,
+        )
         for i, r in enumerate(TABLE_ROWS):
             ax.scatter([i] * len(rows[r]["returns"]), rows[r]["returns"], s=8, c="k", zorder=3)
         ax.axhline(rows["_data_return"], ls="--", c="grey", lw=1, label="dataset mean return")
@@ -76,13 +100,29 @@ def main() -> None:
     args = ap.parse_args()
     out = ROOT / "results/offline"
     suffix = f"-{args.tag}" if args.tag else ""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "MUJOCO_GL": "disable",
-           "ANYFEEDBACK_PROGRESS": "0"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src"),
+        "MUJOCO_GL": "disable",
+        "ANYFEEDBACK_PROGRESS": "0",
+    }
     cmds, procs = {}, {}
     for task in TASKS:
-        cmds[task] = ["anyfeedback", "offline", "--dataset", f"{args.datasets}/{task}.npz",
-                      "--methods", ",".join(TABLE_ROWS), "--kl", args.kl, "--baseline",
-                      args.baseline, *SETTINGS, "--out", f"results/offline/{task}{suffix}"]  # fmt: skip
+        cmds[task] = [
+            "anyfeedback",
+            "offline",
+            "--dataset",
+            f"{args.datasets}/{task}.npz",
+            "--methods",
+            ",".join(TABLE_ROWS),
+            "--kl",
+            args.kl,
+            "--baseline",
+            args.baseline,
+            *SETTINGS,
+            "--out",
+            f"results/offline/{task}{suffix}",
+        ]
         argv = [sys.executable, "-m", "anyfeedback.cli", *cmds[task][1:]]
         log = open(out / f"{task}{suffix}.log", "w")  # noqa: SIM115
         procs[task] = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=log)
@@ -100,20 +140,33 @@ def main() -> None:
     for task, rows in table.items():
         tol = max(rows[r]["std"] for r in TABLE_ROWS)
         checks[task] = ordering({r: rows[r]["mean"] for r in TABLE_ROWS}, tol)
-    atomic_write_json(out / f"table{suffix}.json",
-                      {"rows": table, "paper_table1": PAPER, "ordering_checks": checks,
-                       "presets": {r: PRESETS[r]._asdict() for r in TABLE_ROWS},
-                       "kl": args.kl, "baseline": args.baseline, "commands": cmds})  # fmt: skip
+    atomic_write_json(
+        out / f"table{suffix}.json",
+        {
+            "rows": table,
+            "paper_table1": PAPER,
+            "ordering_checks": checks,
+            "presets": {r: PRESETS[r]._asdict() for r in TABLE_ROWS},
+            "kl": args.kl,
+            "baseline": args.baseline,
+            "commands": cmds,
+        },
+    )
     head = "| row | α | β | " + " | ".join(TASKS) + " | paper (RGB stacking) |"
-    lines = [f"Offline Table 1 analogue (KL: {args.kl}, baseline: {args.baseline}); evaluation "
-             "return, mean ± std over 3 seeds (10 episodes each).", "", head,
-             "|" + "---|" * (len(TASKS) + 4)]  # fmt: skip
+    lines = [
+        f"Offline Table 1 analogue (KL: {args.kl}, baseline: {args.baseline}); evaluation "
+        "return, mean ± std over 3 seeds (10 episodes each).",
+        "",
+        head,
+        "|" + "---|" * (len(TASKS) + 4),
+    ]
     for r in TABLE_ROWS:
         p = PRESETS[r]
         cells = [f"{table[t][r]['mean']:.1f} ± {table[t][r]['std']:.1f}" for t in TASKS]
         alpha = "–" if not p.labelled else f"{p.alpha:g}"
-        lines.append(f"| {LABEL[r]} | {alpha} | {p.beta:g} | " + " | ".join(cells)
-                     + f" | {PAPER[r]} |")  # fmt: skip
+        lines.append(
+            f"| {LABEL[r]} | {alpha} | {p.beta:g} | " + " | ".join(cells) + f" | {PAPER[r]} |"
+        )
     data = " | ".join(f"{table[t]['_data_return']:.1f}" for t in TASKS)
     lines += [f"| dataset mean episode return | | | {data} | |", ""]
     for task, c in checks.items():
@@ -121,11 +174,15 @@ def main() -> None:
         lines.append(f"- {task}: {verdicts}")
     atomic_write_text(out / f"table{suffix}.md", "\n".join(lines) + "\n")
     plot(table, out / f"table{suffix}.png")
-    atomic_write_text(out / f"command{suffix}.txt",
-                      f"PYTHONPATH=src python experiments/offline_table.py --kl {args.kl} "
-                      f"--baseline {args.baseline}" + (f" --tag {args.tag}" if args.tag else "")
-                      + "\n# runs, per task:\n"
-                      + "\n".join(" ".join(c) for c in cmds.values()) + "\n")  # fmt: skip
+    atomic_write_text(
+        out / f"command{suffix}.txt",
+        f"PYTHONPATH=src python experiments/offline_table.py --kl {args.kl} "
+        f"--baseline {args.baseline}"
+        + (f" --tag {args.tag}" if args.tag else "")
+        + "\n# runs, per task:\n"
+        + "\n".join(" ".join(c) for c in cmds.values())
+        + "\n",
+    )
     print("\n".join(lines))
 
 

@@ -18,16 +18,29 @@ from conftest_llm import write_jsonl
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-FAST = dict(iterations=2, policy_steps=2, prompts_per_step=2, k=2, learning_rate=1e-3,
-            reward_learning_rate=1e-3, reward_batch_size=4, max_new_tokens=6,
-            progress=False)  # fmt: skip
+FAST = dict(
+    iterations=2,
+    policy_steps=2,
+    prompts_per_step=2,
+    k=2,
+    learning_rate=1e-3,
+    reward_learning_rate=1e-3,
+    reward_batch_size=4,
+    max_new_tokens=6,
+    progress=False,
+)
 
 
 def _cfg(tiny_model, feedback_files, tmp_path, **fields):
-    from anyfeedback.aihf.config import AIHFConfig
+    from anyfeedback.llm.aihf.config import AIHFConfig
 
-    values = dict(model=str(tiny_model), demos=str(feedback_files["demos"]),
-                  pairs=str(feedback_files["paired"]), out=str(tmp_path / "aihf"), **FAST)  # fmt: skip
+    values = dict(
+        model=str(tiny_model),
+        demos=str(feedback_files["demos"]),
+        pairs=str(feedback_files["paired"]),
+        out=str(tmp_path / "aihf"),
+        **FAST,
+    )
     values.update(fields)
     return AIHFConfig(**values)
 
@@ -35,8 +48,8 @@ def _cfg(tiny_model, feedback_files, tmp_path, **fields):
 def test_algorithm1_order_agent_samples_from_latest_policy(
     tiny_model, feedback_files, tmp_path, monkeypatch
 ):
-    from anyfeedback.aihf import loop
-    from anyfeedback.online import generate
+    from anyfeedback.llm import generate
+    from anyfeedback.llm.aihf import loop
 
     real, calls = generate.sample_completions, []
 
@@ -72,10 +85,10 @@ def test_algorithm1_order_agent_samples_from_latest_policy(
 def test_reward_step_special_cases(tiny_model, feedback_files, tmp_path):
     """w_D = 0: one AIHF reward step moves the reward model exactly like `anyfeedback reward`'s
     Bradley–Terry step on the same pairs; w_P = 0: the loss is the demo term alone (ML-IRL)."""
-    from anyfeedback.aihf.loop import AIHF
-    from anyfeedback.online.steps import prompts_for_step
-    from anyfeedback.reward_model.model import load_reward_model
-    from anyfeedback.reward_model.train import bt_step
+    from anyfeedback.llm.aihf.loop import AIHF
+    from anyfeedback.llm.prompts import prompts_for_step
+    from anyfeedback.llm.reward.model import load_reward_model
+    from anyfeedback.llm.reward.train import bt_step
 
     cfg = _cfg(tiny_model, feedback_files, tmp_path, demo_weight=0.0)
     run = AIHF(cfg)
@@ -83,8 +96,15 @@ def test_reward_step_special_cases(tiny_model, feedback_files, tmp_path):
     rm, tok = load_reward_model(str(tiny_model), seed=cfg.seed)
     opt = torch.optim.AdamW(rm.parameters(), lr=cfg.reward_learning_rate, weight_decay=0.0)
     idx = prompts_for_step(len(run.data.pairs), cfg.reward_batch_size, 0, cfg.seed + 2)
-    bt_step(rm, tok, [run.data.pairs[i] for i in idx], opt, max_length=cfg.max_length,
-            max_grad_norm=1.0, clip=cfg.reward_clip)  # fmt: skip
+    bt_step(
+        rm,
+        tok,
+        [run.data.pairs[i] for i in idx],
+        opt,
+        max_length=cfg.max_length,
+        max_grad_norm=1.0,
+        clip=cfg.reward_clip,
+    )
     for a, b in zip(run.rm.parameters(), rm.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6)
     irl = AIHF(_cfg(tiny_model, feedback_files, tmp_path, pref_weight=0.0, demo_mode="irl_linear"))
@@ -114,10 +134,12 @@ def test_self_play_batches_are_dpo_and_spin(tiny_model, feedback_files):
         for p in policy.parameters():
             p.add_(0.01 * torch.randn_like(p))
     pad = tok.pad_token_id
-    pairs = encode_records(tok, load_dataset(str(feedback_files["paired"])).records[:4], "paired",
-                           max_length=128).examples  # fmt: skip
-    demos = encode_records(tok, load_dataset(str(feedback_files["demos"])).records[:4],
-                           "demonstration", max_length=128).examples  # fmt: skip
+    pairs = encode_records(
+        tok, load_dataset(str(feedback_files["paired"])).records[:4], "paired", max_length=128
+    ).examples
+    demos = encode_records(
+        tok, load_dataset(str(feedback_files["demos"])).records[:4], "demonstration", max_length=128
+    ).examples
     b = collate_pairs(pairs, pad)
     a = self_play_aihf_batch_loss(policy, ref, b, cfg)[0]
     assert a.item() == pytest.approx(dpo_batch_loss(policy, ref, b, cfg)[0].item(), abs=1e-6)
@@ -136,13 +158,41 @@ def test_self_play_batches_are_dpo_and_spin(tiny_model, feedback_files):
 def test_commands_end_to_end(tiny_model, feedback_files, tmp_path):
     """aihf (both demo modes), RLHF = aihf with a trained reward model frozen, self-play and
     SPIN: a few steps each; every run leaves config, metrics, plot, report and its models."""
-    common = ["--model", str(tiny_model), "--demos", str(feedback_files["demos"]),
-              "--pairs", str(feedback_files["paired"]), "--learning-rate", "1e-3",
-              "--max-new-tokens", "6", "--eval-prompts", str(feedback_files["demos"]),
-              "--eval-size", "4", "--gold-reward", "sentiment", "--no-progress"]  # fmt: skip
-    aihf = ["aihf", *common, "--iterations", "2", "--policy-steps", "1", "--prompts-per-step",
-            "2", "--k", "2", "--reward-batch-size", "4", "--eval-pairs",
-            str(feedback_files["paired"])]  # fmt: skip
+    common = [
+        "--model",
+        str(tiny_model),
+        "--demos",
+        str(feedback_files["demos"]),
+        "--pairs",
+        str(feedback_files["paired"]),
+        "--learning-rate",
+        "1e-3",
+        "--max-new-tokens",
+        "6",
+        "--eval-prompts",
+        str(feedback_files["demos"]),
+        "--eval-size",
+        "4",
+        "--gold-reward",
+        "sentiment",
+        "--no-progress",
+    ]
+    aihf = [
+        "aihf",
+        *common,
+        "--iterations",
+        "2",
+        "--policy-steps",
+        "1",
+        "--prompts-per-step",
+        "2",
+        "--k",
+        "2",
+        "--reward-batch-size",
+        "4",
+        "--eval-pairs",
+        str(feedback_files["paired"]),
+    ]
     out = tmp_path / "aihf"
     assert main([*aihf, "--out", str(out), "--demo-mode", "irl_linear", "--save-steps", "2"]) == 0
     for name in ("config.json", "metrics.jsonl", "metrics.png", "report.md", "summary.json"):
@@ -153,14 +203,42 @@ def test_commands_end_to_end(tiny_model, feedback_files, tmp_path):
     final = json.loads((out / "summary.json").read_text())["final"]
     assert {"eval/gold_reward", "eval/kl_to_start", "eval/rm_accuracy"} <= set(final)
     rlhf = tmp_path / "rlhf"
-    assert main([*aihf, "--out", str(rlhf), "--reward-model", str(out / "reward_model"),
-                 "--reward-updates", "0", "--demo-weight", "0"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                *aihf,
+                "--out",
+                str(rlhf),
+                "--reward-model",
+                str(out / "reward_model"),
+                "--reward-updates",
+                "0",
+                "--demo-weight",
+                "0",
+            ]
+        )
+        == 0
+    )
     before = (out / "reward_model" / "model.safetensors").read_bytes()
     assert (rlhf / "reward_model" / "model.safetensors").read_bytes() == before  # frozen
     for pref in ("1", "0"):  # Self-Play AIHF, then SPIN
         sp = tmp_path / f"self-play-{pref}"
-        code = main(["self-play", *common, "--out", str(sp), "--pref-weight", pref,
-                     "--iterations", "2", "--epochs", "1", "--batch-size", "32"])  # fmt: skip
+        code = main(
+            [
+                "self-play",
+                *common,
+                "--out",
+                str(sp),
+                "--pref-weight",
+                pref,
+                "--iterations",
+                "2",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "32",
+            ]
+        )
         assert code == 0
         rows = [json.loads(x) for x in (sp / "metrics.jsonl").read_text().splitlines()]
         assert rows[-1]["iteration"] == 2 and "eval/gold_reward" in rows[-1]
@@ -183,11 +261,26 @@ def test_bad_inputs_exit_2_one_line(
     tiny_model, feedback_files, tmp_path, capsys, command, extra, expect
 ):
     prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": "a b"}] * 3)
-    same = write_jsonl(tmp_path / "same.jsonl", [{"prompt": "p", "chosen": "x", "rejected": "y"},
-                                                 {"prompt": "p", "chosen": "x", "rejected": "x"}])  # fmt: skip
+    same = write_jsonl(
+        tmp_path / "same.jsonl",
+        [
+            {"prompt": "p", "chosen": "x", "rejected": "y"},
+            {"prompt": "p", "chosen": "x", "rejected": "x"},
+        ],
+    )
     extra = [{"PROMPTS": str(prompts), "SAME": str(same)}.get(x, x) for x in extra]
-    args = [command, "--model", str(tiny_model), "--demos", str(feedback_files["demos"]),
-            "--pairs", str(feedback_files["paired"]), "--out", str(tmp_path / "o"), *extra]  # fmt: skip
+    args = [
+        command,
+        "--model",
+        str(tiny_model),
+        "--demos",
+        str(feedback_files["demos"]),
+        "--pairs",
+        str(feedback_files["paired"]),
+        "--out",
+        str(tmp_path / "o"),
+        *extra,
+    ]
     assert main(args) == 2
     err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
     assert len(err) == 1 and expect in err[0], err
@@ -209,8 +302,13 @@ def test_rloo_batch_penalises_the_log_ratio_to_the_frozen_reference(tiny_model):
     with torch.no_grad():
         for p in policy.parameters():
             p.add_(0.02 * torch.randn_like(p))
-    batch = collate_samples([[1, 5, 7], [1, 9]], [[11, 13], [17, 2], [19, 23, 2], [29]],
-                            [1.0, 0.0, 0.5, 0.2], 2, pad_id=0)  # fmt: skip
+    batch = collate_samples(
+        [[1, 5, 7], [1, 9]],
+        [[11, 13], [17, 2], [19, 23, 2], [29]],
+        [1.0, 0.0, 0.5, 0.2],
+        2,
+        pad_id=0,
+    )
     loss, m = rloo_batch_loss(policy, ref, batch, cfg)
     labels, mask = batch.seqs.kept()
     lp = token_logps_and_kl(completion_logits(policy, batch.seqs), labels, mask)[0]

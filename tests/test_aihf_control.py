@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from anyfeedback.aihf_control.bc import demo_logps
-from anyfeedback.aihf_control.data import (
+from anyfeedback.control.aihf.bc import demo_logps
+from anyfeedback.control.aihf.data import (
     Pool,
     gather_segments,
     held_out_pairs,
     member_feedback,
     save_pool,
 )
-from anyfeedback.aihf_control.reward import RewardNet
+from anyfeedback.control.aihf.reward import RewardNet
 from anyfeedback.losses import aihf_reward_loss
 
 
@@ -70,7 +70,7 @@ def test_reward_net_clamp_actions_and_segment_returns():
 
 def test_method_weights_are_the_special_cases():
     """AIHF = (w_D, w_P); RLHF = (0, w_P); ML-IRL = (w_D, 0) (spec AIHF §6)."""
-    from anyfeedback.aihf_control.config import AIHFControlConfig
+    from anyfeedback.control.aihf.config import AIHFControlConfig
 
     cfg = AIHFControlConfig(data="pool.npz", demo_weight=2.0, pref_weight=0.5)
     assert [cfg.weights(m) for m in ("aihf", "rlhf", "ml-irl")] == [(2, 0.5), (0, 0.5), (2, 0)]
@@ -96,19 +96,22 @@ def test_pairs_labels_noise_and_gather():
     """noise 0: every chosen segment has the larger true return; noise 0.5: about half flipped;
     demonstrations come from the requested quality; per-seed draws differ."""
     pool = _toy_pool()
-    fb = member_feedback(pool, [0, 1], demo_quality="expert", num_demos=2, num_pairs=400,
-                         noise=0.0, length=4)  # fmt: skip
+    fb = member_feedback(
+        pool, [0, 1], demo_quality="expert", num_demos=2, num_pairs=400, noise=0.0, length=4
+    )
     assert fb.demo_obs.shape == (2, 20, 3) and fb.pairs.shape == (2, 400, 4)
     assert not torch.equal(fb.pairs[0], fb.pairs[1])
-    ow, aw, ol, al = gather_segments(torch.from_numpy(pool.obs), torch.from_numpy(pool.act),
-                                     fb.pairs, 4)  # fmt: skip
+    ow, aw, ol, al = gather_segments(
+        torch.from_numpy(pool.obs), torch.from_numpy(pool.act), fb.pairs, 4
+    )
     assert ow.shape == (2, 400, 4, 3) and al.shape == (2, 400, 4, 1)
     r_w, r_l = pool.reward[fb.pairs[..., 0]], pool.reward[fb.pairs[..., 2]]
     assert (r_w > r_l).all()
     expert_obs = pool.obs[pool.quality == "expert"].reshape(-1, 3)
     assert all(any(np.allclose(o, e) for e in expert_obs) for o in fb.demo_obs[0, :5].numpy())
-    noisy = member_feedback(pool, [0], demo_quality="poor", num_demos=1, num_pairs=400,
-                            noise=0.5, length=4).pairs[0]  # fmt: skip
+    noisy = member_feedback(
+        pool, [0], demo_quality="poor", num_demos=1, num_pairs=400, noise=0.5, length=4
+    ).pairs[0]
     flipped = (pool.reward[noisy[:, 0]] < pool.reward[noisy[:, 2]]).mean()
     assert 0.4 < flipped < 0.6
     held = held_out_pairs(pool, 50, 4, seed=0)
@@ -131,21 +134,35 @@ def test_bc_logps_by_hand():
 
 # --- runs (dm_control) ------------------------------------------------------------------------
 
-TINY = dict(num_seeds=2, num_demos=2, num_pairs=10, segment_length=10, steps=600,
-            learning_starts=200, eval_every=400, eval_episodes=1, reward_updates=3,
-            reward_warmup_steps=5, bc_steps=20, hidden=32, batch_size=32, held_out_pairs=20,
-            progress=False)  # fmt: skip
+TINY = dict(
+    num_seeds=2,
+    num_demos=2,
+    num_pairs=10,
+    segment_length=10,
+    steps=600,
+    learning_starts=200,
+    eval_every=400,
+    eval_episodes=1,
+    reward_updates=3,
+    reward_warmup_steps=5,
+    bc_steps=20,
+    hidden=32,
+    batch_size=32,
+    held_out_pairs=20,
+    progress=False,
+)
 
 
 @pytest.fixture(scope="module")
 def pool_file(tmp_path_factory):
     pytest.importorskip("dm_control")
-    from anyfeedback.aihf_control.data import pool_from_rollouts
+    from anyfeedback.control.aihf.data import pool_from_rollouts
     from anyfeedback.control.rollouts import rollout
 
     kw = dict(domain="cartpole", task="swingup", action_repeat=4, episode_frames=200)
-    parts = {q: rollout(None, episodes=8, seed=i * 100, **kw)
-             for i, q in enumerate(["expert", "poor"])}  # fmt: skip
+    parts = {
+        q: rollout(None, episodes=8, seed=i * 100, **kw) for i, q in enumerate(["expert", "poor"])
+    }
     path = tmp_path_factory.mktemp("pool") / "pool.npz"
     save_pool(path, pool_from_rollouts(parts, domain="cartpole", task="swingup", action_repeat=4))
     return path
@@ -155,9 +172,9 @@ def test_algorithm1_order_relabel_and_latest_policy_samples(pool_file, one_threa
     """Each phase: the policy (SAC) steps come first, then `reward_updates` reward steps at the
     same learner step; the policy states of the demo term come from the last phase's episode;
     SAC's replay rewards are r_θ(s, a), not the env's."""
-    from anyfeedback.aihf_control.config import AIHFControlConfig
-    from anyfeedback.aihf_control.data import load_pool
-    from anyfeedback.aihf_control.loop import train_reward_learners
+    from anyfeedback.control.aihf.config import AIHFControlConfig
+    from anyfeedback.control.aihf.data import load_pool
+    from anyfeedback.control.aihf.loop import train_reward_learners
     from anyfeedback.runs import MetricsLog
 
     cfg = AIHFControlConfig(data=str(pool_file), **TINY)
@@ -183,8 +200,18 @@ def test_smoke_run_every_method_cli(pool_file, tmp_path):
     exit 0, metrics/summary/plot/report written, a finite true return per method and seed."""
     from anyfeedback.cli import main
 
-    args = ["aihf-control", "--data", str(pool_file), "--out", str(tmp_path), "--reward-actions",
-            "--demo-mode", "irl_logistic", "--pref-noise", "0.3"]  # fmt: skip
+    args = [
+        "aihf-control",
+        "--data",
+        str(pool_file),
+        "--out",
+        str(tmp_path),
+        "--reward-actions",
+        "--demo-mode",
+        "irl_logistic",
+        "--pref-noise",
+        "0.3",
+    ]
     for k, v in TINY.items():
         flag = "--" + k.replace("_", "-")
         args += (
@@ -193,8 +220,9 @@ def test_smoke_run_every_method_cli(pool_file, tmp_path):
     assert main(args) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary["methods"]) == {"aihf", "rlhf", "ml-irl", "bc"}
-    assert all(len(m["returns"]) == 2 and math.isfinite(m["mean"])
-               for m in summary["methods"].values())  # fmt: skip
+    assert all(
+        len(m["returns"]) == 2 and math.isfinite(m["mean"]) for m in summary["methods"].values()
+    )
     assert 0 <= summary["methods"]["aihf"]["rm_accuracy_mean"] <= 1
     for f in ("config.json", "metrics.jsonl", "curves.png", "report.md"):
         assert (tmp_path / f).exists()

@@ -94,9 +94,15 @@ def _fit_by_gradient(y, alpha, beta, ref, *, normalization, decoupled=None, step
             pi_mu, pi_cov = pol.with_scale_of(ref), pol.with_mean_of(ref)
             logps = pi_mu.log_prob(y) + pi_cov.log_prob(y)
             kl, b = decoupled[0] * pi_mu.kl_from(ref) + decoupled[1] * pi_cov.kl_from(ref), 1.0
-        loss, _ = pmpo_loss(logps[:, :n_a].reshape(-1), logps[:, -n_r:].reshape(-1), kl,
-                            alpha=alpha, beta=b, normalization=normalization,
-                            num_samples=y.shape[1])  # fmt: skip
+        loss, _ = pmpo_loss(
+            logps[:, :n_a].reshape(-1),
+            logps[:, -n_r:].reshape(-1),
+            kl,
+            alpha=alpha,
+            beta=b,
+            normalization=normalization,
+            num_samples=y.shape[1],
+        )
         return loss
 
     opt = torch.optim.Adam([mean, raw], lr=0.03)
@@ -105,9 +111,12 @@ def _fit_by_gradient(y, alpha, beta, ref, *, normalization, decoupled=None, step
         loss_fn().backward()
         opt.step()
     lbfgs = torch.optim.LBFGS(
-        [mean, raw], max_iter=100, tolerance_grad=1e-12, tolerance_change=1e-15,
+        [mean, raw],
+        max_iter=100,
+        tolerance_grad=1e-12,
+        tolerance_change=1e-15,
         line_search_fn="strong_wolfe",
-    )  # fmt: skip
+    )
 
     def closure():
         lbfgs.zero_grad()

@@ -19,9 +19,18 @@ ALL_METHODS = (
     "pmpo:alpha=0.3:beta=30,pmpo-a:decoupled=true:beta=3,dpo,mpo,cem,cma-es,cma-es-default"
 )
 RUN_KEYS = {
-    "function", "method", "seed", "diverged", "divergence", "final_f_mean", "final_f_best",
-    "evals_to_target_mean", "evals_to_target_best", "diagnostics", "curve",
-}  # fmt: skip
+    "function",
+    "method",
+    "seed",
+    "diverged",
+    "divergence",
+    "final_f_mean",
+    "final_f_best",
+    "evals_to_target_mean",
+    "evals_to_target_best",
+    "diagnostics",
+    "curve",
+}
 
 
 def shifted_quadratic(y):
@@ -42,8 +51,23 @@ def _run(args, tmp_path, capsys):
 def test_every_method_short_run_and_schema(tmp_path, capsys):
     """200 evaluations × 2 seeds for every method (and custom α/β, adaptive β, the gradient
     solver, decoupled β): exit 0, results.json follows the schema, equal budgets, plots."""
-    args = ["run", "--function", "sphere", "--dim", "3", "--methods", ALL_METHODS,
-            "--seeds", "2", "--evals", "200", "--curve-every", "40", "--workers", "0"]  # fmt: skip
+    args = [
+        "run",
+        "--function",
+        "sphere",
+        "--dim",
+        "3",
+        "--methods",
+        ALL_METHODS,
+        "--seeds",
+        "2",
+        "--evals",
+        "200",
+        "--curve-every",
+        "40",
+        "--workers",
+        "0",
+    ]
     code, out = _run(args, tmp_path, capsys)
     assert code == 0, out.err
     res = json.loads((tmp_path / "results.json").read_text())
@@ -69,9 +93,20 @@ def test_every_method_short_run_and_schema(tmp_path, capsys):
 def test_user_function_end_to_end_without_run_keyword(tmp_path, capsys):
     """`anyfeedback bandit --function module:callable` (no `run`): PMPO-AR and CMA-ES (in a
     worker process) both make progress on a function defined in this test module."""
-    args = ["--function", "test_bandit_run:shifted_quadratic", "--dim", "4",
-            "--methods", "pmpo-ar,cma-es", "--seeds", "2", "--evals", "800",
-            "--workers", "1"]  # fmt: skip
+    args = [
+        "--function",
+        "test_bandit_run:shifted_quadratic",
+        "--dim",
+        "4",
+        "--methods",
+        "pmpo-ar,cma-es",
+        "--seeds",
+        "2",
+        "--evals",
+        "800",
+        "--workers",
+        "1",
+    ]
     code, out = _run(args, tmp_path, capsys)
     assert code == 0, out.err
     res = json.loads((tmp_path / "results.json").read_text())
@@ -127,8 +162,21 @@ def test_divergence_detector_freezes_and_reports():
 def test_exact_mstep_failures_and_warning_reach_the_report(tmp_path, capsys):
     """PMPO-R at β = 0.1 < 1 − α: the config warns (one `warning:` line) and every exact M-step
     fails (W < 0), so the runs are reported as diverged ("mstep_failed"), not crashed."""
-    args = ["run", "--function", "sphere", "--dim", "2", "--methods", "pmpo-r:beta=0.1",
-            "--seeds", "2", "--evals", "400", "--workers", "0"]  # fmt: skip
+    args = [
+        "run",
+        "--function",
+        "sphere",
+        "--dim",
+        "2",
+        "--methods",
+        "pmpo-r:beta=0.1",
+        "--seeds",
+        "2",
+        "--evals",
+        "400",
+        "--workers",
+        "0",
+    ]
     code, out = _run(args, tmp_path, capsys)
     assert code == 0
     warnings = [line for line in out.err.splitlines() if line.startswith("warning:")]
@@ -187,8 +235,23 @@ def test_bare_bandit_prints_help(capsys):
 
 
 def test_sweep_writes_heatmap_and_json(tmp_path, capsys):
-    args = ["sweep", "--function", "sphere", "--dim", "2", "--alphas", "0,1", "--betas", "0,2",
-            "--seeds", "1", "--evals", "200", "--refresh-every", "10"]  # fmt: skip
+    args = [
+        "sweep",
+        "--function",
+        "sphere",
+        "--dim",
+        "2",
+        "--alphas",
+        "0,1",
+        "--betas",
+        "0,2",
+        "--seeds",
+        "1",
+        "--evals",
+        "200",
+        "--refresh-every",
+        "10",
+    ]
     code, out = _run(args, tmp_path, capsys)
     assert code == 0, out.err
     assert any(line.startswith("warning: PMPO beta=0") for line in out.err.splitlines())
@@ -202,21 +265,66 @@ def test_sweep_writes_heatmap_and_json(tmp_path, capsys):
 @pytest.mark.parametrize(
     "flags",
     [
-        ["--methods", "pmpo-ar,pmpo-r,dpo", "--solver", "gradient", "--refresh-every", "5",
-         "--covariance", "diag", "--normalization", "global", "--samples", "6",
-         "--sigma0", "0.5", "--target", "1", "--curve-every", "60"],
-        ["--methods", "pmpo-ar:solver=gradient,mpo,cem,pmpo-a", "--ema", "0.5",
-         "--param", "absolute", "--lr", "0.01", "--steps", "3"],
-        ["--methods", "pmpo-ar:beta=adaptive:decoupled=true,pmpo-r:beta=adaptive",
-         "--epsilon", "0.02", "--covariance", "diag"],
+        [
+            "--methods",
+            "pmpo-ar,pmpo-r,dpo",
+            "--solver",
+            "gradient",
+            "--refresh-every",
+            "5",
+            "--covariance",
+            "diag",
+            "--normalization",
+            "global",
+            "--samples",
+            "6",
+            "--sigma0",
+            "0.5",
+            "--target",
+            "1",
+            "--curve-every",
+            "60",
+        ],
+        [
+            "--methods",
+            "pmpo-ar:solver=gradient,mpo,cem,pmpo-a",
+            "--ema",
+            "0.5",
+            "--param",
+            "absolute",
+            "--lr",
+            "0.01",
+            "--steps",
+            "3",
+        ],
+        [
+            "--methods",
+            "pmpo-ar:beta=adaptive:decoupled=true,pmpo-r:beta=adaptive",
+            "--epsilon",
+            "0.02",
+            "--covariance",
+            "diag",
+        ],
     ],
-)  # fmt: skip
+)
 def test_every_option_runs(flags, tmp_path, capsys):
     """The engine's options (gradient solver with a slow / EMA reference, absolute parameters,
     diagonal covariance, global normalisation, K = 6, adaptive and decoupled β) run end to end
     and keep every run finite."""
-    args = ["run", "--function", "sphere", "--dim", "3", "--seeds", "2", "--evals", "180",
-            "--workers", "0", *flags]  # fmt: skip
+    args = [
+        "run",
+        "--function",
+        "sphere",
+        "--dim",
+        "3",
+        "--seeds",
+        "2",
+        "--evals",
+        "180",
+        "--workers",
+        "0",
+        *flags,
+    ]
     code, out = _run(args, tmp_path, capsys)
     assert code == 0, out.err
     res = json.loads((tmp_path / "results.json").read_text())

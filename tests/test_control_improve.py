@@ -87,8 +87,9 @@ def test_decoupled_lagrangian_by_hand():
     """L_π = sg(α_μ)·KL_μ + sg(α_Σ)·KL_Σ summed over D; L_α = α_μ(ε_μ−KL_μ) + α_Σ(ε_Σ−KL_Σ)."""
     kl_m, kl_s = torch.tensor([0.2, 0.1]), torch.tensor([0.01, 0.03])
     a_m, a_s = torch.tensor([2.0, 1.0]), torch.tensor([10.0, 5.0])
-    pen, dual = mpo_step.decoupled_kl_lagrangian(kl_m, kl_s, a_m, a_s, epsilon_mean=0.1,
-                                                 epsilon_std=0.02)  # fmt: skip
+    pen, dual = mpo_step.decoupled_kl_lagrangian(
+        kl_m, kl_s, a_m, a_s, epsilon_mean=0.1, epsilon_std=0.02
+    )
     assert pen.item() == pytest.approx(2 * 0.2 + 1 * 0.1 + 10 * 0.01 + 5 * 0.03)
     assert dual.item() == pytest.approx(2 * -0.1 + 1 * 0.0 + 10 * 0.01 + 5 * -0.01)
 
@@ -127,8 +128,9 @@ def test_pmpo_decoupled_gradients_move_mean_to_accepted_and_hold_std():
     raw = torch.nn.Parameter(torch.full((1, 1), math.log(10.0)))
     duals = {"beta_std": raw.exp()}
     hp = [MemberHParams(alpha=0.5, beta=0.5, cov="decoupled")]
-    loss, dual_loss, m = pmpo_improvement(_samples(q, actions, mean, std, rm, rs), duals, hp,
-                                          ImproveConfig(epsilon_std=1e-3))  # fmt: skip
+    loss, dual_loss, m = pmpo_improvement(
+        _samples(q, actions, mean, std, rm, rs), duals, hp, ImproveConfig(epsilon_std=1e-3)
+    )
     (loss + dual_loss).backward()
     assert mean.grad.item() == pytest.approx(-1.0, rel=1e-6)
     assert m["kl_mean"].item() == 0 and m["kl_std"].item() == 0
@@ -138,10 +140,14 @@ def test_pmpo_decoupled_gradients_move_mean_to_accepted_and_hold_std():
 def test_mpo_improvement_weights_favour_high_q():
     """MPO's weighted NLL pulls the mean towards high-Q actions (gradient on μ is negative)."""
     q, actions, mean, std, (rm, rs) = _table()
-    duals = {"temperature": torch.ones(1), "dual_mean": torch.ones(1, 1),
-             "dual_std": torch.ones(1, 1)}  # fmt: skip
-    loss, dual_loss, m = mpo_improvement(_samples(q, actions, mean, std, rm, rs), duals,
-                                         [MemberHParams()], ImproveConfig())  # fmt: skip
+    duals = {
+        "temperature": torch.ones(1),
+        "dual_mean": torch.ones(1, 1),
+        "dual_std": torch.ones(1, 1),
+    }
+    loss, dual_loss, m = mpo_improvement(
+        _samples(q, actions, mean, std, rm, rs), duals, [MemberHParams()], ImproveConfig()
+    )
     loss.backward()
     assert mean.grad.item() < 0 and torch.isfinite(dual_loss)
     assert 0 < m["kl_q_rel"].item()
@@ -162,8 +168,9 @@ def _collapse_run(cov: str, steps: int = 300) -> float:
             1, 20, 1, 2, generator=g
         )
         s = Samples(actions, actions.sum(-1), mean, log_std.exp(), ref_mean, ref_std)
-        loss, dual_loss, _ = pmpo_improvement(s, {"beta_std": raw.exp()},
-                                              [MemberHParams(cov=cov)], ImproveConfig())  # fmt: skip
+        loss, dual_loss, _ = pmpo_improvement(
+            s, {"beta_std": raw.exp()}, [MemberHParams(cov=cov)], ImproveConfig()
+        )
         opt.zero_grad(), dual_opt.zero_grad()
         (loss + dual_loss).backward()
         opt.step(), dual_opt.step()

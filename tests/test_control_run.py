@@ -12,9 +12,19 @@ from anyfeedback.cli import main  # noqa: E402
 from anyfeedback.control.config import ControlConfig  # noqa: E402
 from anyfeedback.control.train import run  # noqa: E402
 
-TINY = dict(domain="cartpole", task="swingup", episode_frames=100, learning_starts=100,
-            batch_size=32, hidden=32, eval_every=200, eval_episodes=1, checkpoint_every=200,
-            target_period=20, progress=False)  # fmt: skip
+TINY = dict(
+    domain="cartpole",
+    task="swingup",
+    episode_frames=100,
+    learning_starts=100,
+    batch_size=32,
+    hidden=32,
+    eval_every=200,
+    eval_episodes=1,
+    checkpoint_every=200,
+    target_period=20,
+    progress=False,
+)
 
 
 @pytest.mark.parametrize("method", ["pmpo-ar", "pmpo-a", "pmpo-r", "mpo", "sac"])
@@ -32,8 +42,18 @@ def test_smoke_run_per_method(tmp_path, method):
 
 def test_pmpo_advantage_labels_and_joint_kl_run(tmp_path):
     """The two non-default PMPO options are wired through the trainer."""
-    run(ControlConfig(method="pmpo", alpha=0.5, beta=1.0, labels="advantage", cov="joint",
-                      steps=200, out=str(tmp_path), **TINY))  # fmt: skip
+    run(
+        ControlConfig(
+            method="pmpo",
+            alpha=0.5,
+            beta=1.0,
+            labels="advantage",
+            cov="joint",
+            steps=200,
+            out=str(tmp_path),
+            **TINY,
+        )
+    )
     assert (tmp_path / "checkpoint.pt").exists()
 
 

@@ -52,7 +52,10 @@ def test_ultrachat_demonstrations_last_assistant_turn():
     assert ds.kind == "demonstration" and len(ds) == 2
     r = ds.records[1]
     assert [m["content"] for m in r.prompt] == [
-        "Give me a tip for sleep.", "Keep a regular bedtime.", "Another one?"]  # fmt: skip
+        "Give me a tip for sleep.",
+        "Keep a regular bedtime.",
+        "Another one?",
+    ]
     assert r.completion == [
         {"role": "assistant", "content": "Avoid screens for an hour before bed."}
     ]
@@ -70,12 +73,15 @@ def test_adapted_pairs_train_through_the_checks(tmp_path):
     ("adapter", "row", "expect"),
     [
         ("hh", {"chosen": "hello", "rejected": "\n\nHuman: a\n\nAssistant: b"}, "field 'chosen'"),
-        ("hh", {"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: c\n\nAssistant: b"},
-         "differ before the last Assistant turn"),
+        (
+            "hh",
+            {"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: c\n\nAssistant: b"},
+            "differ before the last Assistant turn",
+        ),
         ("ultrafeedback", {"chosen": "x", "rejected": []}, "field 'chosen'"),
         ("ultrachat", {"messages": [{"role": "user", "content": "q"}]}, "no assistant turn"),
     ],
-)  # fmt: skip
+)
 def test_schema_violations_are_one_line_errors(tmp_path, adapter, row, expect):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps(row) + "\n")
@@ -86,16 +92,19 @@ def test_schema_violations_are_one_line_errors(tmp_path, adapter, row, expect):
 
 def test_recipes_load_into_their_configs():
     """Every AIHF recipe is a valid config file of its command (fields and values)."""
-    from anyfeedback.aihf.config import AIHFConfig, SelfPlayConfig
     from anyfeedback.configfile import read_config_file
+    from anyfeedback.llm.aihf.config import AIHFConfig, SelfPlayConfig
     from anyfeedback.llm.config import TrainConfig
-    from anyfeedback.reward_model.config import RewardConfig
+    from anyfeedback.llm.reward.config import RewardConfig
 
     recipes = Path(__file__).parent.parent / "recipes"
-    for name, cls in [("aihf_pythia_hh_sft", TrainConfig), ("aihf_pythia_hh_reward", RewardConfig),
-                      ("aihf_pythia_hh", AIHFConfig),
-                      ("aihf_dpo_zephyr_ultrafeedback", TrainConfig),
-                      ("self_play_aihf_zephyr_ultrafeedback", SelfPlayConfig)]:  # fmt: skip
+    for name, cls in [
+        ("aihf_pythia_hh_sft", TrainConfig),
+        ("aihf_pythia_hh_reward", RewardConfig),
+        ("aihf_pythia_hh", AIHFConfig),
+        ("aihf_dpo_zephyr_ultrafeedback", TrainConfig),
+        ("self_play_aihf_zephyr_ultrafeedback", SelfPlayConfig),
+    ]:
         cls(**read_config_file(recipes / f"{name}.yaml", cls))
 
 

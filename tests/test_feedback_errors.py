@@ -110,7 +110,7 @@ def bad_parquet(tmp_path_factory):
                 "label": [True, False],
                 "score": [0.5, float("nan")],
             }
-        ),  # fmt: skip
+        ),
         "label_text.parquet": pa.table(
             {"prompt": ["p"] * 3, "completion": ["a", "b", "c"], "label": ["true", "no", "1"]}
         ),
@@ -120,7 +120,7 @@ def bad_parquet(tmp_path_factory):
                 "chosen": ["a"],
                 "rejected": ["b"],
             }
-        ),  # fmt: skip
+        ),
     }
     for name, table in tables.items():
         pq.write_table(table, root / name)

@@ -31,9 +31,14 @@ def test_json_stats_hand_checked(capsys):
     stats = _inspect_json(capsys, "unpaired.jsonl")
     assert stats["kind"] == "unpaired" and stats["conversational"] is False
     assert stats["counts"] == {
-        "records": 3, "accepted": 2, "rejected": 1, "pairs": 0, "demos": 0,
-        "prompt_only": 0, "unique_prompts": 2,
-    }  # fmt: skip
+        "records": 3,
+        "accepted": 2,
+        "rejected": 1,
+        "pairs": 0,
+        "demos": 0,
+        "prompt_only": 0,
+        "unique_prompts": 2,
+    }
     assert stats["prompt_chars"] == {"min": 14, "median": 14, "mean": 14.333, "max": 15}
     assert stats["completion_chars"] == {"min": 12, "median": 14, "mean": 13.667, "max": 15}
     assert stats["completion_words"] == {"min": 3, "median": 3, "mean": 3.0, "max": 3}

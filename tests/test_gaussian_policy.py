@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal
 
-from anyfeedback.kl import gaussian_kl
+from anyfeedback.losses.kl import gaussian_kl
 from anyfeedback.policies import GaussianPolicy, raw_from_scale, scale_from_raw
 
 D64 = torch.float64
@@ -78,8 +78,13 @@ def test_whitened_coordinates_round_trip():
         assert torch.allclose(back.mean, local.mean, atol=1e-10)
         assert torch.allclose(back.scale_tril, local.scale_tril, atol=1e-10)
         y = ref.transform(torch.randn(3, 6, 4, generator=g, dtype=D64))
-        assert torch.allclose(ref.standardize(y), torch.linalg.solve_triangular(
-            ref.scale_tril, (y - ref.mean[:, None]).mT, upper=False).mT, atol=1e-10)  # fmt: skip
+        assert torch.allclose(
+            ref.standardize(y),
+            torch.linalg.solve_triangular(
+                ref.scale_tril, (y - ref.mean[:, None]).mT, upper=False
+            ).mT,
+            atol=1e-10,
+        )
         kl_y = ref.compose(other).kl_from(composed)
         assert torch.allclose(kl_y, other.kl_from(local), atol=1e-9)
         # log-densities shift by ln det L_r

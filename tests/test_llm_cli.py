@@ -16,14 +16,20 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def _base(tiny_model, data, out) -> list[str]:
     return [
         "train",
-        "--model", str(tiny_model),
-        "--data", str(data),
-        "--out", str(out),
-        "--max-steps", "2",
-        "--batch-size", "4",
-        "--learning-rate", "1e-3",
+        "--model",
+        str(tiny_model),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--learning-rate",
+        "1e-3",
         "--no-progress",
-    ]  # fmt: skip
+    ]
 
 
 def _error_line(capsys) -> str:

@@ -22,13 +22,35 @@ def _free_port() -> int:
 
 def _args(tiny_model, data, out, accumulation: int) -> list[str]:
     return [
-        "-m", "anyfeedback.cli", "train",
-        "--model", str(tiny_model), "--data", str(data), "--out", str(out),
-        "--method", "pmpo", "--alpha", "0.5", "--beta", "1.0",
-        "--max-steps", "6", "--batch-size", "4",
-        "--gradient-accumulation-steps", str(accumulation),
-        "--learning-rate", "1e-3", "--seed", "5", "--save-steps", "0", "--no-progress",
-    ]  # fmt: skip
+        "-m",
+        "anyfeedback.cli",
+        "train",
+        "--model",
+        str(tiny_model),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--method",
+        "pmpo",
+        "--alpha",
+        "0.5",
+        "--beta",
+        "1.0",
+        "--max-steps",
+        "6",
+        "--batch-size",
+        "4",
+        "--gradient-accumulation-steps",
+        str(accumulation),
+        "--learning-rate",
+        "1e-3",
+        "--seed",
+        "5",
+        "--save-steps",
+        "0",
+        "--no-progress",
+    ]
 
 
 def _rows(out: Path) -> list[dict]:
@@ -43,16 +65,30 @@ def test_two_process_ddp_matches_single_process(tiny_model, feedback_files, tmp_
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     subprocess.run(
         [sys.executable, *_args(tiny_model, data, single, 2)],
-        env=env, check=True, capture_output=True,
-    )  # fmt: skip
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     # `accelerate launch --multi_gpu` starts the processes through torchrun; with no GPU
     # visible, accelerate picks gloo and the run is CPU DDP (`--cpu` would start only one).
     launcher = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-        "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-        "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
-        "--main_process_port", str(_free_port()),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_ip",
+        "127.0.0.1",
+        "--main_process_port",
+        str(_free_port()),
+    ]
     args = _args(tiny_model, data, ddp, 1)
     proc = subprocess.run(
         launcher + args, env=env, capture_output=True, text=True, timeout=600

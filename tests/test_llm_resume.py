@@ -29,12 +29,37 @@ def _env(**extra: str) -> dict[str, str]:
 
 def _train_cmd(tiny_model, data, out, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "anyfeedback.cli", "train",
-        "--model", str(tiny_model), "--data", str(data), "--out", str(out),
-        "--method", "pmpo", "--max-steps", "12", "--save-steps", "4", "--batch-size", "4",
-        "--learning-rate", "1e-3", "--lr-scheduler-type", "linear", "--warmup-steps", "2",
-        "--ref-update-every", "3", "--seed", "3", "--no-progress", *extra,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "anyfeedback.cli",
+        "train",
+        "--model",
+        str(tiny_model),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--method",
+        "pmpo",
+        "--max-steps",
+        "12",
+        "--save-steps",
+        "4",
+        "--batch-size",
+        "4",
+        "--learning-rate",
+        "1e-3",
+        "--lr-scheduler-type",
+        "linear",
+        "--warmup-steps",
+        "2",
+        "--ref-update-every",
+        "3",
+        "--seed",
+        "3",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def _losses(out: Path) -> list[tuple[int, float]]:

@@ -141,8 +141,14 @@ def test_tabular_bilevel_pref_weight_zero_recovers_the_demonstration_distributio
 
     def loss(r):
         pi = _closed_form_policy(pi_ref, r, beta).detach()
-        return aihf_reward_loss((p_demo * r).sum().reshape(1), (pi * r).sum().reshape(1),
-                                None, None, pref_weight=0.0, beta=beta)[0]  # fmt: skip
+        return aihf_reward_loss(
+            (p_demo * r).sum().reshape(1),
+            (pi * r).sum().reshape(1),
+            None,
+            None,
+            pref_weight=0.0,
+            beta=beta,
+        )[0]
 
     r = _solve(loss, 4)
     assert torch.allclose(_closed_form_policy(pi_ref, r, beta), p_demo, atol=1e-6)
@@ -158,8 +164,14 @@ def test_tabular_bilevel_demo_weight_zero_is_the_bt_mle_then_kl_rl_optimum():
 
     def aihf(r):
         pi = _closed_form_policy(pi_ref, r, beta).detach()
-        return aihf_reward_loss(r[demo_idx], (pi * r).sum().expand(2), r[chosen], r[rejected],
-                                demo_weight=0.0, beta=beta)[0]  # fmt: skip
+        return aihf_reward_loss(
+            r[demo_idx],
+            (pi * r).sum().expand(2),
+            r[chosen],
+            r[rejected],
+            demo_weight=0.0,
+            beta=beta,
+        )[0]
 
     r_aihf = _solve(aihf, 3)
     r_bt = _solve(lambda r: bradley_terry_loss(r[chosen], r[rejected])[0], 3, lr=0.1)

@@ -84,8 +84,23 @@ def test_epsilon_at_or_above_log_n_is_rejected(capsys):
             check_mpo_epsilon(eps, 4)
     with pytest.raises(ValueError):
         solve_temperature(torch.zeros(4, 1), 2.0)
-    code = main(["bandit", "run", "--function", "sphere", "--methods", "mpo:epsilon=1.5",
-                 "--seeds", "1", "--evals", "40", "--out", "unused", "--quiet"])  # fmt: skip
+    code = main(
+        [
+            "bandit",
+            "run",
+            "--function",
+            "sphere",
+            "--methods",
+            "mpo:epsilon=1.5",
+            "--seeds",
+            "1",
+            "--evals",
+            "40",
+            "--out",
+            "unused",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error:") and "log N" in err[0]
 

@@ -5,22 +5,34 @@ import numpy as np
 import pytest
 
 from anyfeedback.cli import main
+from anyfeedback.control.offline.dataset import load_npz, save_npz
 from anyfeedback.control.rollouts import Transitions
 from anyfeedback.errors import InputError
-from anyfeedback.offline.dataset import load_npz, save_npz
 
 
 def _transitions(t: int = 6) -> Transitions:
     """Two episodes of 3 steps; next_observations[t] = observations[t+1] inside an episode."""
     obs = np.arange(t * 2, dtype=np.float32).reshape(t, 2)
     nxt = obs + 2
-    return Transitions(obs, np.full((t, 1), 0.5, np.float32), np.ones(t, np.float32),
-                       np.ones(t, np.float32), nxt, np.repeat([0, 1], t // 2))  # fmt: skip
+    return Transitions(
+        obs,
+        np.full((t, 1), 0.5, np.float32),
+        np.ones(t, np.float32),
+        np.ones(t, np.float32),
+        nxt,
+        np.repeat([0, 1], t // 2),
+    )
 
 
 def test_round_trip_and_metadata(tmp_path):
-    path = save_npz(tmp_path / "d.npz", _transitions(), behaviour_ids=[0, 0, 0, 1, 1, 1],
-                    domain="cartpole", task="swingup", action_repeat=4)  # fmt: skip
+    path = save_npz(
+        tmp_path / "d.npz",
+        _transitions(),
+        behaviour_ids=[0, 0, 0, 1, 1, 1],
+        domain="cartpole",
+        task="swingup",
+        action_repeat=4,
+    )
     tr, meta = load_npz(path)
     assert len(tr) == 6 and tr.episode_ids.tolist() == [0, 0, 0, 1, 1, 1]
     assert (meta["domain"], meta["task"], meta["action_repeat"]) == ("cartpole", "swingup", 4)
@@ -30,8 +42,10 @@ def test_round_trip_and_metadata(tmp_path):
 def test_episode_ids_default_from_continuity(tmp_path):
     """Without episode_ids, a new episode starts where next_observations[t−1] ≠ observations[t]."""
     tr = _transitions()
-    arrays = {k: getattr(tr, k) for k in ("observations", "actions", "rewards", "discounts",
-                                          "next_observations")}  # fmt: skip
+    arrays = {
+        k: getattr(tr, k)
+        for k in ("observations", "actions", "rewards", "discounts", "next_observations")
+    }
     arrays["next_observations"][2] = -1  # breaks continuity between rows 2 and 3
     np.savez(tmp_path / "d.npz", **arrays)
     assert load_npz(tmp_path / "d.npz")[0].episode_ids.tolist() == [0, 0, 0, 1, 1, 1]
@@ -39,8 +53,17 @@ def test_episode_ids_default_from_continuity(tmp_path):
 
 def _arrays():
     tr = _transitions()
-    return {k: getattr(tr, k).copy() for k in ("observations", "actions", "rewards", "discounts",
-                                               "next_observations", "episode_ids")}  # fmt: skip
+    return {
+        k: getattr(tr, k).copy()
+        for k in (
+            "observations",
+            "actions",
+            "rewards",
+            "discounts",
+            "next_observations",
+            "episode_ids",
+        )
+    }
 
 
 def _nan_reward(a):
@@ -57,15 +80,19 @@ def _object_array(a):
 
 CASES = {
     "missing": (lambda a: a.pop("discounts"), "field 'discounts': missing array"),
-    "length": (lambda a: a.update(rewards=a["rewards"][:5]),
-               "field 'rewards': has 5 rows but observations has 6"),
+    "length": (
+        lambda a: a.update(rewards=a["rewards"][:5]),
+        "field 'rewards': has 5 rows but observations has 6",
+    ),
     "nan": (_nan_reward, "record 4: field 'rewards': not finite (nan)"),
     "range": (_bad_action, "record 1: field 'actions': must be in [-1, 1]"),
     "shape": (lambda a: a.update(actions=a["actions"][:, 0]), "field 'actions': must have 2 dims"),
-    "order": (lambda a: a.update(episode_ids=np.array([0, 1, 1, 0, 1, 1])),
-              "record 3: field 'episode_ids': must be non-decreasing"),
+    "order": (
+        lambda a: a.update(episode_ids=np.array([0, 1, 1, 0, 1, 1])),
+        "record 3: field 'episode_ids': must be non-decreasing",
+    ),
     "pickle": (_object_array, "field 'rewards': object arrays are not allowed"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+from anyfeedback.control.offline.config import PRESETS
+from anyfeedback.control.offline.labels import advantage_sign_labels, label_stats
+from anyfeedback.control.offline.train import policy_losses
+from anyfeedback.control.offline.value import fit_values, nstep_targets
 from anyfeedback.control.rollouts import Transitions
-from anyfeedback.offline.config import PRESETS
-from anyfeedback.offline.labels import advantage_sign_labels, label_stats
-from anyfeedback.offline.train import policy_losses
-from anyfeedback.offline.value import fit_values, nstep_targets
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -37,8 +37,7 @@ def test_advantage_sign_labels_by_hand():
     assert acc.tolist() == [True, False, False, False]
     assert rej.tolist() == [False, True, False, True]
     stats = label_stats(acc, rej, np.array([0, 0, 1, 1]))
-    assert stats == {"accepted": 0.25, "rejected": 0.5,
-                     "accepted_by_group": {0: 0.5, 1: 0.0}}  # fmt: skip
+    assert stats == {"accepted": 0.25, "rejected": 0.5, "accepted_by_group": {0: 0.5, 1: 0.0}}
 
 
 def _one_step_dataset(n: int = 400) -> Transitions:
@@ -55,8 +54,9 @@ def _one_step_dataset(n: int = 400) -> Transitions:
 
 def test_value_fit_labels_a_hand_built_dataset():
     tr = _one_step_dataset()
-    fns = fit_values(tr, [0, 1], steps=300, batch_size=64, hidden=32, lr=3e-3, gamma=0.99,
-                     n_step=3, tau=0.05)  # fmt: skip
+    fns = fit_values(
+        tr, [0, 1], steps=300, batch_size=64, hidden=32, lr=3e-3, gamma=0.99, n_step=3, tau=0.05
+    )
     q, v = fns.advantages(tr)  # [2, T]
     right = tr.rewards == 1
     np.testing.assert_allclose(v, 0.5, atol=0.1)

@@ -10,29 +10,57 @@ pytest.importorskip("dm_control")
 
 from anyfeedback.cli import main  # noqa: E402
 from anyfeedback.control.config import ControlConfig  # noqa: E402
+from anyfeedback.control.offline.config import TABLE_ROWS, OfflineConfig  # noqa: E402
+from anyfeedback.control.offline.dataset import save_npz  # noqa: E402
+from anyfeedback.control.offline.train import run  # noqa: E402
 from anyfeedback.control.rollouts import load_policy, rollout, segments  # noqa: E402
 from anyfeedback.control.train import run as control_run  # noqa: E402
-from anyfeedback.offline.config import TABLE_ROWS, OfflineConfig  # noqa: E402
-from anyfeedback.offline.dataset import save_npz  # noqa: E402
-from anyfeedback.offline.train import run  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = dict(num_seeds=2, value_steps=20, policy_steps=20, hidden=16, batch_size=16,
-            eval_episodes=1, episode_frames=100, log_every=10, progress=False)  # fmt: skip
+TINY = dict(
+    num_seeds=2,
+    value_steps=20,
+    policy_steps=20,
+    hidden=16,
+    batch_size=16,
+    eval_episodes=1,
+    episode_frames=100,
+    log_every=10,
+    progress=False,
+)
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     """A 100-step SAC run's policy (noisy) + uniform random episodes, 100 frames each."""
     root = tmp_path_factory.mktemp("offline")
-    control_run(ControlConfig(method="sac", steps=100, episode_frames=100, learning_starts=50,
-                              batch_size=16, hidden=16, eval_every=100, eval_episodes=1,
-                              action_repeat=4, progress=False, out=str(root / "agent")))  # fmt: skip
+    control_run(
+        ControlConfig(
+            method="sac",
+            steps=100,
+            episode_frames=100,
+            learning_starts=50,
+            batch_size=16,
+            hidden=16,
+            eval_every=100,
+            eval_episodes=1,
+            action_repeat=4,
+            progress=False,
+            out=str(root / "agent"),
+        )
+    )
     policy = load_policy(root / "agent")
     a = rollout(policy, episodes=2, seed=0, noise=0.3, random_prob=0.2)
-    b = rollout(None, episodes=2, seed=5, domain="cartpole", task="swingup", action_repeat=4,
-                episode_frames=100)  # fmt: skip
+    b = rollout(
+        None,
+        episodes=2,
+        seed=5,
+        domain="cartpole",
+        task="swingup",
+        action_repeat=4,
+        episode_frames=100,
+    )
     assert len(a) == len(b) == 2 * 25 and np.abs(a.actions).max() <= 1
     tr = a.concatenate([a, b])
     assert tr.episode_ids.tolist() == sorted(tr.episode_ids.tolist()) and tr.episode_ids[-1] == 3
@@ -41,19 +69,27 @@ def dataset(tmp_path_factory):
     np.testing.assert_allclose(seg.returns, seg.rewards.sum(-1))
     np.testing.assert_allclose(seg.returns[:2].sum(), tr.rewards[:20].sum(), rtol=1e-5)
     ids = np.repeat([0, 1], len(a))
-    return save_npz(root / "data.npz", tr, behaviour_ids=ids, domain="cartpole", task="swingup",
-                    action_repeat=4)  # fmt: skip
+    return save_npz(
+        root / "data.npz", tr, behaviour_ids=ids, domain="cartpole", task="swingup", action_repeat=4
+    )
 
 
 def test_offline_five_rows(tmp_path, dataset):
-    summary = run(OfflineConfig(dataset=str(dataset), methods=",".join(TABLE_ROWS),
-                                out=str(tmp_path), **TINY))  # fmt: skip
+    summary = run(
+        OfflineConfig(dataset=str(dataset), methods=",".join(TABLE_ROWS), out=str(tmp_path), **TINY)
+    )
     assert list(summary["methods"]) == list(TABLE_ROWS)
     for s in summary["methods"].values():
         assert len(s["returns"]) == 2 and all(np.isfinite(s["returns"]))
     assert set(summary["labels"]["s0"]["accepted_by_group"]) == {0, 1}
-    for f in ("config.json", "metrics.jsonl", "curves.png", "summary.json", "report.md",
-              "policy.pt"):  # fmt: skip
+    for f in (
+        "config.json",
+        "metrics.jsonl",
+        "curves.png",
+        "summary.json",
+        "report.md",
+        "policy.pt",
+    ):
         assert (tmp_path / f).exists(), f
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert {r["kind"] for r in rows} == {"value", "train", "eval"}
@@ -62,12 +98,48 @@ def test_offline_five_rows(tmp_path, dataset):
 def test_offline_sample_kl_value_baseline_cli(tmp_path, dataset, capsys):
     """The non-default options through the CLI: --kl sample --baseline value --policy-mean
     linear, --methods pmpo with --alpha/--beta, explicit --domain/--task."""
-    code = main(["offline", "--dataset", str(dataset), "--methods", "pmpo,bc", "--alpha", "0.5",
-                 "--beta", "1.5", "--kl", "sample", "--baseline", "value", "--policy-mean", "linear",
-                 "--min-std", "0.01", "--domain", "cartpole", "--task", "swingup", "--out",
-                 str(tmp_path), "--num-seeds", "1", "--value-steps", "10", "--policy-steps", "10",
-                 "--hidden", "16", "--batch-size", "8", "--eval-episodes", "1",
-                 "--episode-frames", "100", "--no-progress"])  # fmt: skip
+    code = main(
+        [
+            "offline",
+            "--dataset",
+            str(dataset),
+            "--methods",
+            "pmpo,bc",
+            "--alpha",
+            "0.5",
+            "--beta",
+            "1.5",
+            "--kl",
+            "sample",
+            "--baseline",
+            "value",
+            "--policy-mean",
+            "linear",
+            "--min-std",
+            "0.01",
+            "--domain",
+            "cartpole",
+            "--task",
+            "swingup",
+            "--out",
+            str(tmp_path),
+            "--num-seeds",
+            "1",
+            "--value-steps",
+            "10",
+            "--policy-steps",
+            "10",
+            "--hidden",
+            "16",
+            "--batch-size",
+            "8",
+            "--eval-episodes",
+            "1",
+            "--episode-frames",
+            "100",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "pmpo: eval return" in out and "bc: eval return" in out
@@ -87,7 +159,7 @@ def test_bad_flag_values_exit_2(tmp_path, dataset, capsys):
 
 def test_dataset_without_task_metadata(tmp_path, dataset, capsys):
     """No domain/task in the file and none given: one line, exit 2, no run directory."""
-    from anyfeedback.offline.dataset import load_npz
+    from anyfeedback.control.offline.dataset import load_npz
 
     tr, _ = load_npz(dataset)
     save_npz(tmp_path / "bare.npz", tr)

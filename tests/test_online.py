@@ -9,15 +9,15 @@ import torch
 import custom_rewards
 from anyfeedback.cli import main
 from anyfeedback.llm.checkpoint import latest_checkpoint
-from anyfeedback.losses import BetaBelowBoundWarning
-from anyfeedback.online.config import OnlineConfig
-from anyfeedback.online.loop import CollapseWarning, run_online
-from anyfeedback.online.steps import (
+from anyfeedback.llm.online.config import OnlineConfig
+from anyfeedback.llm.online.loop import CollapseWarning, run_online
+from anyfeedback.llm.online.steps import (
     CollapseDetector,
     build_batches,
     label_samples,
     prompts_for_step,
 )
+from anyfeedback.losses import BetaBelowBoundWarning
 from anyfeedback.rewards import RewardError
 
 T, F, N = True, False, None
@@ -73,11 +73,21 @@ def test_collapse_detector():
 
 def _config(tmp_path, tiny_model, feedback_files, **kw):
     base = dict(
-        model=str(tiny_model), prompts=str(feedback_files["paired"]), out=str(tmp_path),
-        reward="custom_rewards:toy_sentiment", k=4, prompts_per_step=3, steps=3,
-        max_new_tokens=10, learning_rate=1e-3, eval_every=2, eval_prompts=6, save_steps=1,
-        ref_update_every=2, progress=False,
-    )  # fmt: skip
+        model=str(tiny_model),
+        prompts=str(feedback_files["paired"]),
+        out=str(tmp_path),
+        reward="custom_rewards:toy_sentiment",
+        k=4,
+        prompts_per_step=3,
+        steps=3,
+        max_new_tokens=10,
+        learning_rate=1e-3,
+        eval_every=2,
+        eval_prompts=6,
+        save_steps=1,
+        ref_update_every=2,
+        progress=False,
+    )
     return OnlineConfig(**{**base, **kw})
 
 
@@ -145,10 +155,20 @@ def test_pmpo_r_small_beta_warns_and_detects_collapse(tmp_path, tiny_model, feed
     the rejected log-probs fall while the KL to the start model grows: the detector fires."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = run_online(_config(
-            tmp_path, tiny_model, feedback_files, alpha=0.0, beta=0.1, steps=4,
-            learning_rate=2e-2, eval_every=0, save_steps=0, ref_update_every=0,
-        ))  # fmt: skip
+        result = run_online(
+            _config(
+                tmp_path,
+                tiny_model,
+                feedback_files,
+                alpha=0.0,
+                beta=0.1,
+                steps=4,
+                learning_rate=2e-2,
+                eval_every=0,
+                save_steps=0,
+                ref_update_every=0,
+            )
+        )
     kinds = {w.category for w in caught}
     assert BetaBelowBoundWarning in kinds
     assert result.collapsed and CollapseWarning in kinds

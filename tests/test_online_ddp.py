@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 import anyfeedback
-from anyfeedback.online.shard import Dist, chunk_plan, chunk_seed, my_share, split_micro_batches
+from anyfeedback.llm.online.shard import Dist, chunk_plan, chunk_seed, my_share, split_micro_batches
 from conftest_llm import *  # noqa: F403
 
 
@@ -52,25 +52,73 @@ def test_split_micro_batches():
 
 def _args(tiny_model, prompts, out, steps: int, *extra: str) -> list[str]:
     return [
-        "-m", "anyfeedback.cli", "online", "--model", str(tiny_model), "--prompts", str(prompts),
-        "--out", str(out), "--reward", "custom_rewards:toy_sentiment_tiebroken",
-        "--method", "pmpo", "--alpha", "0.5", "--beta", "0.5", "--k", "4",
-        "--prompts-per-step", "4", "--generation-batch-size", "4", "--micro-batch-size", "8",
-        "--steps", str(steps), "--max-new-tokens", "10", "--learning-rate", "1e-3",
-        "--eval-every", "2", "--eval-prompts", "8", "--save-steps", "1",
-        "--ref-update-every", "2", "--seed", "3", "--no-progress", *extra,
-    ]  # fmt: skip
+        "-m",
+        "anyfeedback.cli",
+        "online",
+        "--model",
+        str(tiny_model),
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(out),
+        "--reward",
+        "custom_rewards:toy_sentiment_tiebroken",
+        "--method",
+        "pmpo",
+        "--alpha",
+        "0.5",
+        "--beta",
+        "0.5",
+        "--k",
+        "4",
+        "--prompts-per-step",
+        "4",
+        "--generation-batch-size",
+        "4",
+        "--micro-batch-size",
+        "8",
+        "--steps",
+        str(steps),
+        "--max-new-tokens",
+        "10",
+        "--learning-rate",
+        "1e-3",
+        "--eval-every",
+        "2",
+        "--eval-prompts",
+        "8",
+        "--save-steps",
+        "1",
+        "--ref-update-every",
+        "2",
+        "--seed",
+        "3",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def _launcher() -> list[str]:
     from test_llm_ddp import _free_port
 
     return [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-        "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-        "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
-        "--main_process_port", str(_free_port()),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_ip",
+        "127.0.0.1",
+        "--main_process_port",
+        str(_free_port()),
+    ]
 
 
 def _run(cmd: list[str], env: dict) -> str:
@@ -114,8 +162,15 @@ def test_two_process_online_matches_one_process_and_resumes(
         assert ra["train/samples"] == rb["train/samples"] == 16  # the whole step, both processes
         assert ra["gen/new_tokens"] == rb["gen/new_tokens"]  # the same completions...
         assert ra["train/reward_mean"] == rb["train/reward_mean"]  # ...and rewards
-        for key in ("train/loss", "train/kl", "train/logp_accepted", "train/logp_rejected",
-                    "train/grad_norm", "train/kl_init", "train/reward_accepted"):  # fmt: skip
+        for key in (
+            "train/loss",
+            "train/kl",
+            "train/logp_accepted",
+            "train/logp_rejected",
+            "train/grad_norm",
+            "train/kl_init",
+            "train/reward_accepted",
+        ):
             assert _close(ra[key], rb[key]), (key, ra[key], rb[key])
     for ra, rb in zip(a, b, strict=True):
         if "eval/reward_mean" in ra:  # sharded held-out evaluation: same samples, same reward
@@ -141,8 +196,8 @@ class _RankZeroOfTwo(Dist):
 def test_an_error_on_another_process_stops_this_one():
     """Rank 1 failed while scoring: rank 0, whose own chunks were fine, raises rank 1's reward
     error (one line, the same on every process) or, for any other error, names the process."""
-    from anyfeedback.online.generate import Generations
-    from anyfeedback.online.shard import sample_and_score
+    from anyfeedback.llm.generate import Generations
+    from anyfeedback.llm.online.shard import sample_and_score
     from anyfeedback.rewards import RewardError
 
     def sample(ids, *, seed):
@@ -150,8 +205,16 @@ def test_an_error_on_another_process_stops_this_one():
 
     def run(other):
         _RankZeroOfTwo.other = other
-        return sample_and_score(sample, [[5], [6]], ["p", "q"], lambda p, c: [0.0] * len(c),
-                                k=1, seed=0, rows=1, dist=_RankZeroOfTwo(0, 2))  # fmt: skip
+        return sample_and_score(
+            sample,
+            [[5], [6]],
+            ["p", "q"],
+            lambda p, c: [0.0] * len(c),
+            k=1,
+            seed=0,
+            rows=1,
+            dist=_RankZeroOfTwo(0, 2),
+        )
 
     with pytest.raises(RewardError, match="prompt index 1"):
         run({"error": RewardError("reward returned NaN (prompt index 1: 'q')")})

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from anyfeedback.errors import InputError
-from anyfeedback.online.config import OnlineConfig
-from anyfeedback.online.prompts import lmsys_prompts, load_prompt_source
+from anyfeedback.llm.online.config import OnlineConfig
+from anyfeedback.llm.prompts import lmsys_prompts, load_prompt_source
 
 ROOT = Path(__file__).parent.parent
 LMSYS = Path(__file__).parent / "data" / "lmsys" / "sample.jsonl"
@@ -45,9 +45,16 @@ def test_sequence_classifier_reward(tmp_path, tiny_model):
     from anyfeedback.rewards import SequenceClassifierReward, load_reward
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
-                         num_labels=1, pad_token_id=tok.pad_token_id)  # fmt: skip
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        num_labels=1,
+        pad_token_id=tok.pad_token_id,
+    )
     LlamaForSequenceClassification(config).save_pretrained(tmp_path / "rm")
     tok.save_pretrained(tmp_path / "rm")
     reward = load_reward(str(tmp_path / "rm"))

@@ -16,9 +16,9 @@ import torch
 
 from anyfeedback.cli import main
 from anyfeedback.errors import InputError
-from anyfeedback.online import backends
-from anyfeedback.online.backends import VLLMSampler, resolve_backend
-from anyfeedback.online.config import OnlineConfig
+from anyfeedback.llm.online import backends
+from anyfeedback.llm.online.backends import VLLMSampler, resolve_backend
+from anyfeedback.llm.online.config import OnlineConfig
 from conftest_llm import *  # noqa: F403
 
 
@@ -217,17 +217,29 @@ def test_online_loop_with_the_vllm_backend(monkeypatch, tmp_path, tiny_model, fe
     """2 steps of the loop with `generation_backend="vllm"` (the GPU check bypassed): training
     samples come from the fake engine, its weights are synced after step 1 (step 2 samples
     from the updated policy), held-out evaluation still samples with HF."""
-    from anyfeedback.online.loop import run_online
+    from anyfeedback.llm.online.loop import run_online
 
     vllm = fake_vllm()
     monkeypatch.setitem(sys.modules, "vllm", vllm)
     monkeypatch.setattr(backends, "vllm_problem", lambda cfg, world: None)
-    result = run_online(OnlineConfig(
-        model=str(tiny_model), prompts=str(feedback_files["paired"]), out=str(tmp_path),
-        reward="custom_rewards:toy_sentiment_tiebroken", k=4, prompts_per_step=2, steps=2,
-        max_new_tokens=6, learning_rate=1e-3, eval_every=0, eval_prompts=4, save_steps=0,
-        generation_backend="vllm", progress=False,
-    ))  # fmt: skip
+    result = run_online(
+        OnlineConfig(
+            model=str(tiny_model),
+            prompts=str(feedback_files["paired"]),
+            out=str(tmp_path),
+            reward="custom_rewards:toy_sentiment_tiebroken",
+            k=4,
+            prompts_per_step=2,
+            steps=2,
+            max_new_tokens=6,
+            learning_rate=1e-3,
+            eval_every=0,
+            eval_prompts=4,
+            save_steps=0,
+            generation_backend="vllm",
+            progress=False,
+        )
+    )
     assert result.steps == 2 and len(vllm.calls.prompts) == 2  # one generate call per step
     assert len(vllm.calls.loaded) == 1 and vllm.calls.resets == 1
     assert len(result.final.texts) == 4  # evaluation: HF generate on the trained policy

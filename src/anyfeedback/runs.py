@@ -20,19 +20,19 @@ from pathlib import Path
 from typing import Any
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: _jsonable(v) for k, v in dataclasses.asdict(value).items()}
+        return {k: jsonable(v) for k, v in dataclasses.asdict(value).items()}
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        return _jsonable(value.item())
+        return jsonable(value.item())
     return value
 
 
@@ -59,7 +59,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
+    atomic_write_text(path, json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
 
 
 class MetricsLog:
@@ -75,7 +75,7 @@ class MetricsLog:
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
 
     def log(self, step: int, **metrics: Any) -> None:
-        row = {"step": step, "time": round(time.time(), 3), **_jsonable(metrics)}
+        row = {"step": step, "time": round(time.time(), 3), **jsonable(metrics)}
         self._fh.write(json.dumps(row) + "\n")
         self._fh.flush()
 

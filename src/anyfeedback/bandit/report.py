@@ -227,10 +227,16 @@ def target_table(results: dict) -> str:
 
 
 BASE_COLORS = {
-    "pmpo-ar": "tab:blue", "pmpo-a": "tab:orange", "pmpo-r": "tab:green", "pmpo": "tab:cyan",
-    "dpo": "tab:purple", "mpo": "tab:brown", "cem": "tab:gray", "cma-es": "tab:red",
+    "pmpo-ar": "tab:blue",
+    "pmpo-a": "tab:orange",
+    "pmpo-r": "tab:green",
+    "pmpo": "tab:cyan",
+    "dpo": "tab:purple",
+    "mpo": "tab:brown",
+    "cem": "tab:gray",
+    "cma-es": "tab:red",
     "cma-es-default": "darkred",
-}  # fmt: skip
+}
 VARIANT_STYLES = ["-", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1))]
 
 

@@ -17,34 +17,44 @@ def _run_aihf(cfg) -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    from anyfeedback.aihf.loop import run_aihf
+    from anyfeedback.llm.aihf.loop import run_aihf
 
     r = run_aihf(cfg)
-    typer.echo(f"done: {r.iterations} iterations; start: {_fmt(r.start)}; final: {_fmt(r.final)}; "
-               f"policy in {r.out / 'policy'}, reward model in {r.out / 'reward_model'}")  # fmt: skip
+    typer.echo(
+        f"done: {r.iterations} iterations; start: {_fmt(r.start)}; final: {_fmt(r.final)}; "
+        f"policy in {r.out / 'policy'}, reward model in {r.out / 'reward_model'}"
+    )
 
 
 def _run_self_play(cfg) -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    from anyfeedback.aihf.selfplay import run_self_play
+    from anyfeedback.llm.aihf.selfplay import run_self_play
 
     r = run_self_play(cfg)
-    typer.echo(f"done: {r.iterations} iterations; start: {_fmt(r.start)}; final: {_fmt(r.final)}; "
-               f"model in {r.out / 'model'}")  # fmt: skip
+    typer.echo(
+        f"done: {r.iterations} iterations; start: {_fmt(r.start)}; final: {_fmt(r.final)}; "
+        f"model in {r.out / 'model'}"
+    )
 
 
 def register(app: typer.Typer) -> None:
-    from anyfeedback.aihf.config import AIHFConfig, SelfPlayConfig
+    from anyfeedback.llm.aihf.config import AIHFConfig, SelfPlayConfig
 
     add_dataclass_command(
-        app, "aihf", AIHFConfig, _run_aihf,
+        app,
+        "aihf",
+        AIHFConfig,
+        _run_aihf,
         "AIHF (Algorithm 1): alternate RLOO policy steps with a KL penalty to π_ref and one "
         "reward step on w_D·(demonstration ≻ fresh policy sample) + w_P·Bradley–Terry(pairs).",
-    )  # fmt: skip
+    )
     add_dataclass_command(
-        app, "self-play", SelfPlayConfig, _run_self_play,
+        app,
+        "self-play",
+        SelfPlayConfig,
+        _run_self_play,
         "Self-Play AIHF: iterations of sampling π_t on the demonstration prompts, then SPIN "
         "(demonstration ≻ sample) + DPO on pairs with π_t as reference; --pref-weight 0 is SPIN.",
-    )  # fmt: skip
+    )

@@ -9,20 +9,25 @@ from anyfeedback.commands.options import add_dataclass_command
 
 
 def _run(cfg) -> None:
-    from anyfeedback.aihf_control.loop import run_aihf_control
+    from anyfeedback.control.aihf.loop import run_aihf_control
 
     summary = run_aihf_control(cfg)
     for name, m in summary["methods"].items():
-        typer.echo(f"{name}: true return {m['mean']:.1f} ± {m['std']:.1f} over "
-                   f"{len(m['returns'])} seeds  ({cfg.out})")  # fmt: skip
+        typer.echo(
+            f"{name}: true return {m['mean']:.1f} ± {m['std']:.1f} over "
+            f"{len(m['returns'])} seeds  ({cfg.out})"
+        )
 
 
 def register(app: typer.Typer) -> None:
-    from anyfeedback.aihf_control.config import AIHFControlConfig
+    from anyfeedback.control.aihf.config import AIHFControlConfig
 
     add_dataclass_command(
-        app, "aihf-control", AIHFControlConfig, _run,
+        app,
+        "aihf-control",
+        AIHFControlConfig,
+        _run,
         "AIHF for control: a reward MLP learned jointly with SAC from demonstrations (ML-IRL "
         "term) and segment preferences (Bradley–Terry), plus RLHF, ML-IRL and BC baselines. "
         "Example: anyfeedback aihf-control --data pool.npz --num-pairs 20 --pref-noise 0.3",
-    )  # fmt: skip
+    )

@@ -17,20 +17,35 @@ from typing import Any, Optional
 import typer
 
 RUN_OPTIONS: list[tuple[str, Any, type, str]] = [
-    ("function", "rosenbrock", str, "Function(s), comma-separated: sphere, ellipsoid, rosenbrock, "
-     "schwefel (1.2), schwefel226, rastrigin, ackley, or module:callable ([N,d] -> [N])."),
+    (
+        "function",
+        "rosenbrock",
+        str,
+        "Function(s), comma-separated: sphere, ellipsoid, rosenbrock, "
+        "schwefel (1.2), schwefel226, rastrigin, ackley, or module:callable ([N,d] -> [N]).",
+    ),
     ("dim", 10, int, "Problem dimension d."),
-    ("methods", None, str, "Comma-separated method specs (NAME or NAME:key=value:...): "
-     "pmpo-ar, pmpo-a, pmpo-r, pmpo, dpo, mpo, cem, cma-es, cma-es-default. "
-     "(default: pmpo-ar,pmpo-a,pmpo-r,dpo,mpo,cem,cma-es,cma-es-default)"),
+    (
+        "methods",
+        None,
+        str,
+        "Comma-separated method specs (NAME or NAME:key=value:...): "
+        "pmpo-ar, pmpo-a, pmpo-r, pmpo, dpo, mpo, cem, cma-es, cma-es-default. "
+        "(default: pmpo-ar,pmpo-a,pmpo-r,dpo,mpo,cem,cma-es,cma-es-default)",
+    ),
     ("seeds", 5, int, "Seeds per (function, method): first-seed, first-seed+1, ..."),
     ("first_seed", 1, int, "First seed (pycma needs seeds >= 1)."),
     ("evals", 10_000, int, "Function-evaluation budget per run."),
     ("samples", 4, int, "Samples per iteration (top half accepted, bottom half rejected)."),
     ("solver", "exact", str, "PMPO M-step: exact (closed form) or gradient (Adam on pmpo_loss)."),
     ("steps", 10, int, "Adam steps per iteration (gradient methods: PMPO-gradient, DPO, MPO)."),
-    ("lr", None, float, "Adam learning rate (whitened parameters) for every gradient method "
-     "(default: per method, PMPO 0.01, DPO 0.005, MPO 0.02)."),
+    (
+        "lr",
+        None,
+        float,
+        "Adam learning rate (whitened parameters) for every gradient method "
+        "(default: per method, PMPO 0.01, DPO 0.005, MPO 0.02).",
+    ),
     ("param", "whitened", str, "Policy parameters relative to pi_ref (whitened) or absolute."),
     ("refresh_every", 1, int, "Refresh pi_ref <- pi every N iterations (gradient methods)."),
     ("ema", 0.0, float, "If > 0: refresh pi_ref as an EMA with this rate every iteration."),
@@ -42,7 +57,7 @@ RUN_OPTIONS: list[tuple[str, Any, type, str]] = [
     ("target", 1e-2, float, "Report evaluations until f <= target."),
     ("curve_every", 100, int, "Curve resolution in evaluations."),
     ("workers", 1, int, "Worker processes for CMA-ES (0 = inline)."),
-]  # fmt: skip
+]
 SWEEP_OPTIONS: list[tuple[str, Any, type, str]] = [
     ("function", "sphere", str, "Function (name or module:callable)."),
     ("dim", 10, int, "Problem dimension d."),
@@ -57,7 +72,7 @@ SWEEP_OPTIONS: list[tuple[str, Any, type, str]] = [
     ("refresh_every", 50, int, "Refresh pi_ref <- pi every N iterations (slow reference)."),
     ("normalization", "per_set", str, "pmpo_loss normalisation: per_set or global."),
     ("covariance", "full", str, "full or diag."),
-]  # fmt: skip
+]
 
 
 def _signature(options, *, with_ctx: bool) -> inspect.Signature:
@@ -88,7 +103,7 @@ def _signature(options, *, with_ctx: bool) -> inspect.Signature:
     params.append(
         inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=quiet, annotation=bool)
     )
-    return inspect.Signature(params)  # fmt: skip
+    return inspect.Signature(params)
 
 
 def _set_signature(fn, options, *, with_ctx: bool) -> None:

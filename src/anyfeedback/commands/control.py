@@ -15,8 +15,9 @@ import typer
 
 def _option_type(field: dataclasses.Field):
     kind = field.type if not isinstance(field.type, str) else field.type
-    return {"int": int, "float": float, "str": str, "bool": bool,
-            "float | None": Optional[float]}[kind]  # fmt: skip
+    return {"int": int, "float": float, "str": str, "bool": bool, "float | None": Optional[float]}[
+        kind
+    ]
 
 
 def register(app: typer.Typer) -> None:
@@ -28,8 +29,11 @@ def register(app: typer.Typer) -> None:
         name = f.name.replace("_", "-")
         decl = f"--{name}/--no-{name}" if f.type == "bool" else f"--{name}"
         option = typer.Option(f.default, decl, help=docs.get(f.name, ""), show_default=True)
-        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
-                                        default=option, annotation=_option_type(f)))  # fmt: skip
+        params.append(
+            inspect.Parameter(
+                f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=_option_type(f)
+            )
+        )
 
     def control(**kwargs) -> None:
         """Train PMPO-AR/-A/-R, MPO or SAC on a DeepMind Control task (needs the `control` extra).

@@ -1,4 +1,4 @@
-"""`anyfeedback demo`: the embedded offline demo (see `anyfeedback.demo.run`)."""
+"""`anyfeedback demo`: the embedded offline demo (see `anyfeedback.llm.demo.run`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train a small LM on generated reviews, align it to positive sentiment with PMPO-AR,
         PMPO-A, PMPO-R and DPO, and write an HTML report (offline, 2 CPU cores)."""
-        from anyfeedback.demo.run import run_demo
+        from anyfeedback.llm.demo.run import run_demo
 
         report = run_demo(out, quick=quick, log=typer.echo)
         typer.echo(f"report: {report.resolve()}")

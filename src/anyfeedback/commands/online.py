@@ -11,8 +11,8 @@ def _run(cfg) -> None:
     import os
     import warnings
 
+    from anyfeedback.llm.online.loop import run_online
     from anyfeedback.llm.trainer import NonFiniteLossError
-    from anyfeedback.online.loop import run_online
 
     def one_line(message, category, *args, **kwargs):
         typer.echo(f"warning: {message}", err=True)
@@ -25,16 +25,21 @@ def _run(cfg) -> None:
         raise typer.Exit(1) from None
     if os.environ.get("RANK", "0") != "0":  # under accelerate launch: process 0 reports
         return
-    typer.echo(f"done: {result.steps} steps; held-out reward {result.start.reward_mean:+.3f} → "
-               f"{result.final.reward_mean:+.3f}, win rate vs start {result.final.win_rate:.2f}; "
-               f"model in {result.out / 'model'}")  # fmt: skip
+    typer.echo(
+        f"done: {result.steps} steps; held-out reward {result.start.reward_mean:+.3f} → "
+        f"{result.final.reward_mean:+.3f}, win rate vs start {result.final.win_rate:.2f}; "
+        f"model in {result.out / 'model'}"
+    )
 
 
 def register(app: typer.Typer) -> None:
-    from anyfeedback.online.config import OnlineConfig
+    from anyfeedback.llm.online.config import OnlineConfig
 
     add_dataclass_command(
-        app, "online", OnlineConfig, _run,
+        app,
+        "online",
+        OnlineConfig,
+        _run,
         "Online alignment: sample K completions per prompt, score them, label the best accepted "
         "and the worst rejected, update with PMPO (or DPO/KTO), refresh π_ref every N steps.",
-    )  # fmt: skip
+    )

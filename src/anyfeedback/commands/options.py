@@ -39,18 +39,22 @@ def build_config(cls: type, file: str | None, flags: dict[str, Any]):
 def add_dataclass_command(app: typer.Typer, name: str, cls: type, run: Callable, help: str):
     """Register `name` whose options are `cls`'s fields; calls `run(config_instance)`."""
     hints, docs = typing.get_type_hints(cls), field_docs(cls)
-    params = [inspect.Parameter(
-        "config", inspect.Parameter.KEYWORD_ONLY,
-        default=typer.Option(None, "--config", help="YAML or JSON file of these fields."),
-    )]  # fmt: skip
+    params = [
+        inspect.Parameter(
+            "config",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(None, "--config", help="YAML or JSON file of these fields."),
+        )
+    ]
     annotations: dict[str, Any] = {"config": Optional[str], "return": None}
     for f in dataclasses.fields(cls):
         base = _base_type(hints[f.name])
         flag = "--" + f.name.replace("_", "-")
         decl = f"{flag}/--no-{flag[2:]}" if base is bool else flag
         shown = "per method" if f.default is None else f.default
-        option = typer.Option(None, decl, help=f"{docs.get(f.name, '')} [default: {shown}]",
-                              show_default=False)  # fmt: skip
+        option = typer.Option(
+            None, decl, help=f"{docs.get(f.name, '')} [default: {shown}]", show_default=False
+        )
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option))
         annotations[f.name] = Optional[base]
 

@@ -11,19 +11,24 @@ def _run(cfg) -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    from anyfeedback.reward_model.train import train_reward
+    from anyfeedback.llm.reward.train import train_reward
 
     r = train_reward(cfg)
-    typer.echo(f"done: {r.steps} steps on {r.n_train} pairs; held-out pairwise accuracy "
-               f"{r.start_accuracy:.3f} → {r.accuracy:.3f} on {r.n_eval} pairs; reward model "
-               f"in {r.model_dir} (use it as --reward {r.model_dir})")  # fmt: skip
+    typer.echo(
+        f"done: {r.steps} steps on {r.n_train} pairs; held-out pairwise accuracy "
+        f"{r.start_accuracy:.3f} → {r.accuracy:.3f} on {r.n_eval} pairs; reward model "
+        f"in {r.model_dir} (use it as --reward {r.model_dir})"
+    )
 
 
 def register(app: typer.Typer) -> None:
-    from anyfeedback.reward_model.config import RewardConfig
+    from anyfeedback.llm.reward.config import RewardConfig
 
     add_dataclass_command(
-        app, "reward", RewardConfig, _run,
+        app,
+        "reward",
+        RewardConfig,
+        _run,
         "Train a Bradley–Terry reward model (scalar head on the last token of a causal LM) from "
         "preference pairs; reports held-out pairwise accuracy; saves it in HF format.",
-    )  # fmt: skip
+    )

@@ -118,24 +118,44 @@ class ControlConfig:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise InputError(f"unknown method '{self.method}'; choose from {', '.join(METHODS)}",
-                             field="method")  # fmt: skip
-        for name in ("steps", "num_seeds", "num_samples", "batch_size", "hidden", "n_step",
-                     "target_period", "action_repeat", "episode_frames", "update_every",
-                     "replay_capacity", "eval_every", "eval_episodes", "checkpoint_every",
-                     "threads"):  # fmt: skip
+            raise InputError(
+                f"unknown method '{self.method}'; choose from {', '.join(METHODS)}", field="method"
+            )
+        for name in (
+            "steps",
+            "num_seeds",
+            "num_samples",
+            "batch_size",
+            "hidden",
+            "n_step",
+            "target_period",
+            "action_repeat",
+            "episode_frames",
+            "update_every",
+            "replay_capacity",
+            "eval_every",
+            "eval_episodes",
+            "checkpoint_every",
+            "threads",
+        ):
             value = getattr(self, name)
             if value < (0 if name == "steps" else 1):
-                raise InputError(f"must be {'>= 0' if name == 'steps' else '>= 1'}, got {value}",
-                                 field=name.replace("_", "-"))  # fmt: skip
+                raise InputError(
+                    f"must be {'>= 0' if name == 'steps' else '>= 1'}, got {value}",
+                    field=name.replace("_", "-"),
+                )
         if self.labels not in LABELS:
             raise InputError(f"unknown labels '{self.labels}'; choose from {', '.join(LABELS)}")
         if self.score_precision not in SCORE_PRECISIONS:
-            raise InputError(f"score-precision must be one of {', '.join(SCORE_PRECISIONS)}, got "
-                             f"'{self.score_precision}'", field="score-precision")  # fmt: skip
+            raise InputError(
+                f"score-precision must be one of {', '.join(SCORE_PRECISIONS)}, got "
+                f"'{self.score_precision}'",
+                field="score-precision",
+            )
         if self.policy_mean not in ("tanh", "linear"):
-            raise InputError(f"policy-mean must be tanh or linear, got '{self.policy_mean}'",
-                             field="policy-mean")  # fmt: skip
+            raise InputError(
+                f"policy-mean must be tanh or linear, got '{self.policy_mean}'", field="policy-mean"
+            )
         if self.squash not in ("clip", "tanh"):
             raise InputError(f"squash must be clip or tanh, got '{self.squash}'", field="squash")
         if self.cov not in ("decoupled", "joint"):
@@ -143,8 +163,9 @@ class ControlConfig:
         import math
 
         if not 0 < self.epsilon < math.log(self.num_samples):
-            raise InputError(f"epsilon must be in (0, log N = {math.log(self.num_samples):.3f})",
-                             field="epsilon")  # fmt: skip
+            raise InputError(
+                f"epsilon must be in (0, log N = {math.log(self.num_samples):.3f})", field="epsilon"
+            )
         hp = self.member_hparams()
         if not 0 <= hp.alpha <= 1 or hp.beta < 0:
             raise InputError(f"need 0 <= alpha <= 1 and beta >= 0, got {hp.alpha}, {hp.beta}")
@@ -161,8 +182,10 @@ class ControlConfig:
 
     def members(self) -> list[MemberSpec]:
         hp = self.member_hparams()
-        return [MemberSpec(f"{self.method}-s{self.seed + i}", self.method, self.seed + i, hp)
-                for i in range(self.num_seeds)]  # fmt: skip
+        return [
+            MemberSpec(f"{self.method}-s{self.seed + i}", self.method, self.seed + i, hp)
+            for i in range(self.num_seeds)
+        ]
 
 
 def field_docs(cls: type = ControlConfig) -> dict[str, str]:

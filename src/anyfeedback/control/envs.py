@@ -33,12 +33,15 @@ def check_task(domain: str, task: str) -> None:
     tasks = sorted(suite.ALL_TASKS)
     domains = sorted({d for d, _ in tasks})
     if domain not in domains:
-        raise InputError(f"unknown dm_control domain '{domain}'; choose from {', '.join(domains)}",
-                         field="domain")  # fmt: skip
+        raise InputError(
+            f"unknown dm_control domain '{domain}'; choose from {', '.join(domains)}",
+            field="domain",
+        )
     if (domain, task) not in tasks:
         known = ", ".join(t for d, t in tasks if d == domain)
-        raise InputError(f"unknown task '{task}' for domain '{domain}'; choose from {known}",
-                         field="task")  # fmt: skip
+        raise InputError(
+            f"unknown task '{task}' for domain '{domain}'; choose from {known}", field="task"
+        )
 
 
 def flat_obs(obs: dict) -> np.ndarray:
@@ -51,8 +54,10 @@ class EnvBatch:
     def __init__(self, domain: str, task: str, seeds: list[int], action_repeat: int) -> None:
         check_task(domain, task)
         suite = _suite()
-        self.envs = [suite.load(domain, task, task_kwargs={"random": s, "time_limit": float("inf")})
-                     for s in seeds]  # fmt: skip
+        self.envs = [
+            suite.load(domain, task, task_kwargs={"random": s, "time_limit": float("inf")})
+            for s in seeds
+        ]
         self.action_repeat = action_repeat
         spec = self.envs[0].action_spec()
         if not (np.allclose(spec.minimum, -1) and np.allclose(spec.maximum, 1)):

@@ -30,7 +30,7 @@ from typing import NamedTuple
 import torch
 
 from anyfeedback.control import mpo_step
-from anyfeedback.kl import gaussian_kl_diag
+from anyfeedback.losses.kl import gaussian_kl_diag
 from anyfeedback.losses.pmpo import pmpo_loss
 
 
@@ -116,15 +116,18 @@ def pmpo_improvement(
         acc, rej = LABELS[hp.labels](s.q[e])  # [N, B] masks
         if hp.cov == "joint":
             kl = gaussian_kl_diag(s.ref_mean[e], s.ref_std[e], s.mean[e], s.std[e])  # [B]
-            loss, diag = pmpo_loss(logps_joint[e][acc], logps_joint[e][rej], kl,
-                                   alpha=hp.alpha, beta=hp.beta)  # fmt: skip
+            loss, diag = pmpo_loss(
+                logps_joint[e][acc], logps_joint[e][rej], kl, alpha=hp.alpha, beta=hp.beta
+            )
         else:
-            loss, diag = pmpo_loss(logps_mu[e][acc], logps_mu[e][rej], kl_mean[e].sum(-1),
-                                   alpha=hp.alpha, beta=hp.beta)  # fmt: skip
+            loss, diag = pmpo_loss(
+                logps_mu[e][acc], logps_mu[e][rej], kl_mean[e].sum(-1), alpha=hp.alpha, beta=hp.beta
+            )
             # covariance part: β_Σ·KL_Σ enters as the KL term with β = 1 (β_Σ is the dual)
             kl_cov = (beta_std[e].detach() * kl_std[e]).sum(-1)  # [B]
-            loss_cov, _ = pmpo_loss(logps_cov[e][acc], logps_cov[e][rej], kl_cov,
-                                    alpha=hp.alpha, beta=1.0)  # fmt: skip
+            loss_cov, _ = pmpo_loss(
+                logps_cov[e][acc], logps_cov[e][rej], kl_cov, alpha=hp.alpha, beta=1.0
+            )
             loss = loss + loss_cov
         losses.append(loss)
         logp_acc.append(diag.logp_accepted)
@@ -156,9 +159,13 @@ def mpo_improvement(
     kl_mean, kl_std = decoupled_kls(s)
     kl_mean, kl_std = kl_mean.mean(1), kl_std.mean(1)  # over states -> [G, D]
     penalty, dual_kl = mpo_step.decoupled_kl_lagrangian(
-        kl_mean, kl_std, duals["dual_mean"], duals["dual_std"],
-        epsilon_mean=cfg.epsilon_mean, epsilon_std=cfg.epsilon_std,
-    )  # fmt: skip
+        kl_mean,
+        kl_std,
+        duals["dual_mean"],
+        duals["dual_std"],
+        epsilon_mean=cfg.epsilon_mean,
+        epsilon_std=cfg.epsilon_std,
+    )
     metrics = {
         "kl_mean": kl_mean.detach().sum(-1),
         "kl_std": kl_std.detach().sum(-1),

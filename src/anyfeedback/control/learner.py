@@ -80,19 +80,23 @@ class Learner:
         gens = [torch.Generator().manual_seed(m.seed) for m in members]
         e = len(members)
         tanh_mean = self.family == "mpo" and cfg.policy_mean == "tanh"  # SAC squashes the sample
-        self.policy = GaussianPolicy(obs_dim, act_dim, cfg.hidden, gens, init_std=cfg.init_std,
-                                     tanh_mean=tanh_mean)  # fmt: skip
+        self.policy = GaussianPolicy(
+            obs_dim, act_dim, cfg.hidden, gens, init_std=cfg.init_std, tanh_mean=tanh_mean
+        )
         self.critic = TwinCritic(obs_dim, act_dim, cfg.hidden, gens)
         self.target_policy = copy.deepcopy(self.policy).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.duals = {name: torch.nn.Parameter(torch.full((e, act_dim) if d.per_dim else (e,),
-                                                          d.init_raw))
-                      for name, d in DUALS.items()}  # fmt: skip
+        self.duals = {
+            name: torch.nn.Parameter(torch.full((e, act_dim) if d.per_dim else (e,), d.init_raw))
+            for name, d in DUALS.items()
+        }
         self.log_alpha = torch.nn.Parameter(torch.zeros(e))  # SAC temperature
         self.policy_opt = _adam(self.policy.parameters(), cfg.lr_policy)
         self.critic_opt = _adam(self.critic.parameters(), cfg.lr_critic)
-        self.dual_opt = _adam([{"params": list(self.duals.values())},
-                               {"params": [self.log_alpha], "lr": 1e-3}], cfg.lr_dual)  # fmt: skip
+        self.dual_opt = _adam(
+            [{"params": list(self.duals.values())}, {"params": [self.log_alpha], "lr": 1e-3}],
+            cfg.lr_dual,
+        )
         self.noise = torch.Generator().manual_seed(10_007 * members[0].seed + e)
         self.improve_cfg = ImproveConfig(cfg.epsilon, cfg.epsilon_mean, cfg.epsilon_std)
         self.groups = []  # (improve fn, slice, [MemberHParams]) for consecutive same-method runs
@@ -172,8 +176,13 @@ class Learner:
         if self.family == "sac":
             e, b, _ = obs.shape
             policy_loss, dual_loss, metrics = sac.sac_improvement(
-                obs, self.policy, self.critic, self.log_alpha, self._randn(e, b, self.act_dim),
-                -float(self.act_dim))  # fmt: skip
+                obs,
+                self.policy,
+                self.critic,
+                self.log_alpha,
+                self._randn(e, b, self.act_dim),
+                -float(self.act_dim),
+            )
         else:
             policy_loss, dual_loss, metrics = self._improve_losses(obs)
         self.policy_opt.zero_grad(set_to_none=True)
@@ -193,15 +202,18 @@ class Learner:
 
     def state_dict(self) -> dict:
         return {
-            "policy": self.policy.state_dict(), "critic": self.critic.state_dict(),
+            "policy": self.policy.state_dict(),
+            "critic": self.critic.state_dict(),
             "target_policy": self.target_policy.state_dict(),
             "target_critic": self.target_critic.state_dict(),
             "duals": {k: v.detach().clone() for k, v in self.duals.items()},
             "log_alpha": self.log_alpha.detach().clone(),
-            "policy_opt": self.policy_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
-            "dual_opt": self.dual_opt.state_dict(), "noise": self.noise.get_state(),
+            "policy_opt": self.policy_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "dual_opt": self.dual_opt.state_dict(),
+            "noise": self.noise.get_state(),
             "steps": self.steps,
-        }  # fmt: skip
+        }
 
     def load_state_dict(self, state: dict) -> None:
         for key in ("policy", "critic", "target_policy", "target_critic"):

@@ -31,9 +31,15 @@ class EnsembleMLP(nn.Module):
         layers = list(zip(sizes[:-1], sizes[1:], strict=True))
         draws = []  # per member: [(w, b) per layer]
         for g in generators:
-            draws.append([((torch.rand(i, o, generator=g) * 2 - 1) / math.sqrt(i),
-                           (torch.rand(1, o, generator=g) * 2 - 1) / math.sqrt(i))
-                          for i, o in layers])  # fmt: skip
+            draws.append(
+                [
+                    (
+                        (torch.rand(i, o, generator=g) * 2 - 1) / math.sqrt(i),
+                        (torch.rand(1, o, generator=g) * 2 - 1) / math.sqrt(i),
+                    )
+                    for i, o in layers
+                ]
+            )
         self.weights = nn.ParameterList(
             nn.Parameter(torch.stack([d[k][0] for d in draws])) for k in range(len(layers))
         )

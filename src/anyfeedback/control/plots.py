@@ -24,8 +24,11 @@ def plot_run(rows: list[dict], members, path: str | Path, *, title: str = "") ->
         first = group not in colours
         colour = colours.setdefault(group, f"C{len(colours) % 10}")
         style = {"color": colour, "label": group if first else None}
-        ev = [(r["step"], r["eval_return"]) for r in rows
-              if r.get("member") == name and r.get("kind") == "eval"]  # fmt: skip
+        ev = [
+            (r["step"], r["eval_return"])
+            for r in rows
+            if r.get("member") == name and r.get("kind") == "eval"
+        ]
         tr = [
             (r["step"], r["std"])
             for r in rows

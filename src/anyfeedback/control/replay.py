@@ -15,8 +15,17 @@ import torch
 
 
 class NStepReplay:
-    def __init__(self, members: int, capacity: int, obs_dim: int, act_dim: int, *,
-                 n_step: int, gamma: float, seed: int) -> None:  # fmt: skip
+    def __init__(
+        self,
+        members: int,
+        capacity: int,
+        obs_dim: int,
+        act_dim: int,
+        *,
+        n_step: int,
+        gamma: float,
+        seed: int,
+    ) -> None:
         self.n_step, self.gamma, self.capacity = n_step, gamma, capacity
         n = min(capacity, 4096)  # storage grows by doubling up to `capacity`
         self.obs = np.zeros((members, n, obs_dim), np.float32)
@@ -66,17 +75,28 @@ class NStepReplay:
         e = self.obs.shape[0]
         idx = self.rng.integers(0, self.size, size=(e, batch))
         rows = np.arange(e)[:, None]
-        out = (self.obs[rows, idx], self.act[rows, idx], self.ret[rows, idx],
-               self.disc[rows, idx], self.next_obs[rows, idx])  # fmt: skip
+        out = (
+            self.obs[rows, idx],
+            self.act[rows, idx],
+            self.ret[rows, idx],
+            self.disc[rows, idx],
+            self.next_obs[rows, idx],
+        )
         return tuple(torch.from_numpy(x) for x in out)
 
     def state_dict(self) -> dict:
         assert not self.pending, "checkpoint only at episode boundaries"
         n = self.size
-        return {"obs": self.obs[:, :n].copy(), "act": self.act[:, :n].copy(),
-                "ret": self.ret[:, :n].copy(), "disc": self.disc[:, :n].copy(),
-                "next_obs": self.next_obs[:, :n].copy(), "ptr": self.ptr, "size": n,
-                "rng": self.rng.bit_generator.state}  # fmt: skip
+        return {
+            "obs": self.obs[:, :n].copy(),
+            "act": self.act[:, :n].copy(),
+            "ret": self.ret[:, :n].copy(),
+            "disc": self.disc[:, :n].copy(),
+            "next_obs": self.next_obs[:, :n].copy(),
+            "ptr": self.ptr,
+            "size": n,
+            "rng": self.rng.bit_generator.state,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         n = state["size"]

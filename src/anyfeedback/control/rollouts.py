@@ -61,13 +61,24 @@ def load_policy(run_dir: str | Path, *, member: int = 0) -> LoadedPolicy:
     if not 0 <= member < w_in.shape[0]:
         raise InputError(f"member {member} not in 0..{w_in.shape[0] - 1}", source=str(run_dir))
     sac = cfg["method"] == "sac"
-    policy = GaussianPolicy(int(w_in.shape[1]), int(w_out.shape[2]) // 2, int(w_in.shape[2]),
-                            [torch.Generator().manual_seed(0)], init_std=cfg["init_std"],
-                            tanh_mean=not sac and cfg.get("policy_mean") == "tanh")  # fmt: skip
+    policy = GaussianPolicy(
+        int(w_in.shape[1]),
+        int(w_out.shape[2]) // 2,
+        int(w_in.shape[2]),
+        [torch.Generator().manual_seed(0)],
+        init_std=cfg["init_std"],
+        tanh_mean=not sac and cfg.get("policy_mean") == "tanh",
+    )
     policy.load_state_dict({k: v[member : member + 1] for k, v in params.items()})
-    return LoadedPolicy(policy.requires_grad_(False), cfg["domain"], cfg["task"],
-                        cfg["action_repeat"], cfg["episode_frames"],
-                        sac or cfg.get("squash") == "tanh", str(run_dir))  # fmt: skip
+    return LoadedPolicy(
+        policy.requires_grad_(False),
+        cfg["domain"],
+        cfg["task"],
+        cfg["action_repeat"],
+        cfg["episode_frames"],
+        sac or cfg.get("squash") == "tanh",
+        str(run_dir),
+    )
 
 
 @dataclass
@@ -97,8 +108,10 @@ class Transitions:
             _, inv = np.unique(p.episode_ids, return_inverse=True)
             ids.append(inv + offset)
             offset += int(inv.max()) + 1 if len(inv) else 0
-        cat = {k: np.concatenate([getattr(p, k) for p in parts])
-               for k in ("observations", "actions", "rewards", "discounts", "next_observations")}  # fmt: skip
+        cat = {
+            k: np.concatenate([getattr(p, k) for p in parts])
+            for k in ("observations", "actions", "rewards", "discounts", "next_observations")
+        }
         return Transitions(**cat, episode_ids=np.concatenate(ids).astype(np.int64))
 
 
@@ -144,9 +157,14 @@ def rollout(
     def flat(x: list) -> np.ndarray:  # L × [K, ...] -> [K·L, ...], episode-major
         return np.stack(x, axis=1).reshape(episodes * steps, *x[0].shape[1:])
 
-    return Transitions(flat(o), flat(a), flat(r).astype(np.float32),
-                       np.ones(episodes * steps, np.float32), flat(o2),
-                       np.repeat(np.arange(episodes, dtype=np.int64), steps))  # fmt: skip
+    return Transitions(
+        flat(o),
+        flat(a),
+        flat(r).astype(np.float32),
+        np.ones(episodes * steps, np.float32),
+        flat(o2),
+        np.repeat(np.arange(episodes, dtype=np.int64), steps),
+    )
 
 
 @dataclass
@@ -175,5 +193,6 @@ def segments(tr: Transitions, length: int) -> Segments:
         o.append(tr.observations[idx]), a.append(tr.actions[idx]), r.append(tr.rewards[idx])
         ids.append(np.full(n, ep))
     rewards = np.concatenate(r)
-    return Segments(np.concatenate(o), np.concatenate(a), rewards, rewards.sum(-1),
-                    np.concatenate(ids))  # fmt: skip
+    return Segments(
+        np.concatenate(o), np.concatenate(a), rewards, rewards.sum(-1), np.concatenate(ids)
+    )

@@ -53,8 +53,11 @@ def sac_improvement(obs, policy, critic, log_alpha, noise, target_entropy):
             p.requires_grad_(True)
     actor = sac_actor_loss(logp, q, log_alpha)
     temp = sac_temperature_loss(logp, log_alpha, target_entropy)
-    metrics = {"std": std.detach().mean((1, 2)), "entropy_alpha": log_alpha.detach().exp(),
-               "logp": logp.detach().mean(-1)}  # fmt: skip
+    metrics = {
+        "std": std.detach().mean((1, 2)),
+        "entropy_alpha": log_alpha.detach().exp(),
+        "logp": logp.detach().mean(-1),
+    }
     return actor.sum(), temp.sum(), metrics
 
 

@@ -26,9 +26,9 @@ from anyfeedback.control.replay import NStepReplay
 from anyfeedback.errors import InputError
 from anyfeedback.runs import (
     MetricsLog,
-    _jsonable,
     atomic_path,
     atomic_write_json,
+    jsonable,
     progress,
     read_metrics,
 )
@@ -51,17 +51,24 @@ def evaluate(learner: Learner, envs: EnvBatch, cfg: ControlConfig, k: int) -> np
 
 
 def _checkpoint(path: Path, learner, replay, envs, eval_envs, counters: dict) -> None:
-    state = {"learner": learner.state_dict(), "replay": replay.state_dict(),
-             "env_rng": envs.rng_states(), "eval_env_rng": eval_envs.rng_states(),
-             "counters": counters}  # fmt: skip
+    state = {
+        "learner": learner.state_dict(),
+        "replay": replay.state_dict(),
+        "env_rng": envs.rng_states(),
+        "eval_env_rng": eval_envs.rng_states(),
+        "counters": counters,
+    }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
 def _resume(out: Path, cfg: ControlConfig, learner, replay, envs, eval_envs) -> dict:
     saved = ControlConfig(**{k: v for k, v in _read_json(out / "config.json").items()})
-    diff = [f.name for f in _fields(cfg) if f.name not in RESUME_IGNORED
-            and getattr(saved, f.name) != getattr(cfg, f.name)]  # fmt: skip
+    diff = [
+        f.name
+        for f in _fields(cfg)
+        if f.name not in RESUME_IGNORED and getattr(saved, f.name) != getattr(cfg, f.name)
+    ]
     if diff:
         raise InputError(f"--resume with a different config ({', '.join(diff)})", source=str(out))
     state = torch.load(out / "checkpoint.pt", weights_only=False)
@@ -97,19 +104,32 @@ class _State:
         seeds = [m.seed for m in members]
         k = cfg.eval_episodes
         self.envs = EnvBatch(cfg.domain, cfg.task, seeds, cfg.action_repeat)
-        self.eval_envs = EnvBatch(cfg.domain, cfg.task,
-                                  [10_000 + s * k + j for s in seeds for j in range(k)],
-                                  cfg.action_repeat)  # fmt: skip
+        self.eval_envs = EnvBatch(
+            cfg.domain,
+            cfg.task,
+            [10_000 + s * k + j for s in seeds for j in range(k)],
+            cfg.action_repeat,
+        )
         self.learner = Learner(cfg, members, self.envs.obs_dim, self.envs.act_dim)
-        self.replay = NStepReplay(len(members), cfg.replay_capacity, self.envs.obs_dim,
-                                  self.envs.act_dim, n_step=cfg.n_step, gamma=cfg.gamma,
-                                  seed=seeds[0])  # fmt: skip
+        self.replay = NStepReplay(
+            len(members),
+            cfg.replay_capacity,
+            self.envs.obs_dim,
+            self.envs.act_dim,
+            n_step=cfg.n_step,
+            gamma=cfg.gamma,
+            seed=seeds[0],
+        )
         self.explore = np.random.default_rng(seeds[0] + 1)  # uniform actions before learning
-        self.counters = {"frames": 0, "episodes": 0, "next_eval": cfg.eval_every,
-                         "next_ckpt": cfg.checkpoint_every}  # fmt: skip
+        self.counters = {
+            "frames": 0,
+            "episodes": 0,
+            "next_eval": cfg.eval_every,
+            "next_ckpt": cfg.checkpoint_every,
+        }
 
 
-def _episode(cfg: ControlConfig, st: _State, members) -> list[dict]:
+def run_episode(cfg: ControlConfig, st: _State, members) -> list[dict]:
     """One episode of all agents in lockstep: act, env step, replay, update. Returns the
     learner's per-update metrics."""
     metrics, c, e = [], st.counters, len(members)
@@ -145,7 +165,7 @@ def run(cfg: ControlConfig, members: list[MemberSpec] | None = None) -> dict:
     st = _State(cfg, members)
     c = st.counters
     if cfg.resume:
-        if _read_json(out / "members.json") != json.loads(json.dumps(_jsonable(members))):
+        if _read_json(out / "members.json") != json.loads(json.dumps(jsonable(members))):
             raise InputError("--resume with different agents (members.json)", source=str(out))
         c = st.counters = _resume(out, cfg, st.learner, st.replay, st.envs, st.eval_envs)
         st.explore.bit_generator.state = c["explore_rng"]
@@ -155,12 +175,15 @@ def run(cfg: ControlConfig, members: list[MemberSpec] | None = None) -> dict:
     log.truncate_after(c["frames"])
     total_episodes = math.ceil(cfg.steps / cfg.episode_frames)
     t0, frames0 = time.perf_counter(), c["frames"]
-    with progress(f"{cfg.method} {cfg.domain}-{cfg.task}", total_episodes * cfg.episode_frames,
-                  disable=not cfg.progress) as (bar, task):  # fmt: skip
+    with progress(
+        f"{cfg.method} {cfg.domain}-{cfg.task}",
+        total_episodes * cfg.episode_frames,
+        disable=not cfg.progress,
+    ) as (bar, task):
         bar.update(task, completed=c["frames"])
         while c["episodes"] < total_episodes:
             # --- train one episode; one training row per episode (resume-exact) ---
-            metrics = _episode(cfg, st, members)
+            metrics = run_episode(cfg, st, members)
             sps = (c["frames"] - frames0) / (time.perf_counter() - t0)
             if metrics:
                 _log_train(log, c["frames"], members, metrics, sps)
@@ -170,8 +193,12 @@ def run(cfg: ControlConfig, members: list[MemberSpec] | None = None) -> dict:
             if c["frames"] >= c["next_eval"] or done:
                 returns = evaluate(st.learner, st.eval_envs, cfg, cfg.eval_episodes)
                 for member, ret in zip(members, returns, strict=True):
-                    log.log(c["frames"], member=member.name, kind="eval",
-                            eval_return=round(float(ret), 3))  # fmt: skip
+                    log.log(
+                        c["frames"],
+                        member=member.name,
+                        kind="eval",
+                        eval_return=round(float(ret), 3),
+                    )
                 while c["next_eval"] <= c["frames"]:
                     c["next_eval"] += cfg.eval_every
             if c["frames"] >= c["next_ckpt"] or done:
@@ -190,9 +217,11 @@ def _finish(out: Path, members: list[MemberSpec], cfg: ControlConfig) -> dict:
     summary = {}
     for m in members:
         evals = [r for r in rows if r.get("member") == m.name and r.get("kind") == "eval"]
-        summary[m.name] = {"final_eval_return": evals[-1]["eval_return"] if evals else None,
-                           "eval_steps": [r["step"] for r in evals],
-                           "eval_returns": [r["eval_return"] for r in evals]}  # fmt: skip
+        summary[m.name] = {
+            "final_eval_return": evals[-1]["eval_return"] if evals else None,
+            "eval_steps": [r["step"] for r in evals],
+            "eval_returns": [r["eval_return"] for r in evals],
+        }
     atomic_write_json(out / "summary.json", summary)
     plot_run(rows, members, out / "curves.png", title=f"{cfg.domain}-{cfg.task}")
     return summary

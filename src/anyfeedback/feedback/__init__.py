@@ -34,6 +34,7 @@ from anyfeedback.feedback.schema import (
     Record,
     Text,
     Unpaired,
+    flat_text,
 )
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "Text",
     "Unpaired",
     "dataset_stats",
+    "flat_text",
     "demos_from",
     "label_by_group_mean",
     "label_by_rank",

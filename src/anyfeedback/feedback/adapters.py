@@ -50,8 +50,9 @@ def hh(row: Row, where: Where, kind: str | None) -> Row:
 
 
 def _last_assistant(msgs: Any, where: Where, field: str) -> int:
-    ok = isinstance(msgs, list) and all(isinstance(m, dict) and "role" in m and "content" in m
-                                        for m in msgs)  # fmt: skip
+    ok = isinstance(msgs, list) and all(
+        isinstance(m, dict) and "role" in m and "content" in m for m in msgs
+    )
     if not ok or not msgs:
         raise where.error("must be a non-empty list of {role, content} messages", field)
     last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=-1)
@@ -68,8 +69,9 @@ def ultrafeedback(row: Row, where: Where, kind: str | None) -> Row:
     c, r = row.get("chosen"), row.get("rejected")
     ic, ir = _last_assistant(c, where, "chosen"), _last_assistant(r, where, "rejected")
     if _clean(c[:ic]) != _clean(r[:ir]):
-        raise where.error("chosen and rejected conversations differ before the last turn",
-                          "rejected")  # fmt: skip
+        raise where.error(
+            "chosen and rejected conversations differ before the last turn", "rejected"
+        )
     prompt = _clean(c[:ic])
     if kind == "demonstration":
         return {"prompt": prompt, "completion": _clean([c[ic]])}

@@ -12,12 +12,7 @@ import statistics
 from typing import Any
 
 from anyfeedback.feedback.dataset import FeedbackDataset
-from anyfeedback.feedback.schema import Demonstration, Paired, PromptOnly, Text, Unpaired
-
-
-def flat_text(text: Text) -> str:
-    """A string as it is; messages as their contents joined by newlines."""
-    return text if isinstance(text, str) else "\n".join(m["content"] for m in text)
+from anyfeedback.feedback.schema import Demonstration, Paired, PromptOnly, Text, Unpaired, flat_text
 
 
 def summary(values: list[float]) -> dict[str, float]:

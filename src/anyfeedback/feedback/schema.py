@@ -33,6 +33,12 @@ from anyfeedback.errors import InputError
 
 Text = str | list[dict[str, str]]
 
+
+def flat_text(text: Text) -> str:
+    """A string as it is; messages as their contents joined by newlines."""
+    return text if isinstance(text, str) else "\n".join(m["content"] for m in text)
+
+
 KINDS = ("unpaired", "paired", "demonstration", "prompt-only")
 KIND_ALIASES = {"prompt": "prompt-only", "prompts": "prompt-only", "demos": "demonstration"}
 REQUIRED = {

@@ -21,8 +21,15 @@ METHODS = ("pmpo", "dpo", "ipo", "kto", "sft", "aihf-dpo", "self-play-aihf", "rl
 GENERATING_METHODS = ("self-play-aihf", "rloo")
 # β when the user gives none: PMPO-A (α=1) 0, PMPO-R (α=0) 2, PMPO-AR 0.5 (PMPO §3); DPO/KTO 0.1;
 # IPO's τ 0.1 (BASELINES). SFT has no β.
-DEFAULT_BETA = {"dpo": 0.1, "ipo": 0.1, "kto": 0.1, "sft": 0.0, "aihf-dpo": 0.1,
-                "self-play-aihf": 0.1, "rloo": 0.05}  # fmt: skip
+DEFAULT_BETA = {
+    "dpo": 0.1,
+    "ipo": 0.1,
+    "kto": 0.1,
+    "sft": 0.0,
+    "aihf-dpo": 0.1,
+    "self-play-aihf": 0.1,
+    "rloo": 0.05,
+}
 
 
 def _pmpo_default_beta(alpha: float) -> float:

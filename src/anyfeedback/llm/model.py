@@ -47,7 +47,7 @@ def load_tokenizer(cfg):
     return tok
 
 
-def _zero_dropout(model: torch.nn.Module) -> None:
+def zero_dropout(model: torch.nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
@@ -69,7 +69,7 @@ def load_policy(cfg) -> torch.nn.Module:
         raise InputError(f"cannot load the model: {first}", source=cfg.model) from None
     model.config.use_cache = False
     if cfg.disable_dropout:
-        _zero_dropout(model)
+        zero_dropout(model)
     if cfg.gradient_checkpointing:
         non_reentrant = {"use_reentrant": False}
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
@@ -169,7 +169,7 @@ def shared_prompt_supported(model: torch.nn.Module, pad_id: int) -> bool:
     pair packed shared and as separate rows (some attention kernels and recurrent layers ignore
     custom 4D masks; then the prompt is simply not shared)."""
     from anyfeedback.llm.packing import pack, pack_shared
-    from anyfeedback.token_stats import sequence_logps
+    from anyfeedback.losses.tokens import sequence_logps
 
     v = (
         int(model.get_input_embeddings().weight.shape[0])

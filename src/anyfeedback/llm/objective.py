@@ -216,14 +216,23 @@ def self_play_aihf_batch_loss(
     n, m = batch.n_pairs, batch.n_demos
     s = 2 * n + m
     loss, d = self_play_aihf_loss(
-        logps[2 * n : s], logps[s:], ref_lp[2 * n : s], ref_lp[s:],
-        logps[:n], logps[n : 2 * n], ref_lp[:n], ref_lp[n : 2 * n],
-        beta=cfg.beta, demo_weight=cfg.demo_weight, pref_weight=cfg.pref_weight,
-    )  # fmt: skip
+        logps[2 * n : s],
+        logps[s:],
+        ref_lp[2 * n : s],
+        ref_lp[s:],
+        logps[:n],
+        logps[n : 2 * n],
+        ref_lp[:n],
+        ref_lp[n : 2 * n],
+        beta=cfg.beta,
+        demo_weight=cfg.demo_weight,
+        pref_weight=cfg.pref_weight,
+    )
     _, pair = dpo_loss(logps[:n], logps[n : 2 * n], ref_lp[:n], ref_lp[n : 2 * n], beta=cfg.beta)
     metrics = _pair_metrics(pair, logps, n, kl, counts) if n else {"kl": kl}
-    metrics.update(demo_term=d.demo_term, pref_term=d.pref_term,
-                   completion_tokens=counts.sum().detach())  # fmt: skip
+    metrics.update(
+        demo_term=d.demo_term, pref_term=d.pref_term, completion_tokens=counts.sum().detach()
+    )
     if m:
         metrics["logp_demos"] = logps[2 * n : s].detach().mean()
         metrics["logp_samples"] = logps[s:].detach().mean()

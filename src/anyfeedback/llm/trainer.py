@@ -149,9 +149,13 @@ class Trainer:
             sync = acc.no_sync(self.model) if i < n - 1 else contextlib.nullcontext()
             with sync:
                 loss, metrics = compute_loss(
-                    self.model, self.ref, batch, cfg, want_kl=want_kl,
+                    self.model,
+                    self.ref,
+                    batch,
+                    cfg,
+                    want_kl=want_kl,
                     all_reduce_mean=self._all_reduce_mean,
-                )  # fmt: skip
+                )
                 self._check_finite(loss, "loss")
                 acc.backward(loss / n)
             for key, value in {"loss": loss.detach(), **metrics}.items():

@@ -1,10 +1,10 @@
 """Loss core: pure functions of per-sample log-probs (and KL), shared by bandit, control and LLM.
 
 Each returns `(loss, diagnostics)`; the loss is minimised; diagnostics are detached NamedTuples.
-Pick a loss at the edge with `LOSSES[name]`; no string switches inside the maths.
+Each setting picks its loss at the edge (a dict from CLI names to these functions, e.g.
+`llm.objective.BATCH_LOSSES`); no string switches inside the maths.
 """
 
-from anyfeedback.kl import dense_kl, gaussian_kl, gaussian_kl_diag, gaussian_kl_full
 from anyfeedback.losses.aihf import (
     aihf_demo_irl_linear,
     aihf_demo_irl_logistic,
@@ -12,6 +12,7 @@ from anyfeedback.losses.aihf import (
     aihf_reward_loss,
     self_play_aihf_loss,
 )
+from anyfeedback.losses.kl import dense_kl, gaussian_kl, gaussian_kl_diag, gaussian_kl_full
 from anyfeedback.losses.kto import kto_loss, kto_reference_point, mismatched_indices
 from anyfeedback.losses.mpo import (
     check_mpo_epsilon,
@@ -27,23 +28,9 @@ from anyfeedback.losses.preference import dpo_loss, ipo_loss, log_ratio_margin, 
 from anyfeedback.losses.reward import bradley_terry_loss
 from anyfeedback.losses.rl import rloo_advantages, rloo_loss
 from anyfeedback.losses.sft import sft_loss
-from anyfeedback.token_stats import sequence_logps, token_logps_and_kl
-
-LOSSES = {
-    "pmpo": pmpo_loss,
-    "sft": sft_loss,
-    "dpo": dpo_loss,
-    "ipo": ipo_loss,
-    "kto": kto_loss,
-    "spin": spin_loss,
-    "bradley-terry": bradley_terry_loss,
-    "rloo": rloo_loss,
-    "aihf-dpo": aihf_dpo_loss,
-    "self-play-aihf": self_play_aihf_loss,
-}
+from anyfeedback.losses.tokens import sequence_logps, token_logps_and_kl
 
 __all__ = [
-    "LOSSES",
     "BetaBelowBoundWarning",
     "aihf_demo_irl_linear",
     "aihf_demo_irl_logistic",

@@ -8,7 +8,7 @@ Implicit-reward (direct) forms (spec §5) take sequence log-probs like `dpo_loss
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import torch
 
@@ -17,6 +17,7 @@ from anyfeedback.losses.reward import bradley_terry_loss
 from anyfeedback.losses.sft import sft_loss
 
 RewardDemoMode = Literal["irl_linear", "irl_logistic"]
+DEMO_MODES: tuple[str, ...] = get_args(RewardDemoMode)
 DirectDemoMode = Literal["nll", "contrastive"]
 
 

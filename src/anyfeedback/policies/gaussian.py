@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from anyfeedback.kl import gaussian_kl
+from anyfeedback.losses.kl import gaussian_kl
 
 __all__ = ["GaussianPolicy", "raw_from_scale", "scale_from_raw"]
 
@@ -149,7 +149,7 @@ class GaussianPolicy:
         return self.transform(z)
 
     def kl_from(self, ref: GaussianPolicy) -> torch.Tensor:
-        """KL(ref ‖ self), the forward KL of PMPO Eq. 10 / MPO, in closed form (`anyfeedback.kl`).
+        """KL(ref ‖ self), the forward KL of PMPO Eq. 10 / MPO, in closed form (`anyfeedback.losses.kl`).
         Returns [...]."""
         return gaussian_kl(ref.mean, ref.scale, self.mean, self.scale)
 

@@ -1,0 +1,163 @@
+"""`OnlineConfig`: every knob of `anyfeedback online`, one flat dataclass.
+
+The loop (PMPO §7.4): per step, take `prompts_per_step` prompts, sample `k` completions each from
+the current policy, score them with the reward, label them (top-k / bottom-k by default), take
+one optimizer step of the method on the labelled samples, and refresh π_ref every
+`ref_update_every` steps. Optimisation fields mean what they mean in `TrainConfig`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from anyfeedback.errors import InputError
+
+METHODS = ("pmpo", "dpo", "kto")
+LABELLING = ("rank", "threshold", "group-mean")
+BACKENDS = ("hf", "vllm", "auto")
+
+
+@dataclass
+class OnlineConfig:
+    """Online alignment: sample → score → label → update (see `anyfeedback online --help`)."""
+
+    model: str = ""
+    """Start model: name or directory (Hugging Face format)."""
+    prompts: str = ""
+    """Prompts: a feedback file/dir/Hub id (its prompts), 'lmsys:<file or id>', or 'demo'."""
+    reward: str = "sentiment"
+    """Reward: 'sentiment' (VADER), 'module:function', or a sequence-classification model."""
+    out: str = "runs/online"
+    """Run directory: config, metrics, checkpoints, final model, report."""
+    method: str = "pmpo"
+    """Update: pmpo (on accepted/rejected), dpo (best vs worst per prompt), kto (on the labels)."""
+    alpha: float = 0.5
+    """PMPO α (1: accepted only, 0: rejected only)."""
+    beta: float | None = None
+    """PMPO β / DPO β / KTO β (default per method and α, as in `anyfeedback train`)."""
+
+    k: int = 4
+    """Completions sampled per prompt."""
+    labelling: str = "rank"
+    """rank (top/bottom k) | threshold | group-mean (sign of reward − the prompt's mean)."""
+    k_accept: int = 2
+    """rank: best samples per prompt labelled accepted."""
+    k_reject: int = 2
+    """rank: worst samples per prompt labelled rejected."""
+    threshold: float = 0.0
+    """threshold: reward above is accepted, below rejected."""
+    temperature: float = 1.0
+    """Sampling temperature."""
+    top_p: float = 1.0
+    """Nucleus sampling mass."""
+    max_new_tokens: int = 24
+    """Tokens generated per completion."""
+    generation_batch_size: int = 64
+    """Rows (prompts × k) per generate call; each such chunk has its own seed, and the chunks
+    are shared out among processes."""
+    generation_backend: str = "hf"
+    """hf (transformers generate) | vllm (extra `vllm`, CUDA) | auto (vllm if usable, else hf)."""
+    vllm_gpu_memory_utilization: float = 0.3
+    """vllm: fraction of GPU memory vLLM may take (the policy and π_ref train beside it)."""
+
+    prompts_per_step: int = 16
+    """Prompts per optimizer step (× k samples)."""
+    steps: int = 100
+    """Optimizer steps."""
+    learning_rate: float = 1e-6
+    """Peak AdamW learning rate."""
+    micro_batch_size: int = 0
+    """Split a step's samples into micro-batches of this many records (0: one micro-batch)."""
+    ref_update_every: int = 10
+    """Refresh π_ref ← π_θ every N steps (0: keep the start model)."""
+    ref_ema: float = 0.0
+    """EMA rate of π_ref instead of hard refreshes (0: off)."""
+    max_length: int = 256
+    """Maximum prompt + completion tokens."""
+    lora_r: int = 0
+    """LoRA rank (0: full fine-tuning)."""
+    bf16: bool = False
+    """bfloat16 autocast."""
+
+    eval_every: int = 10
+    """Held-out evaluation every N steps (and at the start and end)."""
+    eval_prompts: int = 64
+    """Held-out prompts (taken from the end of the prompt source, never trained on)."""
+    seed: int = 0
+    """Seed for prompt order, sampling and evaluation."""
+    save_steps: int = 50
+    """Checkpoint every N steps (0: only the final model)."""
+    resume: bool = False
+    """Continue from the latest checkpoint in --out."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self) -> None:
+        def bad(name: str, problem: str) -> InputError:
+            return InputError(problem, source="config", field=name)
+
+        if not self.model:
+            raise bad("model", "is required (a model name or directory)")
+        if not self.prompts:
+            raise bad("prompts", "is required (a prompt source or 'demo')")
+        if self.method not in METHODS:
+            raise bad("method", f"must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.labelling not in LABELLING:
+            raise bad("labelling", f"must be one of {', '.join(LABELLING)}")
+        if self.generation_backend not in BACKENDS:
+            raise bad(
+                "generation_backend",
+                f"must be one of {', '.join(BACKENDS)}, got {self.generation_backend!r}",
+            )
+        if not 0 < self.vllm_gpu_memory_utilization <= 1:
+            raise bad("vllm_gpu_memory_utilization", "must be in (0, 1]")
+        names = (
+            "k",
+            "prompts_per_step",
+            "steps",
+            "max_new_tokens",
+            "max_length",
+            "generation_batch_size",
+        )
+        for name in names:
+            if getattr(self, name) < 1:
+                raise bad(name, f"must be >= 1, got {getattr(self, name)}")
+        if self.method == "dpo" and self.k < 2:
+            raise bad("k", "DPO needs at least 2 samples per prompt (best vs worst)")
+        for name in ("k_accept", "k_reject", "eval_every", "save_steps", "micro_batch_size"):
+            if getattr(self, name) < 0:
+                raise bad(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise bad("temperature", "temperature must be > 0 and top_p in (0, 1]")
+
+    def train_config(self):
+        """The `TrainConfig` of the update step (validates α/β and warns if β < 1 − α)."""
+        from anyfeedback.llm.config import TrainConfig
+
+        return TrainConfig(
+            model=self.model,
+            data="<online samples>",
+            method=self.method,
+            out=self.out,
+            alpha=self.alpha,
+            beta=self.beta,
+            learning_rate=self.learning_rate,
+            lr_scheduler_type="constant",
+            max_steps=self.steps,
+            batch_size=max(2, self.k),
+            ref_update_every=self.ref_update_every,
+            ref_ema=self.ref_ema,
+            max_length=self.max_length,
+            lora_r=self.lora_r,
+            bf16=self.bf16,
+            seed=self.seed,
+            save_steps=self.save_steps,
+            log_kl_every=1,
+            progress=False,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)

@@ -1,0 +1,217 @@
+"""`run_online(cfg)`: the online alignment loop (PMPO §7.4), read top to bottom.
+
+setup (start model, trainer, reward, prompts, sampler) → for each step: prompts → sample K each
+from π_θ → reward → labels → one optimizer step (the offline trainer's `train_step`, so losses,
+π_ref refresh, finite checks and checkpoints are the same code) → metrics → held-out evaluation
+→ checkpoint. Resume is exact: the prompts and the sampling seeds of a step are pure functions of
+the step, and the trainer's checkpoint restores weights, π_ref, optimizer and RNG.
+
+Under `accelerate launch` (DDP) every process runs this same code on its share of the step
+(`anyfeedback.llm.online.shard`): it samples, scores and labels its chunks of prompt groups, the step
+is gathered, each process trains on as many of the step's micro-batches, and metrics are those of
+the whole step (KL to the start model over every process's samples, tokens/s as totals). Held-out
+evaluation is sharded the same way. Only process 0 writes config, metrics, checkpoints and the
+model, and shows the progress bar.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from anyfeedback.errors import InputError
+from anyfeedback.feedback import flat_text
+from anyfeedback.llm.checkpoint import latest_checkpoint
+from anyfeedback.llm.online.backends import make_sampler, resolve_backend
+from anyfeedback.llm.online.config import OnlineConfig
+from anyfeedback.llm.online.shard import Dist, sample_and_score
+from anyfeedback.llm.online.steps import (
+    CollapseDetector,
+    Evaluation,
+    build_batches,
+    evaluate,
+    kl_to_start,
+    label_samples,
+)
+from anyfeedback.llm.prompts import encode_prompts, load_prompt_source, prompts_for_step
+from anyfeedback.llm.trainer import Trainer, seed_everything
+from anyfeedback.rewards import load_reward
+from anyfeedback.runs import MetricsLog, atomic_write_json, progress
+
+
+class CollapseWarning(UserWarning):
+    """The rejected log-probs keep falling while the KL grows (PMPO spec §4)."""
+
+
+@dataclass
+class OnlineResult:
+    out: Path
+    steps: int
+    start: Evaluation
+    final: Evaluation
+    eval_prompts: list[str]
+    collapsed: bool
+
+
+def load_prompts(cfg: OnlineConfig) -> tuple[list, list]:
+    """(training prompts, held-out prompts): the last `eval_prompts` distinct prompts held out."""
+    unique = load_prompt_source(cfg.prompts)
+    if len(unique) <= cfg.eval_prompts:
+        raise InputError(
+            f"{len(unique)} distinct prompts: need more than --eval-prompts ({cfg.eval_prompts})",
+            source=cfg.prompts,
+        )
+    return unique[: -cfg.eval_prompts or None], unique[len(unique) - cfg.eval_prompts :]
+
+
+def _frozen_copy(model):
+    start = copy.deepcopy(model).eval()
+    for p in start.parameters():
+        p.requires_grad_(False)
+    return start
+
+
+def _trainer_and_start(tcfg, total: int, resume):
+    """The trainer (resumed from `resume` if given) and a frozen copy of the start model."""
+    from anyfeedback.llm.model import load_policy
+
+    seed_everything(tcfg.seed)  # LoRA's initialisation
+    policy = load_policy(tcfg)
+    start_model = _frozen_copy(policy)  # π_start, for KL and win rate
+    trainer = Trainer(tcfg, total_steps=total, model=policy, resume_from=resume)
+    return trainer, start_model.to(trainer.accelerator.device)
+
+
+def run_online(cfg: OnlineConfig) -> OnlineResult:
+    out = Path(cfg.out)
+    tcfg = cfg.train_config()  # validates; warns if β < 1 − α
+    backend = resolve_backend(cfg, int(os.environ.get("WORLD_SIZE", "1")))
+    train_prompts, eval_prompts = load_prompts(cfg)
+    reward = load_reward(cfg.reward)
+    resume = latest_checkpoint(out / "checkpoints") if cfg.resume else None
+    trainer, start_model = _trainer_and_start(tcfg, cfg.steps, resume)
+    dist, tok = Dist.of(trainer.accelerator), trainer.tokenizer
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "config.json", cfg.to_dict())
+    eval_ids = encode_prompts(tok, eval_prompts)
+    eval_texts = [flat_text(p) for p in eval_prompts]
+    start = evaluate(start_model, tok, eval_ids, eval_texts, reward, cfg, dist=dist)
+    train_ids = encode_prompts(tok, train_prompts)
+    sampler = make_sampler(backend, trainer, cfg)
+    log = MetricsLog(out / "metrics.jsonl") if dist.main else None
+    if log is not None and resume is not None:
+        log.truncate_after(trainer.step)
+    elif log is not None:
+        log.log(
+            0, **{"eval/reward_mean": start.reward_mean, "eval/win_rate": 0.5}, processes=dist.world
+        )
+    detector = CollapseDetector()
+    show = cfg.progress and dist.main
+    try:
+        with progress(f"online {cfg.method}", cfg.steps, disable=not show) as (bar, task):
+            bar.update(task, completed=trainer.step)
+            while trainer.step < cfg.steps:
+                row = _one_step(
+                    cfg,
+                    tcfg,
+                    trainer,
+                    start_model,
+                    reward,
+                    sampler,
+                    train_ids,
+                    train_prompts,
+                    detector,
+                    dist,
+                )
+                step = trainer.step
+                if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
+                    ev = evaluate(
+                        trainer.policy,
+                        tok,
+                        eval_ids,
+                        eval_texts,
+                        reward,
+                        cfg,
+                        baseline=start,
+                        dist=dist,
+                    )
+                    row.update({"eval/reward_mean": ev.reward_mean, "eval/win_rate": ev.win_rate})
+                if log is not None:
+                    log.log(step, **row)
+                bar.update(task, advance=1, info=f"reward {row['train/reward_mean']:+.3f}")
+                if cfg.save_steps and step % cfg.save_steps == 0:
+                    trainer.save_checkpoint(out)
+    finally:
+        if log is not None:
+            log.close()
+    final = evaluate(
+        trainer.policy, tok, eval_ids, eval_texts, reward, cfg, baseline=start, dist=dist
+    )
+    trainer.save_model(out / "model")
+    from anyfeedback.llm.fit import close_process_group
+
+    close_process_group(trainer)
+    return OnlineResult(out, trainer.step, start, final, eval_texts, detector.fired)
+
+
+def _one_step(
+    cfg, tcfg, trainer, start_model, reward, sampler, train_ids, train_prompts, detector, dist
+):
+    """Sample → score → label → update for one step; returns the step's metrics row."""
+    step = trainer.step
+    idx = prompts_for_step(len(train_ids), cfg.prompts_per_step, step, cfg.seed)
+    prompt_ids = [train_ids[i] for i in idx]
+    got = sample_and_score(
+        sampler,
+        prompt_ids,
+        [flat_text(train_prompts[i]) for i in idx],
+        reward,
+        k=cfg.k,
+        seed=cfg.seed * 7_919 + step,
+        rows=cfg.generation_batch_size,
+        dist=dist,
+        label=lambda scores: label_samples(scores, cfg),
+    )
+    scores, labels = got.scores, got.labels
+    pad = trainer.tokenizer.pad_token_id
+    batches = build_batches(cfg, prompt_ids, got.completion_ids, scores, labels, pad, dist)
+    row = {
+        "train/reward_mean": sum(scores) / len(scores),
+        "train/reward_accepted": _mean([s for s, lab in zip(scores, labels, strict=True) if lab]),
+        "train/reward_rejected": _mean(
+            [s for s, lab in zip(scores, labels, strict=True) if lab is False]
+        ),
+        "train/n_accepted": sum(lab is True for lab in labels),
+        "train/n_rejected": sum(lab is False for lab in labels),
+        "gen/new_tokens": got.new_tokens,
+        "gen/tokens_per_s": got.tokens_per_second,
+    }
+    if not batches:  # every group tied (the same on every process): no preference signal
+        trainer.state["step"] = step + 1
+        return {**row, "train/skipped": 1}
+    t0 = time.perf_counter()
+    metrics = trainer.train_step(batches)
+    metrics = trainer.timing_metrics(metrics, time.perf_counter() - t0)
+    kl_start, kl_token = kl_to_start(trainer.policy, start_model, batches, tcfg, dist)
+    row.update({f"train/{k}": v for k, v in metrics.items()})
+    row["train/kl_init"], row["train/kl_init_per_token"] = kl_start, kl_token
+    if detector.update(metrics.get("logp_rejected", float("nan")), kl_start, kl_token):
+        if dist.main:
+            warnings.warn(
+                f"step {step + 1}: the rejected samples' log-prob keeps falling while the KL to "
+                f"the start model grows (collapse; PMPO spec §4): alpha={cfg.alpha}, "
+                f"beta={tcfg.beta}",
+                CollapseWarning,
+                stacklevel=2,
+            )
+        row["train/collapse_detected"] = 1
+    return row
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs) if xs else float("nan")

@@ -1,0 +1,175 @@
+"""The pieces of one online step: prompts for a step, labelled batches, KL to the start model,
+held-out evaluation, and the collapse detector.
+
+Shapes: P prompts per step, K samples per prompt, prompt-major flat lists of P·K samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from anyfeedback.feedback import label_groups
+from anyfeedback.llm.batching import Batch, collate_pairs, collate_unpaired
+from anyfeedback.llm.data import Example
+from anyfeedback.llm.generate import sample_completions
+from anyfeedback.llm.model import completion_logits
+from anyfeedback.llm.objective import policy_stats
+from anyfeedback.llm.online.shard import Dist, my_share, sample_and_score, split_micro_batches
+
+
+def label_samples(scores: list[float], cfg) -> list[bool | None]:
+    """Per prompt group: the configured rule; PMPO-A keeps only accepted, PMPO-R only rejected."""
+    if cfg.labelling == "rank":
+        labels = label_groups(scores, cfg.k, "rank", k_accept=cfg.k_accept, k_reject=cfg.k_reject)
+    elif cfg.labelling == "threshold":
+        labels = label_groups(scores, cfg.k, "threshold", threshold=cfg.threshold)
+    else:
+        labels = label_groups(scores, cfg.k, "group-mean")
+    if cfg.method == "pmpo" and cfg.alpha >= 1.0:
+        labels = [lab if lab else None for lab in labels]
+    if cfg.method == "pmpo" and cfg.alpha <= 0.0:
+        labels = [lab if lab is False else None for lab in labels]
+    return labels
+
+
+def build_examples(cfg, prompt_ids, completion_ids, scores, labels) -> list[Example]:
+    """The step's training records: labelled samples (PMPO, KTO) or best-vs-worst pairs (DPO)."""
+    k = cfg.k
+    if cfg.method != "dpo":
+        return [
+            Example(prompt_ids[j // k], (completion_ids[j],), lab)
+            for j, lab in enumerate(labels)
+            if lab is not None
+        ]
+    examples = []
+    for i, p in enumerate(prompt_ids):
+        group = scores[i * k : (i + 1) * k]
+        best = max(range(k), key=lambda j: (group[j], -j))
+        worst = min(range(k), key=lambda j: (group[j], -j))
+        if group[best] > group[worst]:
+            examples.append(
+                Example(p, (completion_ids[i * k + best], completion_ids[i * k + worst]))
+            )
+    return examples
+
+
+def build_batches(cfg, prompt_ids, completion_ids, scores, labels, pad_id, dist=Dist()):
+    """This process's micro-batches of the step (`split_micro_batches`: as many on every
+    process); [] when the step has too few records (KTO needs 2 per micro-batch)."""
+    examples = build_examples(cfg, prompt_ids, completion_ids, scores, labels)
+    kto = cfg.method == "kto"
+    slices = split_micro_batches(len(examples), cfg.micro_batch_size, dist.world, 2 if kto else 1)
+    if cfg.method == "dpo":
+        collate = lambda ex: collate_pairs(ex, pad_id)  # noqa: E731
+    else:
+        collate = lambda ex: collate_unpaired(ex, pad_id, mismatched=kto)  # noqa: E731
+    return [collate([examples[i] for i in slices[m]]) for m in my_share(len(slices), dist)]
+
+
+@torch.no_grad()
+def kl_to_start(policy, start_model, batches: list[Batch], tcfg, dist=Dist()):
+    """Dense KL(π_start ‖ π_θ) on the step's sampled completions (no grad), over every
+    micro-batch of every process: the mean per completion and the mean per completion token."""
+    device = next(policy.parameters()).device
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # Σ KL, sequences, tokens
+    for batch in batches:
+        seqs = batch.seqs.to(device)
+        _, kl, counts = policy_stats(policy, seqs, tcfg, completion_logits(start_model, seqs))
+        totals += torch.stack([kl.sum(), kl.new_tensor(kl.numel()), counts.sum()]).double()
+    kl_sum, n, tokens = dist.sum(totals).tolist()
+    return kl_sum / max(n, 1), kl_sum / max(tokens, 1)
+
+
+@dataclass
+class Evaluation:
+    """One completion per held-out prompt, its reward, and the win rate against the start."""
+
+    texts: list[str]
+    rewards: list[float]
+    reward_mean: float
+    win_rate: float | None = None
+
+
+def hf_sampler(model, tokenizer, cfg, k: int):
+    """`sample(prompt_ids, seed=)` → `Generations` with HF `generate`: one call per chunk."""
+
+    def sample(prompt_ids, *, seed):
+        return sample_completions(
+            model,
+            tokenizer,
+            prompt_ids,
+            k=k,
+            seed=seed,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_new_tokens=cfg.max_new_tokens,
+            batch_size=len(prompt_ids) * k,
+        )
+
+    return sample
+
+
+def evaluate(
+    model, tokenizer, prompt_ids, prompt_texts, reward, cfg, *, baseline=None, dist=Dist()
+):
+    """Sample one completion per held-out prompt with a fixed seed (HF `generate` whatever the
+    backend; sharded over processes like the training prompts), score it, and compare with the
+    start model's completions (`baseline`): win 1, tie ½, loss 0."""
+    got = sample_and_score(
+        hf_sampler(model, tokenizer, cfg, 1),
+        prompt_ids,
+        prompt_texts,
+        reward,
+        k=1,
+        seed=cfg.seed + 7919,
+        rows=cfg.generation_batch_size,
+        dist=dist,
+    )
+    rewards = got.scores
+    result = Evaluation(got.texts, rewards, sum(rewards) / len(rewards))
+    if baseline is not None:
+        wins = [
+            1.0 if a > b else 0.5 if a == b else 0.0
+            for a, b in zip(rewards, baseline.rewards, strict=True)
+        ]
+        result.win_rate = sum(wins) / len(wins)
+    return result
+
+
+@dataclass
+class CollapseDetector:
+    """PMPO spec §4 guard. Fires (once) when the mean rejected log-prob keeps falling — by more
+    than `drop` nats since the first step and strictly over the last `window` steps — while the
+    KL to the start model keeps growing; or when that KL exceeds `kl_per_token` nats per token,
+    a policy no longer near the start model (aligned chat models sit around 0.05–0.2)."""
+
+    window: int = 4
+    drop: float = 5.0
+    kl_per_token: float = 2.0
+    logps: list[float] = field(default_factory=list)
+    kls: list[float] = field(default_factory=list)
+    fired: bool = False
+
+    def update(self, logp_rejected: float, kl_start: float, kl_start_per_token: float = 0.0):
+        """Record a step; True the first time a collapse is seen."""
+        if self.fired:
+            return False
+        if kl_start_per_token > self.kl_per_token:
+            self.fired = True
+            return True
+        if logp_rejected != logp_rejected:  # NaN: no rejected samples this step
+            return False
+        self.logps.append(logp_rejected)
+        self.kls.append(kl_start)
+        w = self.window
+        if len(self.logps) <= w:
+            return False
+        lp, kl = self.logps[-w - 1 :], self.kls[-w - 1 :]
+        falling = all(b < a for a, b in zip(lp, lp[1:], strict=False))
+        growing = all(b > a for a, b in zip(kl, kl[1:], strict=False))
+        if falling and growing and self.logps[0] - lp[-1] > self.drop:
+            self.fired = True
+            return True
+        return False
