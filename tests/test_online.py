@@ -15,8 +15,8 @@ from anyfeedback.llm.online.steps import (
     CollapseDetector,
     build_batches,
     label_samples,
-    prompts_for_step,
 )
+from anyfeedback.llm.prompts import prompts_for_step
 from anyfeedback.losses import BetaBelowBoundWarning
 from anyfeedback.rewards import RewardError
 
