@@ -132,12 +132,11 @@ class OnlineConfig:
             raise bad("temperature", "temperature must be > 0 and top_p in (0, 1]")
 
     def train_config(self):
-        """The `TrainConfig` of the update step (validates α/β and warns if β < 1 − α)."""
-        from anyfeedback.llm.config import TrainConfig
+        """The `PolicyStepConfig` of the update step (validates α/β and warns if β < 1 − α)."""
+        from anyfeedback.llm.config import PolicyStepConfig
 
-        return TrainConfig(
+        return PolicyStepConfig(
             model=self.model,
-            data="<online samples>",
             method=self.method,
             out=self.out,
             alpha=self.alpha,
