@@ -110,27 +110,51 @@ def parse_method(spec: str) -> tuple[str, str, dict]:
 class BanditConfig:
     """Resolved configuration of `anyfeedback bandit run` (saved with every run)."""
 
-    functions: tuple[str, ...] = ("rosenbrock",)  # built-in names or module:callable
-    dim: int = 10  # problem dimension d
-    methods: tuple[str, ...] = DEFAULT_METHODS  # method specs (see module docstring)
-    seeds: int = 5  # runs per (function, method); seeds first_seed … first_seed+seeds−1
-    first_seed: int = 1  # pycma needs seeds >= 1
-    evals: int = 10_000  # function-evaluation budget per run (monitoring f(mean) not counted)
-    samples: int = 4  # K samples per iteration; top K/2 accepted, bottom K/2 rejected
-    solver: str = "exact"  # PMPO M-step: "exact" (closed form, spec §4) or "gradient" (Adam)
-    steps: int = 10  # Adam steps per iteration (gradient methods: PMPO-gradient, DPO, MPO)
-    lr: float | None = None  # Adam lr for every gradient method (None: per method, DEFAULT_LR)
-    param: str = "whitened"  # local parameters relative to π_ref ("whitened") or to N(x0, σ0²I)
-    refresh_every: int = 1  # π_ref ← π_θ every N iterations (gradient methods)
-    ema: float = 0.0  # > 0: π_ref ← EMA(π_ref, π_θ) at this rate instead
-    covariance: str = "full"  # "full" (Cholesky, log-diagonal) or "diag"
-    normalization: str = "per_set"  # pmpo_loss normalisation: "per_set" or "global"
-    paper_betas: bool = False  # use the paper's β (AR 0.5, A 0, R 2; DPO 0.1) as defaults
-    epsilon: float = 0.01  # target KL(π_ref‖π) per iteration for adaptive β
-    sigma0: float | None = None  # initial std (default: ¼ of the function's box)
-    target: float = 1e-2  # report evaluations to reach f <= target
-    curve_every: int = 100  # curve resolution in evaluations
-    workers: int = 1  # processes for CMA-ES (0: run it inline)
+    functions: tuple[str, ...] = ("rosenbrock",)
+    """Function(s), comma-separated: sphere, ellipsoid, rosenbrock, schwefel (1.2), schwefel226,
+    rastrigin, ackley, or module:callable ([N,d] -> [N])."""
+    dim: int = 10
+    """Problem dimension d."""
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    """Comma-separated method specs (NAME or NAME:key=value:...): pmpo-ar, pmpo-a, pmpo-r, pmpo,
+    dpo, mpo, cem, cma-es, cma-es-default."""
+    seeds: int = 5
+    """Seeds per (function, method): first-seed, first-seed+1, ..."""
+    first_seed: int = 1
+    """First seed (pycma needs seeds >= 1)."""
+    evals: int = 10_000
+    """Function-evaluation budget per run (monitoring f(mean) is not counted)."""
+    samples: int = 4
+    """Samples per iteration (top half accepted, bottom half rejected)."""
+    solver: str = "exact"
+    """PMPO M-step: exact (closed form) or gradient (Adam on pmpo_loss)."""
+    steps: int = 10
+    """Adam steps per iteration (gradient methods: PMPO-gradient, DPO, MPO)."""
+    lr: float | None = None
+    """Adam learning rate (whitened parameters) for every gradient method (default: per method,
+    PMPO 0.01, DPO 0.005, MPO 0.02)."""
+    param: str = "whitened"
+    """Policy parameters relative to pi_ref (whitened) or absolute."""
+    refresh_every: int = 1
+    """Refresh pi_ref <- pi every N iterations (gradient methods)."""
+    ema: float = 0.0
+    """If > 0: refresh pi_ref as an EMA with this rate every iteration."""
+    covariance: str = "full"
+    """Gaussian covariance: full (Cholesky) or diag."""
+    normalization: str = "per_set"
+    """pmpo_loss normalisation: per_set or global."""
+    paper_betas: bool = False
+    """Use the paper's beta (AR 0.5, A 0, R 2; DPO 0.1) as defaults."""
+    epsilon: float = 0.01
+    """Target KL(pi_ref||pi) per iteration for beta=adaptive."""
+    sigma0: float | None = None
+    """Initial standard deviation (default: 1/4 of the function box)."""
+    target: float = 1e-2
+    """Report evaluations until f <= target."""
+    curve_every: int = 100
+    """Curve resolution in evaluations."""
+    workers: int = 1
+    """Worker processes for CMA-ES (0 = inline)."""
 
     def __post_init__(self) -> None:
         self.functions = tuple(self.functions)

@@ -32,19 +32,32 @@ from anyfeedback.losses.pmpo import check_pmpo_beta
 class SweepConfig:
     """Resolved configuration of `anyfeedback bandit sweep` (saved with the results)."""
 
-    function: str = "sphere"  # built-in name or module:callable
-    dim: int = 10  # problem dimension
-    alphas: tuple[float, ...] = (0.0, 0.5, 1.0)  # α values (rows of the heat map)
-    betas: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 4.0)  # the paper's β scale
-    seeds: int = 5  # seeds per cell, first_seed …
+    function: str = "sphere"
+    """Function (name or module:callable)."""
+    dim: int = 10
+    """Problem dimension d."""
+    alphas: tuple[float, ...] = (0.0, 0.5, 1.0)
+    """Comma-separated alpha values (rows of the heat map)."""
+    betas: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 4.0)
+    """Comma-separated beta values (the paper's scale)."""
+    seeds: int = 5
+    """Seeds per cell."""
     first_seed: int = 1
-    evals: int = 30_000  # evaluations per run (60 reference refreshes at the defaults)
-    samples: int = 4  # K per iteration (top K/2 accepted, bottom K/2 rejected)
-    steps: int = 2  # Adam steps per iteration
-    lr: float = 0.02  # Adam learning rate (whitened local parameters)
-    refresh_every: int = 50  # slow reference: π_ref ← π_θ every N iterations
-    normalization: str = "per_set"  # pmpo_loss normalisation
+    """First seed."""
+    evals: int = 30_000
+    """Evaluations per run (60 reference refreshes at the defaults)."""
+    samples: int = 4
+    """Samples per iteration (top half accepted, bottom half rejected)."""
+    steps: int = 2
+    """Adam steps per iteration."""
+    lr: float = 0.02
+    """Adam learning rate (whitened local parameters)."""
+    refresh_every: int = 50
+    """Refresh pi_ref <- pi every N iterations (slow reference)."""
+    normalization: str = "per_set"
+    """pmpo_loss normalisation: per_set or global."""
     covariance: str = "full"
+    """Gaussian covariance: full or diag."""
 
     def __post_init__(self) -> None:
         self.alphas, self.betas = tuple(self.alphas), tuple(self.betas)

@@ -7,7 +7,6 @@ Runs, evaluations and checkpoints end on whole episodes, so `steps` is rounded u
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from dataclasses import dataclass
 
@@ -186,14 +185,3 @@ class ControlConfig:
             MemberSpec(f"{self.method}-s{self.seed + i}", self.method, self.seed + i, hp)
             for i in range(self.num_seeds)
         ]
-
-
-def field_docs(cls: type = ControlConfig) -> dict[str, str]:
-    """Field name -> its docstring (the string literal right below the field)."""
-    from anyfeedback.configfile import field_docs as docs_of
-
-    return docs_of(cls)
-
-
-def config_fields() -> list[dataclasses.Field]:
-    return list(dataclasses.fields(ControlConfig))
