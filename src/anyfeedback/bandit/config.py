@@ -25,9 +25,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from anyfeedback.configfile import check_choice, positive
 from anyfeedback.errors import InputError
-from anyfeedback.losses.mpo import check_mpo_epsilon
-from anyfeedback.losses.pmpo import check_pmpo_beta
 
 PMPO_ALPHA = {"pmpo-ar": 0.5, "pmpo-a": 1.0, "pmpo-r": 0.0, "pmpo": 0.5}
 BANDIT_BETA = {"pmpo-ar": 35.0, "pmpo-a": 50.0, "pmpo-r": 50.0, "pmpo": 35.0}  # exact solver
@@ -197,6 +196,10 @@ class BanditConfig:
 
     def resolve(self, spec: str) -> MethodSpec:
         """Fill a method's options with the defaults; warn if PMPO's β < 1 − α (spec §4)."""
+        # torch-backed checks, imported here so that `anyfeedback --help` does not load torch
+        from anyfeedback.losses.mpo import check_mpo_epsilon
+        from anyfeedback.losses.pmpo import check_pmpo_beta
+
         name, kind, opts = parse_method(spec)
         if kind == "pmpo":
             alpha = float(opts.get("alpha", PMPO_ALPHA[name]))
@@ -264,3 +267,51 @@ def _lr(spec: str, value) -> float | None:
 def default_popsize(dim: int) -> int:
     """pycma's default λ = 4 + ⌊3 ln d⌋."""
     return 4 + int(3 * math.log(dim))
+
+
+@dataclass
+class SweepConfig:
+    """Resolved configuration of `anyfeedback bandit sweep` (saved with the results)."""
+
+    function: str = "sphere"
+    """Function (name or module:callable)."""
+    dim: int = 10
+    """Problem dimension d."""
+    alphas: tuple[float, ...] = (0.0, 0.5, 1.0)
+    """Comma-separated alpha values (rows of the heat map)."""
+    betas: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 4.0)
+    """Comma-separated beta values (the paper's scale)."""
+    seeds: int = 5
+    """Seeds per cell."""
+    first_seed: int = 1
+    """First seed."""
+    evals: int = 30_000
+    """Evaluations per run (60 reference refreshes at the defaults)."""
+    samples: int = 4
+    """Samples per iteration (top half accepted, bottom half rejected)."""
+    steps: int = 2
+    """Adam steps per iteration."""
+    lr: float = 0.02
+    """Adam learning rate (whitened local parameters)."""
+    refresh_every: int = 50
+    """Refresh pi_ref <- pi every N iterations (slow reference)."""
+    normalization: str = "per_set"
+    """pmpo_loss normalisation: per_set or global."""
+    covariance: str = "full"
+    """Gaussian covariance: full or diag."""
+
+    def __post_init__(self) -> None:
+        self.alphas, self.betas = tuple(self.alphas), tuple(self.betas)
+        if not self.alphas or not self.betas:
+            raise InputError("give at least one alpha and one beta", field="alphas/betas")
+        if any(not 0 <= a <= 1 for a in self.alphas):
+            raise InputError("alphas must lie in [0, 1]", field="alphas")
+        if any(b < 0 for b in self.betas):
+            raise InputError("betas must be >= 0", field="betas")
+        positive(self, "dim", "seeds", "first_seed", "steps", "refresh_every", source=None)
+        if self.samples < 2 or self.evals < self.samples:
+            raise InputError("need samples >= 2 and evals >= samples", field="evals")
+        if self.lr <= 0:
+            raise InputError("must be > 0", field="lr")
+        check_choice(self, "normalization", ("per_set", "global"), source=None)
+        check_choice(self, "covariance", ("full", "diag"), source=None)

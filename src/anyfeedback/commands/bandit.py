@@ -74,8 +74,7 @@ def do_sweep(build, out: str | None = None, quiet: bool = False) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    from anyfeedback.bandit.config import BanditConfig
-    from anyfeedback.bandit.sweep import SweepConfig
+    from anyfeedback.bandit.config import BanditConfig, SweepConfig
 
     bandit = typer.Typer(
         help="Black-box optimisation from preferences: PMPO, DPO, MPO, CEM, CMA-ES (PMPO Fig. 1).",

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from anyfeedback.control.improve import LABELS, METHODS, MemberHParams
-from anyfeedback.control.nets import SCORE_PRECISIONS
+from anyfeedback.configfile import check_choice, nonneg, positive
 from anyfeedback.errors import InputError
-from anyfeedback.losses.pmpo import check_pmpo_beta
+
+if TYPE_CHECKING:
+    from anyfeedback.control.improve import MemberHParams
+
+_KEBAB = {"source": None, "kebab": True}  # errors name the flag: field 'score-precision'
 
 
 @dataclass(frozen=True)
@@ -116,49 +120,27 @@ class ControlConfig:
     """show a progress bar with env-steps/s."""
 
     def __post_init__(self) -> None:
+        # torch-backed tables, imported here so that `anyfeedback --help` does not load torch
+        from anyfeedback.control.improve import LABELS, METHODS
+        from anyfeedback.control.nets import SCORE_PRECISIONS
+        from anyfeedback.losses.pmpo import check_pmpo_beta
+
         if self.method not in METHODS:
             raise InputError(
                 f"unknown method '{self.method}'; choose from {', '.join(METHODS)}", field="method"
             )
-        for name in (
-            "steps",
-            "num_seeds",
-            "num_samples",
-            "batch_size",
-            "hidden",
-            "n_step",
-            "target_period",
-            "action_repeat",
-            "episode_frames",
-            "update_every",
-            "replay_capacity",
-            "eval_every",
-            "eval_episodes",
-            "checkpoint_every",
-            "threads",
-        ):
-            value = getattr(self, name)
-            if value < (0 if name == "steps" else 1):
-                raise InputError(
-                    f"must be {'>= 0' if name == 'steps' else '>= 1'}, got {value}",
-                    field=name.replace("_", "-"),
-                )
-        if self.labels not in LABELS:
-            raise InputError(f"unknown labels '{self.labels}'; choose from {', '.join(LABELS)}")
-        if self.score_precision not in SCORE_PRECISIONS:
-            raise InputError(
-                f"score-precision must be one of {', '.join(SCORE_PRECISIONS)}, got "
-                f"'{self.score_precision}'",
-                field="score-precision",
-            )
-        if self.policy_mean not in ("tanh", "linear"):
-            raise InputError(
-                f"policy-mean must be tanh or linear, got '{self.policy_mean}'", field="policy-mean"
-            )
-        if self.squash not in ("clip", "tanh"):
-            raise InputError(f"squash must be clip or tanh, got '{self.squash}'", field="squash")
-        if self.cov not in ("decoupled", "joint"):
-            raise InputError(f"cov must be decoupled or joint, got '{self.cov}'", field="cov")
+        nonneg(self, "steps", **_KEBAB)
+        positive(self, "num_seeds", "num_samples", "batch_size", "hidden", "n_step", **_KEBAB)
+        positive(self, "target_period", "action_repeat", "episode_frames", "update_every", **_KEBAB)
+        positive(
+            self, "replay_capacity", "eval_every", "eval_episodes", "checkpoint_every", **_KEBAB
+        )
+        positive(self, "threads", **_KEBAB)
+        check_choice(self, "labels", LABELS, **_KEBAB)
+        check_choice(self, "score_precision", SCORE_PRECISIONS, **_KEBAB)
+        check_choice(self, "policy_mean", ("tanh", "linear"), **_KEBAB)
+        check_choice(self, "squash", ("clip", "tanh"), **_KEBAB)
+        check_choice(self, "cov", ("decoupled", "joint"), **_KEBAB)
         import math
 
         if not 0 < self.epsilon < math.log(self.num_samples):
@@ -174,6 +156,8 @@ class ControlConfig:
                 check_pmpo_beta(hp.alpha, hp.beta)
 
     def member_hparams(self) -> MemberHParams:
+        from anyfeedback.control.improve import METHODS, MemberHParams
+
         m = METHODS[self.method]
         alpha = m.alpha if self.alpha is None else self.alpha
         beta = m.beta if self.beta is None else self.beta

@@ -136,6 +136,9 @@ class OptimConfig:
     """Learning-rate schedule after warmup: constant | linear | cosine."""
     warmup_steps: int = 0
     """Linear warmup steps."""
+    warmup_ratio: float = 0.0
+    """Linear warmup as a fraction of the run's steps, used when --warmup-steps is 0 (transformers'
+    rule: ceil(ratio × steps))."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     max_grad_norm: float = 1.0
@@ -189,6 +192,7 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         check_choice(self, "lr_scheduler_type", ("constant", "linear", "cosine"))
+        check_range(self, "warmup_ratio", 0.0, 1.0)
         positive(self, "batch_size", "gradient_accumulation_steps", "num_epochs")
         nonneg(self, "learning_rate", "warmup_steps", "weight_decay", "max_grad_norm", "lora_r")
         nonneg(self, "save_steps")
@@ -235,6 +239,9 @@ class TrainConfig(PolicyStepConfig):
     """Demonstrations per micro-batch for aihf-dpo (default: --batch-size)."""
     demo_max_new_tokens: int = 64
     """Length of the reference samples generated once for --demo-mode contrastive."""
+    max_prompt_length: int | None = None
+    """Keep only the last N tokens of each prompt (TRL's keep_end truncation; default: no limit,
+    prompts that leave no room under --max-length are an error)."""
     add_eos: bool = True
     """Append EOS to completions that do not already end with it."""
     share_prompt: bool = True
@@ -251,7 +258,7 @@ class TrainConfig(PolicyStepConfig):
             raise _bad("model", "is required (a model name or directory)")
         if not self.data:
             raise _bad("data", "is required (a feedback file, directory or dataset id)")
-        positive(self, "bucket_batches", "demo_max_new_tokens")
+        positive(self, "bucket_batches", "demo_max_new_tokens", "max_prompt_length")
         PolicyStepConfig.__post_init__(self)
         if self.method == "kto" and self.batch_size < 2:
             raise _bad("batch_size", "KTO's reference point needs at least 2 records per batch")

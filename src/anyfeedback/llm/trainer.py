@@ -94,7 +94,9 @@ class Trainer:
             self.ref.load_state_dict(ckpt.load_weights(resume_from, policy))
         params = [p for p in policy.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        factor = lr_schedule(cfg.lr_scheduler_type, cfg.warmup_steps, total_steps)
+        # transformers' rule: warmup_steps if > 0, else ceil(warmup_ratio × total steps)
+        warmup = cfg.warmup_steps or math.ceil(getattr(cfg, "warmup_ratio", 0.0) * total_steps)
+        factor = lr_schedule(cfg.lr_scheduler_type, warmup, total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         forward = policy
         if cfg.torch_compile:
