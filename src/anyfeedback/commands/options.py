@@ -42,7 +42,7 @@ class Extra:
 
 def _shown(value: Any) -> str:
     if value is None:
-        return "per method / auto"
+        return "none"
     if isinstance(value, tuple):
         return ",".join(str(v) for v in value)
     if isinstance(value, bool):
@@ -69,15 +69,20 @@ def build_from_cli(
     cls: type,
     file: str | None,
     flags: dict[str, Any],
-    aliases: dict[str, dict[str, Any]] | None = None,
+    aliases: bool | None = None,
+    flag_names: dict[str, str] | None = None,
 ):
-    """Defaults ← `file` ← `flags` (None: not given), TRL aliases resolved, values type-checked."""
+    """Defaults ← `file` ← `flags` (None: not given), TRL aliases resolved, values type-checked.
+    A file may use a renamed flag's name as its key (bandit's `function` for `functions`)."""
     from anyfeedback.commands import trl_names
 
     fields = {f.name for f in init_fields(cls)}
     values: dict[str, Any] = {}
     if file:
-        raw = read_config_file(file, cls, aliases=trl_names.all_keys() if aliases else None)
+        renamed = {flag[2:].replace("-", "_"): f for f, flag in (flag_names or {}).items()}
+        known = {**(trl_names.all_keys() if aliases else {}), **renamed}
+        raw = read_config_file(file, cls, aliases=known)
+        raw = {renamed.get(k, k): v for k, v in raw.items()}
         if aliases:
             raw = trl_names.resolve(raw, fields, source=str(file))
         values = coerce(cls, raw, str(file))
@@ -168,7 +173,10 @@ def config_command(
 
     def command(config: str | None = None, ctx: Any = None, **flags: Any) -> None:
         extras = {k: flags.pop(k) for k in list(flags) if k in extra_names}
-        build = lambda: build_from_cli(cls, config, flags, aliases=aliases or None)  # noqa: E731
+
+        def build():
+            return build_from_cli(cls, config, flags, aliases=aliases, flag_names=flag_names)
+
         if with_ctx:
             given = config is not None or any(v is not None for v in flags.values())
             run(ctx, build, given=given, **extras)
