@@ -304,3 +304,35 @@ def test_step_config_needs_no_data():
     assert not hasattr(step, "data") and step.beta == 0.05
     keys = set(TrainConfig(model="m", data="d").to_dict())
     assert keys >= {"model", "data", "learning_rate", "alpha", "beta", "lora_r", "save_steps"}
+
+
+@pytest.mark.parametrize(
+    ("command", "text", "needle"),
+    [
+        (
+            ["reward"],
+            "model_name_or_path: m\ndataset_name: d\nper_device_train_batch_size: 0\n",
+            "field 'batch_size': must be >= 1",
+        ),
+        (
+            ["online"],
+            "model_name_or_path: m\ndataset_name: d\n",
+            "field 'dataset_name': not supported yet",
+        ),
+        (
+            ["aihf"],
+            "model_name_or_path: m\ndemos: d\npairs: p\nlearning_rate: '-1e-5'\n",
+            "field 'learning_rate': must be >= 0",
+        ),
+        (
+            ["self-play"],
+            "model_name_or_path: m\ndemos: d\npairs: p\nnum_train_epochs: 1\n",
+            "field 'num_train_epochs': not supported yet",
+        ),
+    ],
+)
+def test_other_llm_commands_read_trl_keys(command, text, needle, tmp_path, capsys):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(text)
+    assert main([*command, "--config", str(cfg_file)]) == 2
+    assert needle in _error_line(capsys)
