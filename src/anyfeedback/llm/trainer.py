@@ -57,6 +57,9 @@ def seed_everything(seed: int) -> None:
 class Trainer:
     """Policy, π_ref, optimizer and schedule for `cfg`; `train_step` takes one optimizer step.
 
+    `cfg` is a `PolicyStepConfig` (objective + optimisation + model/out; a `TrainConfig` is one):
+    the trainer never reads the data fields.
+
     `model` / `tokenizer` may be passed in (e.g. by the online loop); otherwise they load from
     `cfg.model`. `total_steps` sets the LR schedule length. `resume_from` (a checkpoint dir)
     restores weights, π_ref, optimizer, scheduler, RNG and the step count."""
