@@ -336,3 +336,25 @@ def test_other_llm_commands_read_trl_keys(command, text, needle, tmp_path, capsy
     cfg_file.write_text(text)
     assert main([*command, "--config", str(cfg_file)]) == 2
     assert needle in _error_line(capsys)
+
+
+def test_warmup_ratio_is_transformers_rule(train_cfg, one_thread):
+    """warmup_ratio 0.5 of 4 steps = ceil(2.0) = 2 warmup steps: the same schedule as
+    warmup_steps 2 (and warmup_steps wins when both are given, as in transformers)."""
+    from anyfeedback.llm.trainer import Trainer
+
+    def lrs(**fields):
+        cfg = train_cfg("pmpo", lr_scheduler_type="linear", max_steps=4, **fields)
+        trainer = Trainer(cfg, total_steps=4)
+        return [trainer.scheduler.lr_lambdas[0](s) for s in range(5)]
+
+    ratio, steps = lrs(warmup_ratio=0.5), lrs(warmup_steps=2)
+    assert ratio == steps and ratio != lrs() and ratio[0] < ratio[1] < ratio[2] == 1.0
+    assert lrs(warmup_ratio=0.5, warmup_steps=1) == lrs(warmup_steps=1) != steps
+
+
+def test_max_prompt_length_keeps_the_prompt_end():
+    from anyfeedback.llm.data import truncate
+
+    prompt, comps, n = truncate(([1, 2, 3, 4, 5], ([6, 7],)), 4, 0, "x", max_prompt_length=2)
+    assert prompt == [4, 5] and comps == ([6, 7],) and n == 0
