@@ -195,7 +195,7 @@ class BanditConfig:
         return self.samples // 2
 
     def resolve(self, spec: str) -> MethodSpec:
-        """Fill a method's options with the defaults; warn if PMPO's β < 1 − α (spec §4)."""
+        """Fill a method's options with the defaults; warn if PMPO's β < 1 − α (docs/algorithms.md#pmpo-kl)."""
         # torch-backed checks, imported here so that `anyfeedback --help` does not load torch
         from anyfeedback.losses.mpo import check_mpo_epsilon
         from anyfeedback.losses.pmpo import check_pmpo_beta
@@ -216,7 +216,9 @@ class BanditConfig:
             beta0 = tuned if adaptive else float(beta)  # adaptive β starts at the tuned value
             if not 0.0 <= alpha <= 1.0 or beta0 < 0:
                 raise InputError(f"{spec!r}: need 0 <= alpha <= 1 and beta >= 0")
-            check_pmpo_beta(alpha, beta0, stacklevel=3)  # warns: β < 1 − α (spec §4)
+            check_pmpo_beta(
+                alpha, beta0, stacklevel=3
+            )  # warns: β < 1 − α (docs/algorithms.md#pmpo-kl)
             out = dict(alpha=alpha, beta=beta0, solver=solver, adaptive=adaptive)
             out.update(epsilon=float(opts.get("epsilon", self.epsilon)))
             out.update(beta_lr=float(opts.get("beta_lr", 0.1)))

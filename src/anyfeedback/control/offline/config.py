@@ -60,7 +60,7 @@ TABLE_ROWS = ("bc", "accept-bc", "accept", "reject-bc", "accept-reject-bc")  # T
 @dataclass
 class OfflineConfig:
     dataset: str = ""
-    """NPZ dataset of transitions (format: anyfeedback/control/offline/dataset.py; README "Offline")."""
+    """NPZ dataset of transitions (format: anyfeedback/control/offline/dataset.py; docs/results/offline.md)."""
     methods: str = "accept-reject-bc"
     """comma-separated presets: bc, accept, accept-bc, reject-bc, accept-reject-bc, pmpo."""
     alpha: float | None = None
