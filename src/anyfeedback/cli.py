@@ -40,7 +40,7 @@ def _root(
 _registered = False
 
 
-def _register() -> None:
+def register_commands() -> None:
     # Each command module adds its commands to `app`, once; import order = order in --help.
     global _registered
     if not _registered:
@@ -52,7 +52,7 @@ def _register() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
-    _register()
+    register_commands()
     try:
         result = app(args=argv, standalone_mode=False)
         if isinstance(result, int):  # click returns typer.Exit's code when not standalone

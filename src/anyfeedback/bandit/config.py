@@ -25,9 +25,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from anyfeedback.configfile import check_choice, positive
 from anyfeedback.errors import InputError
-from anyfeedback.losses.mpo import check_mpo_epsilon
-from anyfeedback.losses.pmpo import check_pmpo_beta
 
 PMPO_ALPHA = {"pmpo-ar": 0.5, "pmpo-a": 1.0, "pmpo-r": 0.0, "pmpo": 0.5}
 BANDIT_BETA = {"pmpo-ar": 35.0, "pmpo-a": 50.0, "pmpo-r": 50.0, "pmpo": 35.0}  # exact solver
@@ -110,27 +109,51 @@ def parse_method(spec: str) -> tuple[str, str, dict]:
 class BanditConfig:
     """Resolved configuration of `anyfeedback bandit run` (saved with every run)."""
 
-    functions: tuple[str, ...] = ("rosenbrock",)  # built-in names or module:callable
-    dim: int = 10  # problem dimension d
-    methods: tuple[str, ...] = DEFAULT_METHODS  # method specs (see module docstring)
-    seeds: int = 5  # runs per (function, method); seeds first_seed … first_seed+seeds−1
-    first_seed: int = 1  # pycma needs seeds >= 1
-    evals: int = 10_000  # function-evaluation budget per run (monitoring f(mean) not counted)
-    samples: int = 4  # K samples per iteration; top K/2 accepted, bottom K/2 rejected
-    solver: str = "exact"  # PMPO M-step: "exact" (closed form, spec §4) or "gradient" (Adam)
-    steps: int = 10  # Adam steps per iteration (gradient methods: PMPO-gradient, DPO, MPO)
-    lr: float | None = None  # Adam lr for every gradient method (None: per method, DEFAULT_LR)
-    param: str = "whitened"  # local parameters relative to π_ref ("whitened") or to N(x0, σ0²I)
-    refresh_every: int = 1  # π_ref ← π_θ every N iterations (gradient methods)
-    ema: float = 0.0  # > 0: π_ref ← EMA(π_ref, π_θ) at this rate instead
-    covariance: str = "full"  # "full" (Cholesky, log-diagonal) or "diag"
-    normalization: str = "per_set"  # pmpo_loss normalisation: "per_set" or "global"
-    paper_betas: bool = False  # use the paper's β (AR 0.5, A 0, R 2; DPO 0.1) as defaults
-    epsilon: float = 0.01  # target KL(π_ref‖π) per iteration for adaptive β
-    sigma0: float | None = None  # initial std (default: ¼ of the function's box)
-    target: float = 1e-2  # report evaluations to reach f <= target
-    curve_every: int = 100  # curve resolution in evaluations
-    workers: int = 1  # processes for CMA-ES (0: run it inline)
+    functions: tuple[str, ...] = ("rosenbrock",)
+    """Function(s), comma-separated: sphere, ellipsoid, rosenbrock, schwefel (1.2), schwefel226,
+    rastrigin, ackley, or module:callable ([N,d] -> [N])."""
+    dim: int = 10
+    """Problem dimension d."""
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    """Comma-separated method specs (NAME or NAME:key=value:...): pmpo-ar, pmpo-a, pmpo-r, pmpo,
+    dpo, mpo, cem, cma-es, cma-es-default."""
+    seeds: int = 5
+    """Seeds per (function, method): first-seed, first-seed+1, ..."""
+    first_seed: int = 1
+    """First seed (pycma needs seeds >= 1)."""
+    evals: int = 10_000
+    """Function-evaluation budget per run (monitoring f(mean) is not counted)."""
+    samples: int = 4
+    """Samples per iteration (top half accepted, bottom half rejected)."""
+    solver: str = "exact"
+    """PMPO M-step: exact (closed form) or gradient (Adam on pmpo_loss)."""
+    steps: int = 10
+    """Adam steps per iteration (gradient methods: PMPO-gradient, DPO, MPO)."""
+    lr: float | None = None
+    """Adam learning rate (whitened parameters) for every gradient method (default: per method,
+    PMPO 0.01, DPO 0.005, MPO 0.02)."""
+    param: str = "whitened"
+    """Policy parameters relative to pi_ref (whitened) or absolute."""
+    refresh_every: int = 1
+    """Refresh pi_ref <- pi every N iterations (gradient methods)."""
+    ema: float = 0.0
+    """If > 0: refresh pi_ref as an EMA with this rate every iteration."""
+    covariance: str = "full"
+    """Gaussian covariance: full (Cholesky) or diag."""
+    normalization: str = "per_set"
+    """pmpo_loss normalisation: per_set or global."""
+    paper_betas: bool = False
+    """Use the paper's beta (AR 0.5, A 0, R 2; DPO 0.1) as defaults."""
+    epsilon: float = 0.01
+    """Target KL(pi_ref||pi) per iteration for beta=adaptive."""
+    sigma0: float | None = None
+    """Initial standard deviation (default: 1/4 of the function box)."""
+    target: float = 1e-2
+    """Report evaluations until f <= target."""
+    curve_every: int = 100
+    """Curve resolution in evaluations."""
+    workers: int = 1
+    """Worker processes for CMA-ES (0 = inline)."""
 
     def __post_init__(self) -> None:
         self.functions = tuple(self.functions)
@@ -172,7 +195,11 @@ class BanditConfig:
         return self.samples // 2
 
     def resolve(self, spec: str) -> MethodSpec:
-        """Fill a method's options with the defaults; warn if PMPO's β < 1 − α (spec §4)."""
+        """Fill a method's options with the defaults; warn if PMPO's β < 1 − α (docs/algorithms.md#pmpo-kl)."""
+        # torch-backed checks, imported here so that `anyfeedback --help` does not load torch
+        from anyfeedback.losses.mpo import check_mpo_epsilon
+        from anyfeedback.losses.pmpo import check_pmpo_beta
+
         name, kind, opts = parse_method(spec)
         if kind == "pmpo":
             alpha = float(opts.get("alpha", PMPO_ALPHA[name]))
@@ -189,7 +216,9 @@ class BanditConfig:
             beta0 = tuned if adaptive else float(beta)  # adaptive β starts at the tuned value
             if not 0.0 <= alpha <= 1.0 or beta0 < 0:
                 raise InputError(f"{spec!r}: need 0 <= alpha <= 1 and beta >= 0")
-            check_pmpo_beta(alpha, beta0, stacklevel=3)  # warns: β < 1 − α (spec §4)
+            check_pmpo_beta(
+                alpha, beta0, stacklevel=3
+            )  # warns: β < 1 − α (docs/algorithms.md#pmpo-kl)
             out = dict(alpha=alpha, beta=beta0, solver=solver, adaptive=adaptive)
             out.update(epsilon=float(opts.get("epsilon", self.epsilon)))
             out.update(beta_lr=float(opts.get("beta_lr", 0.1)))
@@ -240,3 +269,51 @@ def _lr(spec: str, value) -> float | None:
 def default_popsize(dim: int) -> int:
     """pycma's default λ = 4 + ⌊3 ln d⌋."""
     return 4 + int(3 * math.log(dim))
+
+
+@dataclass
+class SweepConfig:
+    """Resolved configuration of `anyfeedback bandit sweep` (saved with the results)."""
+
+    function: str = "sphere"
+    """Function (name or module:callable)."""
+    dim: int = 10
+    """Problem dimension d."""
+    alphas: tuple[float, ...] = (0.0, 0.5, 1.0)
+    """Comma-separated alpha values (rows of the heat map)."""
+    betas: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 4.0)
+    """Comma-separated beta values (the paper's scale)."""
+    seeds: int = 5
+    """Seeds per cell."""
+    first_seed: int = 1
+    """First seed."""
+    evals: int = 30_000
+    """Evaluations per run (60 reference refreshes at the defaults)."""
+    samples: int = 4
+    """Samples per iteration (top half accepted, bottom half rejected)."""
+    steps: int = 2
+    """Adam steps per iteration."""
+    lr: float = 0.02
+    """Adam learning rate (whitened local parameters)."""
+    refresh_every: int = 50
+    """Refresh pi_ref <- pi every N iterations (slow reference)."""
+    normalization: str = "per_set"
+    """pmpo_loss normalisation: per_set or global."""
+    covariance: str = "full"
+    """Gaussian covariance: full or diag."""
+
+    def __post_init__(self) -> None:
+        self.alphas, self.betas = tuple(self.alphas), tuple(self.betas)
+        if not self.alphas or not self.betas:
+            raise InputError("give at least one alpha and one beta", field="alphas/betas")
+        if any(not 0 <= a <= 1 for a in self.alphas):
+            raise InputError("alphas must lie in [0, 1]", field="alphas")
+        if any(b < 0 for b in self.betas):
+            raise InputError("betas must be >= 0", field="betas")
+        positive(self, "dim", "seeds", "first_seed", "steps", "refresh_every", source=None)
+        if self.samples < 2 or self.evals < self.samples:
+            raise InputError("need samples >= 2 and evals >= samples", field="evals")
+        if self.lr <= 0:
+            raise InputError("must be > 0", field="lr")
+        check_choice(self, "normalization", ("per_set", "global"), source=None)
+        check_choice(self, "covariance", ("full", "diag"), source=None)

@@ -15,56 +15,16 @@ over seeds of the final f(μ), with a diverged run counted as +inf (heat map: "d
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from anyfeedback.bandit.config import SweepConfig
 from anyfeedback.bandit.engine import Block, EngineConfig, run_engine
 from anyfeedback.bandit.functions import check_finite_start, resolve_function
 from anyfeedback.bandit.methods import PMPO
-from anyfeedback.errors import InputError
 from anyfeedback.losses.pmpo import check_pmpo_beta
-
-
-@dataclass
-class SweepConfig:
-    """Resolved configuration of `anyfeedback bandit sweep` (saved with the results)."""
-
-    function: str = "sphere"  # built-in name or module:callable
-    dim: int = 10  # problem dimension
-    alphas: tuple[float, ...] = (0.0, 0.5, 1.0)  # α values (rows of the heat map)
-    betas: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 4.0)  # the paper's β scale
-    seeds: int = 5  # seeds per cell, first_seed …
-    first_seed: int = 1
-    evals: int = 30_000  # evaluations per run (60 reference refreshes at the defaults)
-    samples: int = 4  # K per iteration (top K/2 accepted, bottom K/2 rejected)
-    steps: int = 2  # Adam steps per iteration
-    lr: float = 0.02  # Adam learning rate (whitened local parameters)
-    refresh_every: int = 50  # slow reference: π_ref ← π_θ every N iterations
-    normalization: str = "per_set"  # pmpo_loss normalisation
-    covariance: str = "full"
-
-    def __post_init__(self) -> None:
-        self.alphas, self.betas = tuple(self.alphas), tuple(self.betas)
-        if not self.alphas or not self.betas:
-            raise InputError("give at least one alpha and one beta", field="alphas/betas")
-        if any(not 0 <= a <= 1 for a in self.alphas):
-            raise InputError("alphas must lie in [0, 1]", field="alphas")
-        if any(b < 0 for b in self.betas):
-            raise InputError("betas must be >= 0", field="betas")
-        for name in ("dim", "seeds", "first_seed", "steps", "refresh_every"):
-            if getattr(self, name) < 1:
-                raise InputError(f"must be >= 1, got {getattr(self, name)}", field=name)
-        if self.samples < 2 or self.evals < self.samples:
-            raise InputError("need samples >= 2 and evals >= samples", field="evals")
-        if self.lr <= 0:
-            raise InputError("must be > 0", field="lr")
-        if self.normalization not in ("per_set", "global"):
-            raise InputError("must be per_set or global", field="normalization")
-        if self.covariance not in ("full", "diag"):
-            raise InputError("must be full or diag", field="covariance")
 
 
 def run_sweep(cfg: SweepConfig, *, show_progress: bool = True) -> dict:

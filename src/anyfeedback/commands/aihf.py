@@ -49,6 +49,7 @@ def register(app: typer.Typer) -> None:
         _run_aihf,
         "AIHF (Algorithm 1): alternate RLOO policy steps with a KL penalty to π_ref and one "
         "reward step on w_D·(demonstration ≻ fresh policy sample) + w_P·Bradley–Terry(pairs).",
+        aliases=True,
     )
     add_dataclass_command(
         app,
@@ -57,4 +58,5 @@ def register(app: typer.Typer) -> None:
         _run_self_play,
         "Self-Play AIHF: iterations of sampling π_t on the demonstration prompts, then SPIN "
         "(demonstration ≻ sample) + DPO on pairs with π_t as reference; --pref-weight 0 is SPIN.",
+        aliases=True,
     )

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
+
+from anyfeedback.commands.options import add_dataclass_command
+
+
+def _run(cfg) -> None:
+    from pathlib import Path
+
+    from anyfeedback.llm.demo.run import run_demo
+
+    report = run_demo(Path(cfg.out), quick=cfg.quick, log=typer.echo)
+    typer.echo(f"report: {report.resolve()}")
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
-    def demo(
-        out: Path = typer.Option(Path("runs/demo"), help="Where the report and runs go."),
-        quick: bool = typer.Option(False, help="A smaller model and fewer steps (~2 minutes)."),
-    ) -> None:
-        """Train a small LM on generated reviews, align it to positive sentiment with PMPO-AR,
-        PMPO-A, PMPO-R and DPO, and write an HTML report (offline, 2 CPU cores)."""
-        from anyfeedback.llm.demo.run import run_demo
+    from anyfeedback.llm.demo.config import DemoConfig
 
-        report = run_demo(out, quick=quick, log=typer.echo)
-        typer.echo(f"report: {report.resolve()}")
+    add_dataclass_command(
+        app,
+        "demo",
+        DemoConfig,
+        _run,
+        "Train a small LM on generated reviews, align it to positive sentiment with PMPO-AR, "
+        "PMPO-A, PMPO-R and DPO, and write an HTML report (offline, on CPU).",
+    )

@@ -42,4 +42,5 @@ def register(app: typer.Typer) -> None:
         _run,
         "Online alignment: sample K completions per prompt, score them, label the best accepted "
         "and the worst rejected, update with PMPO (or DPO/KTO), refresh π_ref every N steps.",
+        aliases=True,
     )

@@ -31,4 +31,5 @@ def register(app: typer.Typer) -> None:
         _run,
         "Train a Bradley–Terry reward model (scalar head on the last token of a causal LM) from "
         "preference pairs; reports held-out pairwise accuracy; saves it in HF format.",
+        aliases=True,
     )

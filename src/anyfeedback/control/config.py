@@ -7,14 +7,17 @@ Runs, evaluations and checkpoints end on whole episodes, so `steps` is rounded u
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from anyfeedback.control.improve import LABELS, METHODS, MemberHParams
-from anyfeedback.control.nets import SCORE_PRECISIONS
+from anyfeedback.configfile import check_choice, nonneg, positive
 from anyfeedback.errors import InputError
-from anyfeedback.losses.pmpo import check_pmpo_beta
+
+if TYPE_CHECKING:
+    from anyfeedback.control.improve import MemberHParams
+
+_KEBAB = {"source": None, "kebab": True}  # errors name the flag: field 'score-precision'
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ class ControlConfig:
     """N actions sampled from the target policy per replay state and scored by the critic."""
     score_precision: str = "bf16"
     """precision of the critic's h×h layers when scoring the N samples: bf16 (≈ 4× faster, a few %
-    of near-median labels flip; README "Control") | bf16x2 | fp32."""
+    of near-median labels flip; docs/results/control.md) | bf16x2 | fp32."""
     batch_size: int = 256
     """replay states per learner step."""
     hidden: int = 256
@@ -77,12 +80,12 @@ class ControlConfig:
     target_period: int = 25
     """learner steps between copies of the policy into the target policy π_ref (Acme: 100)."""
     init_std: float = 0.2
-    """initial policy std (pre-clip Gaussian; SAC's is 0.5 pre-tanh, Acme's MPO 0.7 — see README)."""
+    """initial policy std (pre-clip Gaussian; SAC's is 0.5 pre-tanh, Acme's MPO 0.7; docs/results/control.md)."""
     action_penalty: float = 1e-3
     """κ: PMPO/MPO rank/weight samples by Q − κ·max(spread, 1e-2·(|Q|+1))·‖u − clip(u)‖ (spread =
     max−min of the state's N Q; 0: off). The default 1e-3 is a tie-breaker: samples that clip to
     the same bound tie in Q, and ranking the one nearest the box first stops PMPO's accepted half
-    from dragging μ out of the box (README "Control")."""
+    from dragging μ out of the box (docs/results/control.md)."""
     squash: str = "clip"
     """PMPO/MPO action map u -> a: clip (clip(u, −1, 1), Acme) | tanh (a = tanh(u), as SAC; the
     losses and the closed-form KL stay on u — KL is invariant under the bijection — and no two
@@ -117,49 +120,27 @@ class ControlConfig:
     """show a progress bar with env-steps/s."""
 
     def __post_init__(self) -> None:
+        # torch-backed tables, imported here so that `anyfeedback --help` does not load torch
+        from anyfeedback.control.improve import LABELS, METHODS
+        from anyfeedback.control.nets import SCORE_PRECISIONS
+        from anyfeedback.losses.pmpo import check_pmpo_beta
+
         if self.method not in METHODS:
             raise InputError(
                 f"unknown method '{self.method}'; choose from {', '.join(METHODS)}", field="method"
             )
-        for name in (
-            "steps",
-            "num_seeds",
-            "num_samples",
-            "batch_size",
-            "hidden",
-            "n_step",
-            "target_period",
-            "action_repeat",
-            "episode_frames",
-            "update_every",
-            "replay_capacity",
-            "eval_every",
-            "eval_episodes",
-            "checkpoint_every",
-            "threads",
-        ):
-            value = getattr(self, name)
-            if value < (0 if name == "steps" else 1):
-                raise InputError(
-                    f"must be {'>= 0' if name == 'steps' else '>= 1'}, got {value}",
-                    field=name.replace("_", "-"),
-                )
-        if self.labels not in LABELS:
-            raise InputError(f"unknown labels '{self.labels}'; choose from {', '.join(LABELS)}")
-        if self.score_precision not in SCORE_PRECISIONS:
-            raise InputError(
-                f"score-precision must be one of {', '.join(SCORE_PRECISIONS)}, got "
-                f"'{self.score_precision}'",
-                field="score-precision",
-            )
-        if self.policy_mean not in ("tanh", "linear"):
-            raise InputError(
-                f"policy-mean must be tanh or linear, got '{self.policy_mean}'", field="policy-mean"
-            )
-        if self.squash not in ("clip", "tanh"):
-            raise InputError(f"squash must be clip or tanh, got '{self.squash}'", field="squash")
-        if self.cov not in ("decoupled", "joint"):
-            raise InputError(f"cov must be decoupled or joint, got '{self.cov}'", field="cov")
+        nonneg(self, "steps", **_KEBAB)
+        positive(self, "num_seeds", "num_samples", "batch_size", "hidden", "n_step", **_KEBAB)
+        positive(self, "target_period", "action_repeat", "episode_frames", "update_every", **_KEBAB)
+        positive(
+            self, "replay_capacity", "eval_every", "eval_episodes", "checkpoint_every", **_KEBAB
+        )
+        positive(self, "threads", **_KEBAB)
+        check_choice(self, "labels", LABELS, **_KEBAB)
+        check_choice(self, "score_precision", SCORE_PRECISIONS, **_KEBAB)
+        check_choice(self, "policy_mean", ("tanh", "linear"), **_KEBAB)
+        check_choice(self, "squash", ("clip", "tanh"), **_KEBAB)
+        check_choice(self, "cov", ("decoupled", "joint"), **_KEBAB)
         import math
 
         if not 0 < self.epsilon < math.log(self.num_samples):
@@ -175,6 +156,8 @@ class ControlConfig:
                 check_pmpo_beta(hp.alpha, hp.beta)
 
     def member_hparams(self) -> MemberHParams:
+        from anyfeedback.control.improve import METHODS, MemberHParams
+
         m = METHODS[self.method]
         alpha = m.alpha if self.alpha is None else self.alpha
         beta = m.beta if self.beta is None else self.beta
@@ -186,14 +169,3 @@ class ControlConfig:
             MemberSpec(f"{self.method}-s{self.seed + i}", self.method, self.seed + i, hp)
             for i in range(self.num_seeds)
         ]
-
-
-def field_docs(cls: type = ControlConfig) -> dict[str, str]:
-    """Field name -> its docstring (the string literal right below the field)."""
-    from anyfeedback.configfile import field_docs as docs_of
-
-    return docs_of(cls)
-
-
-def config_fields() -> list[dataclasses.Field]:
-    return list(dataclasses.fields(ControlConfig))

@@ -12,26 +12,42 @@ step; batches come from `collate_unpaired` / `collate_pairs` / `collate_demos` o
 the per-batch loss. Heavy libraries (transformers, peft) load only when used.
 """
 
-from anyfeedback.llm.batching import (
-    Batch,
-    BatchPlan,
-    Packed,
-    collate_demos,
-    collate_pairs,
-    collate_unpaired,
-)
-from anyfeedback.llm.config import TrainConfig, make_config
-from anyfeedback.llm.data import Example, encode_records, unpaired_examples
-from anyfeedback.llm.fit import TrainResult, train
-from anyfeedback.llm.model import (
-    Reference,
-    completion_logits,
-    load_policy,
-    load_tokenizer,
-    shared_prompt_supported,
-)
-from anyfeedback.llm.objective import BATCH_LOSSES, compute_loss, policy_stats
-from anyfeedback.llm.trainer import NonFiniteLossError, Trainer
+from importlib import import_module
+
+# name → module: imported on first use, so `anyfeedback.llm.config` (and `anyfeedback --help`)
+# does not load torch
+_EXPORTS = {
+    "Batch": "batching",
+    "BatchPlan": "batching",
+    "Packed": "batching",
+    "collate_demos": "batching",
+    "collate_pairs": "batching",
+    "collate_unpaired": "batching",
+    "TrainConfig": "config",
+    "make_config": "config",
+    "Example": "data",
+    "encode_records": "data",
+    "unpaired_examples": "data",
+    "TrainResult": "fit",
+    "train": "fit",
+    "Reference": "model",
+    "completion_logits": "model",
+    "load_policy": "model",
+    "load_tokenizer": "model",
+    "shared_prompt_supported": "model",
+    "BATCH_LOSSES": "objective",
+    "compute_loss": "objective",
+    "policy_stats": "objective",
+    "NonFiniteLossError": "trainer",
+    "Trainer": "trainer",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f"anyfeedback.llm.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'anyfeedback.llm' has no attribute {name!r}")
+
 
 __all__ = [
     "BATCH_LOSSES",

@@ -1,4 +1,11 @@
-"""`TrainConfig`: every knob of `anyfeedback train`, one flat dataclass.
+"""`TrainConfig`: every knob of `anyfeedback train`, flat, grouped by concern.
+
+`ObjectiveConfig` (the loss: method, α, β, reductions, method weights, π_ref refresh) and
+`OptimConfig` (the optimisation: AdamW and its schedule, batches, LoRA, precision, checkpoints,
+seed) are what a `Trainer` needs, with `model`/`out`/`max_length` in `PolicyStepConfig`. Loops
+that make their own samples (`anyfeedback online`, `aihf`, `self-play`) build a `PolicyStepConfig`;
+`TrainConfig` adds the feedback data and its batching. The flags and the keys of the saved
+`config.json` are the flat field names, whatever class declares them.
 
 Each field has a one-line docstring (the CLI help) and is a flag (`learning_rate` →
 `--learning-rate`); `--config FILE` (YAML or JSON of the same fields) sets them too, and flags
@@ -14,13 +21,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from anyfeedback.configfile import (
+    build_config,
+    check_choice,
+    check_range,
+    init_fields,
+    nonneg,
+    positive,
+)
 from anyfeedback.errors import InputError
 
 METHODS = ("pmpo", "dpo", "ipo", "kto", "sft", "aihf-dpo", "self-play-aihf", "rloo")
 # trained by loops that generate (`anyfeedback self-play`, `anyfeedback aihf`), not by `train`
 GENERATING_METHODS = ("self-play-aihf", "rloo")
 # β when the user gives none: PMPO-A (α=1) 0, PMPO-R (α=0) 2, PMPO-AR 0.5 (PMPO §3); DPO/KTO 0.1;
-# IPO's τ 0.1 (BASELINES). SFT has no β.
+# IPO's τ 0.1 (docs/algorithms.md#ipo). SFT has no β.
 DEFAULT_BETA = {
     "dpo": 0.1,
     "ipo": 0.1,
@@ -37,23 +52,12 @@ def _pmpo_default_beta(alpha: float) -> float:
 
 
 @dataclass
-class TrainConfig:
-    """Offline fine-tuning of a causal LM from a feedback file (see `anyfeedback train --help`)."""
+class ObjectiveConfig:
+    """The loss of a policy step: method, α/β, reductions, method weights, π_ref refresh."""
 
-    model: str = ""
-    """Model name or local directory (Hugging Face format)."""
-    data: str = ""
-    """Feedback file, directory or dataset id (unpaired, paired or demonstrations)."""
     method: str = "pmpo"
     """Objective: pmpo | dpo | ipo | kto | sft | aihf-dpo (self-play-aihf and rloo are trained by
     `anyfeedback self-play` and `anyfeedback aihf`)."""
-    out: str = "runs/train"
-    """Run directory: config, metrics, checkpoints, final model, report."""
-    data_kind: str | None = None
-    """Force the record kind of --data (unpaired | paired | demonstration) instead of inferring it."""
-    demo_data: str | None = None
-    """Demonstrations for aihf-dpo (a file of {prompt, completion})."""
-
     alpha: float = 0.5
     """PMPO α: weight of accepted (α) vs rejected (1−α) feedback (PMPO Eq. 10)."""
     beta: float | None = None
@@ -72,22 +76,59 @@ class TrainConfig:
     """AIHF-DPO w_P, the weight of the DPO term on the pairs (0 with --demo-mode nll is SFT)."""
     demo_mode: str = "nll"
     """AIHF-DPO demo term: nll (DPO + SFT) or contrastive (demo ≻ one π_ref sample, made once)."""
-    demo_batch_size: int | None = None
-    """Demonstrations per micro-batch for aihf-dpo (default: --batch-size)."""
-    demo_max_new_tokens: int = 64
-    """Length of the reference samples generated once for --demo-mode contrastive."""
+    ref_update_every: int = 0
+    """Refresh π_ref ← π_θ every N optimizer steps (0: keep the initial model)."""
+    ref_ema: float = 0.0
+    """EMA rate τ of π_ref ← (1−τ)·π_ref + τ·π_θ after every step (0: off)."""
+    kl_chunk_size: int = 1024
+    """Tokens per chunk of the dense KL / log-softmax."""
+    log_kl_every: int = 10
+    """DPO/IPO/KTO/SFT: compute the dense KL(π_ref‖π_θ) diagnostic every N steps (0: never)."""
 
-    max_length: int = 512
-    """Maximum tokens of prompt + completion; longer completions are truncated (counted)."""
-    add_eos: bool = True
-    """Append EOS to completions that do not already end with it."""
-    share_prompt: bool = True
-    """Pairs: compute each prompt once, chosen and rejected after it under a block-causal mask
-    (checked against separate rows at start-up; off if the model's attention ignores it)."""
-    group_by_length: bool = True
-    """Length-bucketed batches: sort within chunks of --bucket-batches batches to cut padding."""
-    bucket_batches: int = 64
-    """Batches per length-sorting chunk (bigger sorts better, shuffles less)."""
+    def __post_init__(self) -> None:
+        check_choice(self, "method", METHODS)
+        check_choice(self, "pmpo_normalization", ("per_set", "global"))
+        check_choice(self, "logp_reduction", ("auto", "sum", "mean"))
+        check_choice(self, "demo_mode", ("nll", "contrastive"))
+        positive(self, "kl_chunk_size")
+        nonneg(self, "ref_update_every", "log_kl_every", "demo_weight", "pref_weight")
+        nonneg(self, "desirable_weight", "undesirable_weight")
+        check_range(self, "ref_ema", 0.0, 1.0, high_open=True)
+        if self.ref_ema and self.ref_update_every:
+            raise _bad("ref_ema", "choose either --ref-ema or --ref-update-every, not both")
+        if self.method in ("aihf-dpo", "self-play-aihf") and not (
+            self.demo_weight > 0 or self.pref_weight > 0
+        ):
+            raise _bad(
+                "pref_weight", "--demo-weight and --pref-weight are both 0: nothing to learn"
+            )
+        self._resolve_beta()
+
+    def _resolve_beta(self) -> None:
+        check_range(self, "alpha", 0.0, 1.0)
+        if self.beta is None:
+            if self.method == "pmpo":
+                self.beta = _pmpo_default_beta(self.alpha)
+            else:
+                self.beta = DEFAULT_BETA[self.method]
+        if self.beta < 0 or (self.method == "ipo" and self.beta == 0):
+            raise _bad("beta", f"must be > 0, got {self.beta}")
+        if self.method == "pmpo":
+            from anyfeedback.losses import check_pmpo_beta
+
+            check_pmpo_beta(self.alpha, self.beta, stacklevel=5)  # warns if β < 1 − α
+
+    @property
+    def average_logps(self) -> bool:
+        """Length-normalised ℓ (per-token mean) instead of the sum (docs/algorithms.md#ipo)."""
+        if self.logp_reduction == "auto":
+            return self.method == "ipo"
+        return self.logp_reduction == "mean"
+
+
+@dataclass
+class OptimConfig:
+    """The optimisation of a policy step: AdamW, schedule, batches, LoRA, precision, checkpoints."""
 
     learning_rate: float = 1e-6
     """Peak learning rate of AdamW."""
@@ -95,6 +136,9 @@ class TrainConfig:
     """Learning-rate schedule after warmup: constant | linear | cosine."""
     warmup_steps: int = 0
     """Linear warmup steps."""
+    warmup_ratio: float = 0.0
+    """Linear warmup as a fraction of the run's steps, used when --warmup-steps is 0 (transformers'
+    rule: ceil(ratio × steps))."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     max_grad_norm: float = 1.0
@@ -109,12 +153,6 @@ class TrainConfig:
     """Micro-batches per optimizer step; global batch = batch × accumulation × processes."""
     seed: int = 42
     """Seed for data order, initialisation of LoRA, and sampling."""
-
-    ref_update_every: int = 0
-    """Refresh π_ref ← π_θ every N optimizer steps (0: keep the initial model)."""
-    ref_ema: float = 0.0
-    """EMA rate τ of π_ref ← (1−τ)·π_ref + τ·π_θ after every step (0: off)."""
-
     lora_r: int = 0
     """LoRA rank (0: full fine-tuning). With LoRA, π_ref is the base with the adapter disabled."""
     lora_alpha: float = 16.0
@@ -141,11 +179,6 @@ class TrainConfig:
     """Allow model code from the model repository (off unless asked for)."""
     disable_dropout: bool = True
     """Zero all dropout in the policy, so π_θ = π_ref gives KL 0 and ρ = 0."""
-    kl_chunk_size: int = 1024
-    """Tokens per chunk of the dense KL / log-softmax."""
-    log_kl_every: int = 10
-    """DPO/IPO/KTO/SFT: compute the dense KL(π_ref‖π_θ) diagnostic every N steps (0: never)."""
-
     save_steps: int = 500
     """Checkpoint every N optimizer steps (0: only the final model)."""
     save_total_limit: int = 2
@@ -158,104 +191,88 @@ class TrainConfig:
     """Show a progress bar with ETA on the console."""
 
     def __post_init__(self) -> None:
-        def bad(name: str, problem: str) -> InputError:
-            return InputError(problem, source="config", field=name)
-
-        if self.method not in METHODS:
-            raise bad("method", f"must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if not self.model:
-            raise bad("model", "is required (a model name or directory)")
-        if not self.data:
-            raise bad("data", "is required (a feedback file, directory or dataset id)")
-        choices = {
-            "pmpo_normalization": ("per_set", "global"),
-            "logp_reduction": ("auto", "sum", "mean"),
-            "demo_mode": ("nll", "contrastive"),
-            "lr_scheduler_type": ("constant", "linear", "cosine"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise bad(name, f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        positive = ("batch_size", "gradient_accumulation_steps", "max_length", "num_epochs")
-        for name in positive + ("bucket_batches", "kl_chunk_size", "demo_max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise bad(name, f"must be >= 1, got {getattr(self, name)}")
-        nonneg = ("learning_rate", "warmup_steps", "weight_decay", "max_grad_norm", "lora_r")
-        for name in nonneg + (
-            "ref_update_every",
-            "save_steps",
-            "log_kl_every",
-            "demo_weight",
-            "pref_weight",
-        ):
-            if getattr(self, name) < 0:
-                raise bad(name, f"must be >= 0, got {getattr(self, name)}")
+        check_choice(self, "lr_scheduler_type", ("constant", "linear", "cosine"))
+        check_range(self, "warmup_ratio", 0.0, 1.0)
+        positive(self, "batch_size", "gradient_accumulation_steps", "num_epochs")
+        nonneg(self, "learning_rate", "warmup_steps", "weight_decay", "max_grad_norm", "lora_r")
+        nonneg(self, "save_steps")
         if self.max_steps == 0 or self.max_steps < -1:
-            raise bad("max_steps", f"must be >= 1 or -1 (use epochs), got {self.max_steps}")
-        if not 0.0 <= self.ref_ema < 1.0:
-            raise bad("ref_ema", f"must be in [0, 1), got {self.ref_ema}")
-        if self.ref_ema and self.ref_update_every:
-            raise bad("ref_ema", "choose either --ref-ema or --ref-update-every, not both")
+            raise _bad("max_steps", f"must be >= 1 or -1 (use epochs), got {self.max_steps}")
         if self.bf16 and self.fp16:
-            raise bad("fp16", "choose either --bf16 or --fp16")
-        if self.method in ("aihf-dpo", "self-play-aihf") and not (
-            self.demo_weight > 0 or self.pref_weight > 0
-        ):
-            raise bad("pref_weight", "--demo-weight and --pref-weight are both 0: nothing to learn")
-        if self.method == "kto" and self.batch_size < 2:
-            raise bad("batch_size", "KTO's reference point needs at least 2 records per batch")
-        self._resolve_beta()
+            raise _bad("fp16", "choose either --bf16 or --fp16")
 
-    def _resolve_beta(self) -> None:
-        if not 0.0 <= self.alpha <= 1.0:
-            raise InputError(f"must be in [0, 1], got {self.alpha}", source="config", field="alpha")
-        if self.beta is None:
-            if self.method == "pmpo":
-                self.beta = _pmpo_default_beta(self.alpha)
-            else:
-                self.beta = DEFAULT_BETA[self.method]
-        if self.beta < 0 or (self.method == "ipo" and self.beta == 0):
-            raise InputError(f"must be > 0, got {self.beta}", source="config", field="beta")
-        if self.method == "pmpo":
-            from anyfeedback.losses import check_pmpo_beta
 
-            check_pmpo_beta(self.alpha, self.beta, stacklevel=4)  # warns if β < 1 − α
+@dataclass
+class PolicyStepConfig(ObjectiveConfig, OptimConfig):
+    """What a `Trainer` needs: the model, the run directory, the objective and the optimisation
+    (no data: `train` adds it; the online, AIHF and self-play loops make their own samples)."""
 
-    @property
-    def average_logps(self) -> bool:
-        """Length-normalised ℓ (per-token mean) instead of the sum (BASELINES §IPO pitfall)."""
-        if self.logp_reduction == "auto":
-            return self.method == "ipo"
-        return self.logp_reduction == "mean"
+    model: str = ""
+    """Model name or local directory (Hugging Face format)."""
+    out: str = "runs/train"
+    """Run directory: config, metrics, checkpoints, final model, report."""
+    max_length: int = 512
+    """Maximum tokens of prompt + completion; longer completions are truncated (counted)."""
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise _bad("model", "is required (a model name or directory)")
+        positive(self, "max_length")
+        OptimConfig.__post_init__(self)
+        ObjectiveConfig.__post_init__(self)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in config_fields()}
+        return {f.name: getattr(self, f.name) for f in init_fields(type(self))}
+
+
+@dataclass
+class TrainConfig(PolicyStepConfig):
+    """Offline fine-tuning of a causal LM from a feedback file (see `anyfeedback train --help`)."""
+
+    data: str = ""
+    """Feedback file, directory or dataset id (unpaired, paired or demonstrations)."""
+    data_kind: str | None = None
+    """Force the record kind of --data (unpaired | paired | demonstration) instead of inferring it."""
+    demo_data: str | None = None
+    """Demonstrations for aihf-dpo (a file of {prompt, completion})."""
+    demo_batch_size: int | None = None
+    """Demonstrations per micro-batch for aihf-dpo (default: --batch-size)."""
+    demo_max_new_tokens: int = 64
+    """Length of the reference samples generated once for --demo-mode contrastive."""
+    max_prompt_length: int | None = None
+    """Keep only the last N tokens of each prompt (TRL's keep_end truncation; default: no limit,
+    prompts that leave no room under --max-length are an error)."""
+    add_eos: bool = True
+    """Append EOS to completions that do not already end with it."""
+    share_prompt: bool = True
+    """Pairs: compute each prompt once, chosen and rejected after it under a block-causal mask
+    (checked against separate rows at start-up; off if the model's attention ignores it)."""
+    group_by_length: bool = True
+    """Length-bucketed batches: sort within chunks of --bucket-batches batches to cut padding."""
+    bucket_batches: int = 64
+    """Batches per length-sorting chunk (bigger sorts better, shuffles less)."""
+
+    def __post_init__(self) -> None:
+        check_choice(self, "method", METHODS)
+        if not self.model:
+            raise _bad("model", "is required (a model name or directory)")
+        if not self.data:
+            raise _bad("data", "is required (a feedback file, directory or dataset id)")
+        positive(self, "bucket_batches", "demo_max_new_tokens", "max_prompt_length")
+        PolicyStepConfig.__post_init__(self)
+        if self.method == "kto" and self.batch_size < 2:
+            raise _bad("batch_size", "KTO's reference point needs at least 2 records per batch")
+
+
+def _bad(name: str, problem: str) -> InputError:
+    return InputError(problem, source="config", field=name)
 
 
 def config_fields() -> list[dataclasses.Field]:
-    """The user-settable fields, in declaration order."""
-    return [f for f in dataclasses.fields(TrainConfig) if f.init]
-
-
-def field_docs() -> dict[str, str]:
-    """Field name → its one-line docstring."""
-    from anyfeedback.configfile import field_docs as docs_of
-
-    return docs_of(TrainConfig)
-
-
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """`TrainConfig` fields from a YAML or JSON file; unknown keys are an InputError."""
-    from anyfeedback.configfile import read_config_file as read
-
-    return read(path, TrainConfig)
+    """The user-settable fields of `TrainConfig`, in declaration order."""
+    return init_fields(TrainConfig)
 
 
 def make_config(file: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """Defaults ← `file` ← `overrides` (None values in overrides mean "not given")."""
-    values = read_config_file(file) if file else {}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return TrainConfig(**values)
-    except TypeError as err:
-        raise InputError(str(err), source="config") from None
+    return build_config(TrainConfig, file, overrides)

@@ -119,9 +119,12 @@ def encode_texts(
     return out
 
 
-def truncate(ids, max_length: int, index: int, source: str):
-    """Cut completions to fit `max_length`; a prompt that leaves no room is an InputError."""
+def truncate(ids, max_length: int, index: int, source: str, max_prompt_length: int | None = None):
+    """Cut completions to fit `max_length`; a prompt that leaves no room is an InputError.
+    `max_prompt_length` first keeps only the prompt's last tokens (TRL's keep_end)."""
     prompt, comps = ids
+    if max_prompt_length is not None and len(prompt) > max_prompt_length:
+        prompt = prompt[len(prompt) - max_prompt_length :]
     room = max_length - len(prompt)
     if room < 1:
         raise InputError(
@@ -142,6 +145,7 @@ def encode_records(
     max_length: int,
     add_eos: bool = True,
     source: str = "data",
+    max_prompt_length: int | None = None,
 ) -> Encoded:
     """Tokenise records of one kind into `Example`s (completions truncated and counted)."""
     if kind == "paired":
@@ -150,7 +154,7 @@ def encode_records(
         prompts, comps = [r.prompt for r in records], [(r.completion,) for r in records]
     examples, n_trunc = [], 0
     for i, ids in enumerate(encode_texts(tokenizer, prompts, comps, add_eos=add_eos)):
-        prompt, cut, n = truncate(ids, max_length, i, source)
+        prompt, cut, n = truncate(ids, max_length, i, source, max_prompt_length)
         n_trunc += n
         label = records[i].label if kind == "unpaired" else None
         examples.append(Example(prompt, cut, None if label is None else bool(label)))
@@ -172,6 +176,7 @@ def load_training_data(tokenizer, cfg) -> tuple[Encoded, Encoded | None]:
         max_length=cfg.max_length,
         add_eos=cfg.add_eos,
         source=cfg.data,
+        max_prompt_length=cfg.max_prompt_length,
     )
     demos = None
     if cfg.method == "aihf-dpo" and cfg.demo_weight > 0:
@@ -191,6 +196,7 @@ def load_training_data(tokenizer, cfg) -> tuple[Encoded, Encoded | None]:
             max_length=cfg.max_length,
             add_eos=cfg.add_eos,
             source=cfg.demo_data,
+            max_prompt_length=cfg.max_prompt_length,
         )
     return data, demos
 

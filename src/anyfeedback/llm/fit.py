@@ -134,7 +134,9 @@ def _warn_config_changes(cfg: TrainConfig, saved_path: Path) -> None:
         return
     saved = json.loads(saved_path.read_text(encoding="utf-8"))
     harmless = {"resume", "max_steps", "num_epochs", "save_steps", "progress", "tensorboard"}
-    changed = sorted(k for k, v in cfg.to_dict().items() if k not in harmless and saved.get(k) != v)
+    # a field added since the run was saved (absent from its config.json) is not a change
+    current = {k: v for k, v in cfg.to_dict().items() if k in saved and k not in harmless}
+    changed = sorted(k for k, v in current.items() if saved[k] != v)
     if changed:
         warnings.warn(f"resuming with changed settings: {', '.join(changed)}", stacklevel=3)
 

@@ -273,6 +273,7 @@ def compute_loss(
     policy, ref: Reference, batch: Batch, cfg, *, want_kl: bool = True, all_reduce_mean=None
 ):
     """(loss, metrics) of one micro-batch for `cfg.method`; metrics are detached 0-d tensors.
+    `cfg` needs only the `ObjectiveConfig` fields (method, α, β, reductions, weights).
 
     `policy` is the (possibly DDP-wrapped) model, `ref` a `Reference`, `batch` from the
     `collate_*` functions; `want_kl` adds the dense KL diagnostic for methods without a KL term;

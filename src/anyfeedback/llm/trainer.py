@@ -57,6 +57,9 @@ def seed_everything(seed: int) -> None:
 class Trainer:
     """Policy, π_ref, optimizer and schedule for `cfg`; `train_step` takes one optimizer step.
 
+    `cfg` is a `PolicyStepConfig` (objective + optimisation + model/out; a `TrainConfig` is one):
+    the trainer never reads the data fields.
+
     `model` / `tokenizer` may be passed in (e.g. by the online loop); otherwise they load from
     `cfg.model`. `total_steps` sets the LR schedule length. `resume_from` (a checkpoint dir)
     restores weights, π_ref, optimizer, scheduler, RNG and the step count."""
@@ -94,7 +97,9 @@ class Trainer:
             self.ref.load_state_dict(ckpt.load_weights(resume_from, policy))
         params = [p for p in policy.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        factor = lr_schedule(cfg.lr_scheduler_type, cfg.warmup_steps, total_steps)
+        # transformers' rule: warmup_steps if > 0, else ceil(warmup_ratio × total steps)
+        warmup = cfg.warmup_steps or math.ceil(getattr(cfg, "warmup_ratio", 0.0) * total_steps)
+        factor = lr_schedule(cfg.lr_scheduler_type, warmup, total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         forward = policy
         if cfg.torch_compile:

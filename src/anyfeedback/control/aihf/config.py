@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from anyfeedback.configfile import check_choice, check_range, nonneg, positive
 from anyfeedback.errors import InputError
-from anyfeedback.losses.aihf import DEMO_MODES
+
+_KEBAB = {"source": None, "kebab": True}  # errors name the flag: field 'pref-noise'
 
 # name -> (uses demonstrations, uses preferences); BC is trained apart (bc.py), the rest are
 # reward learners with the SAC inner loop (spec AIHF §6: w_D = 0 is RLHF, w_P = 0 is ML-IRL).
@@ -106,48 +108,19 @@ class AIHFControlConfig:
                 f"unknown method(s) {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}",
                 field="methods",
             )
-        if not 0 <= self.pref_noise <= 0.5:
-            raise InputError(f"must be in [0, 0.5], got {self.pref_noise}", field="pref-noise")
-        if self.demo_mode not in DEMO_MODES:
-            raise InputError(
-                f"must be one of {', '.join(DEMO_MODES)}, got '{self.demo_mode}'", field="demo-mode"
-            )
-        for name in (
-            "num_seeds",
-            "num_demos",
-            "num_pairs",
-            "segment_length",
-            "reward_hidden",
-            "reward_batch_size",
-            "pair_batch_size",
-            "episodes_per_reward_phase",
-            "hidden",
-            "batch_size",
-            "eval_every",
-            "eval_episodes",
-            "held_out_pairs",
-            "threads",
-        ):
-            if getattr(self, name) < 1:
-                raise InputError(
-                    f"must be >= 1, got {getattr(self, name)}", field=name.replace("_", "-")
-                )
-        for name in (
-            "steps",
-            "learning_starts",
-            "reward_updates",
-            "reward_warmup_steps",
-            "bc_steps",
-            "reward_clip",
-            "demo_weight",
-            "pref_weight",
-        ):
-            if getattr(self, name) < 0:
-                raise InputError(
-                    f"must be >= 0, got {getattr(self, name)}", field=name.replace("_", "-")
-                )
-        if self.reward_lr <= 0 or self.lr <= 0 or not 0 < self.gamma < 1:
-            raise InputError("need reward-lr > 0, lr > 0 and 0 < gamma < 1")
+        check_range(self, "pref_noise", 0, 0.5, **_KEBAB)
+        from anyfeedback.losses.aihf import DEMO_MODES  # torch: not at import (fast --help)
+
+        check_choice(self, "demo_mode", DEMO_MODES, **_KEBAB)
+        positive(self, "num_seeds", "num_demos", "num_pairs", "segment_length", **_KEBAB)
+        positive(self, "reward_hidden", "reward_batch_size", "pair_batch_size", **_KEBAB)
+        positive(self, "episodes_per_reward_phase", "hidden", "batch_size", "eval_every", **_KEBAB)
+        positive(self, "eval_episodes", "held_out_pairs", "threads", **_KEBAB)
+        nonneg(self, "steps", "learning_starts", "reward_updates", "reward_warmup_steps", **_KEBAB)
+        nonneg(self, "bc_steps", "reward_clip", "demo_weight", "pref_weight", **_KEBAB)
+        check_range(self, "reward_lr", 0, low_open=True, **_KEBAB)
+        check_range(self, "lr", 0, low_open=True, **_KEBAB)
+        check_range(self, "gamma", 0, 1, low_open=True, high_open=True, **_KEBAB)
 
     def method_list(self) -> list[str]:
         return [m.strip() for m in self.methods.split(",") if m.strip()]

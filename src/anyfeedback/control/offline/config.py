@@ -34,7 +34,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from anyfeedback.configfile import check_choice, nonneg, positive
 from anyfeedback.errors import InputError
+
+_KEBAB = {"source": None, "kebab": True}  # errors name the flag: field 'min-std'
 
 
 class Preset(NamedTuple):
@@ -57,7 +60,7 @@ TABLE_ROWS = ("bc", "accept-bc", "accept", "reject-bc", "accept-reject-bc")  # T
 @dataclass
 class OfflineConfig:
     dataset: str = ""
-    """NPZ dataset of transitions (format: anyfeedback/control/offline/dataset.py; README "Offline")."""
+    """NPZ dataset of transitions (format: anyfeedback/control/offline/dataset.py; docs/results/offline.md)."""
     methods: str = "accept-reject-bc"
     """comma-separated presets: bc, accept, accept-bc, reject-bc, accept-reject-bc, pmpo."""
     alpha: float | None = None
@@ -128,31 +131,12 @@ class OfflineConfig:
                 raise InputError(
                     f"unknown method '{name}'; choose from {', '.join(PRESETS)}", field="methods"
                 )
-        for name in (
-            "num_seeds",
-            "value_steps",
-            "policy_steps",
-            "batch_size",
-            "hidden",
-            "n_step",
-            "eval_episodes",
-            "num_samples",
-            "log_every",
-            "threads",
-            "episode_frames",
-        ):
-            if getattr(self, name) < (0 if name.endswith("_steps") else 1):
-                raise InputError(
-                    f"must be positive, got {getattr(self, name)}", field=name.replace("_", "-")
-                )
-        if self.kl not in ("policy", "sample"):
-            raise InputError(f"must be policy or sample, got '{self.kl}'", field="kl")
-        if self.baseline not in ("policy", "value"):
-            raise InputError(f"must be policy or value, got '{self.baseline}'", field="baseline")
-        if self.policy_mean not in ("tanh", "linear"):
-            raise InputError(
-                f"must be tanh or linear, got '{self.policy_mean}'", field="policy-mean"
-            )
+        nonneg(self, "value_steps", "policy_steps", **_KEBAB)
+        positive(self, "num_seeds", "batch_size", "hidden", "n_step", "eval_episodes", **_KEBAB)
+        positive(self, "num_samples", "log_every", "threads", "episode_frames", **_KEBAB)
+        check_choice(self, "kl", ("policy", "sample"), **_KEBAB)
+        check_choice(self, "baseline", ("policy", "value"), **_KEBAB)
+        check_choice(self, "policy_mean", ("tanh", "linear"), **_KEBAB)
         if not 0 < self.min_std < self.init_std:
             raise InputError(f"need 0 < min-std < init-std, got {self.min_std}", field="min-std")
         a, b = self.preset("pmpo")[:2]

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from anyfeedback.configfile import check_choice, check_range, nonneg, positive
 from anyfeedback.errors import InputError
-from anyfeedback.losses.aihf import DEMO_MODES
 
 
 def _bad(name: str, problem: str) -> InputError:
@@ -20,10 +20,10 @@ def _bad(name: str, problem: str) -> InputError:
 
 
 def _check_common(cfg) -> None:
+    """The checks AIHF and self-play share (the demo/pair weights need their files)."""
     if not cfg.model:
         raise _bad("model", "is required (the start policy, e.g. the SFT model)")
-    if cfg.demo_weight < 0 or cfg.pref_weight < 0:
-        raise _bad("demo_weight", "--demo-weight and --pref-weight must be >= 0")
+    nonneg(cfg, "demo_weight", "pref_weight")
     if cfg.demo_weight == 0 and cfg.pref_weight == 0:
         raise _bad("pref_weight", "--demo-weight and --pref-weight are both 0: nothing to learn")
     if cfg.demo_weight > 0 and not cfg.demos:
@@ -33,17 +33,41 @@ def _check_common(cfg) -> None:
         )
     if cfg.pref_weight > 0 and not cfg.pairs:
         raise _bad("pairs", "a file of preference pairs is required when --pref-weight > 0")
-    if cfg.beta < 0:
-        raise _bad("beta", f"must be >= 0, got {cfg.beta}")
-    if cfg.temperature <= 0 or not 0 < cfg.top_p <= 1:
-        raise _bad("temperature", "temperature must be > 0 and top_p in (0, 1]")
-    for name in ("max_new_tokens", "max_length", "eval_size"):
-        if getattr(cfg, name) < 1:
-            raise _bad(name, f"must be >= 1, got {getattr(cfg, name)}")
+    nonneg(cfg, "beta")
+    check_range(cfg, "temperature", 0, low_open=True)
+    check_range(cfg, "top_p", 0, 1, low_open=True)
+    positive(cfg, "max_new_tokens", "max_length", "eval_size")
 
 
 @dataclass
-class AIHFConfig:
+class SamplingEvalConfig:
+    """Fields the AIHF and self-play loops share: sampling, held-out evaluation, model setup."""
+
+    temperature: float = 1.0
+    """Sampling temperature (always sampling, never greedy: samples must be draws from π)."""
+    top_p: float = 1.0
+    """Nucleus sampling mass."""
+    max_length: int = 256
+    """Maximum prompt + completion tokens (policy and, for aihf, the reward model)."""
+    gold_reward: str | None = None
+    """Reward to evaluate with (e.g. 'sentiment', module:function or a classifier; not trained on)."""
+    eval_prompts: str | None = None
+    """Held-out prompts for the gold reward and the KL to the start model (a feedback source)."""
+    eval_size: int = 64
+    """Held-out prompts used from --eval-prompts."""
+    lora_r: int = 0
+    """LoRA rank of the policy (0: full fine-tuning)."""
+    bf16: bool = False
+    """bfloat16 autocast."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class AIHFConfig(SamplingEvalConfig):
     """AIHF Algorithm 1: alternate RLOO policy steps and one joint reward step."""
 
     model: str = ""
@@ -91,64 +115,30 @@ class AIHFConfig:
     """Peak AdamW learning rate of the policy."""
     max_new_tokens: int = 32
     """Tokens generated per completion (RL samples, agent samples, evaluation)."""
-    temperature: float = 1.0
-    """Sampling temperature (always sampling, never greedy: y^A must be a draw from π_k)."""
-    top_p: float = 1.0
-    """Nucleus sampling mass."""
-    max_length: int = 256
-    """Maximum prompt + completion tokens (policy and reward model)."""
-    gold_reward: str | None = None
-    """Reward to evaluate with (e.g. 'sentiment', module:function or a classifier; not trained on)."""
-    eval_prompts: str | None = None
-    """Held-out prompts for the gold reward and the KL to the start model (a feedback source)."""
-    eval_size: int = 64
-    """Held-out prompts used from --eval-prompts."""
     eval_pairs: str | None = None
     """Held-out pairs for the reward model's pairwise accuracy."""
     eval_every: int = 5
     """Evaluate every N iterations (and at the start and end; 0: start and end only)."""
-    lora_r: int = 0
-    """LoRA rank of the policy (0: full fine-tuning)."""
-    bf16: bool = False
-    """bfloat16 autocast."""
     seed: int = 0
     """Seed for data order, sampling and initialisation."""
     save_steps: int = 0
     """Checkpoint policy and reward model every N iterations (0: only the final models)."""
-    progress: bool = True
-    """Show a progress bar."""
 
     def __post_init__(self) -> None:
         _check_common(self)
-        if self.demo_mode not in DEMO_MODES:
-            raise _bad(
-                "demo_mode", f"must be one of {', '.join(DEMO_MODES)}, got {self.demo_mode!r}"
-            )
+        from anyfeedback.losses.aihf import DEMO_MODES  # torch: not at import (fast --help)
+
+        check_choice(self, "demo_mode", DEMO_MODES)
         if self.k < 2:
             raise _bad("k", f"RLOO needs at least 2 samples per prompt, got {self.k}")
-        if self.reward_clip < 0:
-            raise _bad("reward_clip", f"must be >= 0, got {self.reward_clip}")
-        for name in ("iterations", "policy_steps", "prompts_per_step", "reward_batch_size"):
-            if getattr(self, name) < 1:
-                raise _bad(name, f"must be >= 1, got {getattr(self, name)}")
-        for name in (
-            "reward_updates",
-            "reward_warmup_steps",
-            "eval_every",
-            "save_steps",
-            "reward_learning_rate",
-            "learning_rate",
-            "reward_weight_decay",
-        ):
-            if getattr(self, name) < 0:
-                raise _bad(name, f"must be >= 0, got {getattr(self, name)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        nonneg(self, "reward_clip")
+        positive(self, "iterations", "policy_steps", "prompts_per_step", "reward_batch_size")
+        nonneg(self, "reward_updates", "reward_warmup_steps", "eval_every", "save_steps")
+        nonneg(self, "reward_learning_rate", "learning_rate", "reward_weight_decay")
 
 
 @dataclass
-class SelfPlayConfig:
+class SelfPlayConfig(SamplingEvalConfig):
     """Self-Play AIHF (SPIN on demonstrations + DPO on pairs, opponent π_t) and SPIN (w_P = 0)."""
 
     model: str = ""
@@ -175,36 +165,12 @@ class SelfPlayConfig:
     """AdamW learning rate."""
     max_new_tokens: int = 32
     """Tokens generated per opponent sample and per evaluation completion."""
-    temperature: float = 1.0
-    """Sampling temperature."""
-    top_p: float = 1.0
-    """Nucleus sampling mass."""
-    max_length: int = 256
-    """Maximum prompt + completion tokens."""
-    gold_reward: str | None = None
-    """Reward to evaluate with (not trained on)."""
-    eval_prompts: str | None = None
-    """Held-out prompts for the gold reward and the KL to the start model."""
-    eval_size: int = 64
-    """Held-out prompts used from --eval-prompts."""
-    lora_r: int = 0
-    """LoRA rank (0: full fine-tuning)."""
-    bf16: bool = False
-    """bfloat16 autocast."""
     seed: int = 0
     """Seed for data order and sampling."""
     save_steps: int = 0
     """Checkpoint every N optimizer steps (0: only the final model)."""
-    progress: bool = True
-    """Show a progress bar."""
 
     def __post_init__(self) -> None:
         _check_common(self)
-        for name in ("iterations", "epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise _bad(name, f"must be >= 1, got {getattr(self, name)}")
-        if self.learning_rate < 0 or self.save_steps < 0:
-            raise _bad("learning_rate", "--learning-rate and --save-steps must be >= 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        positive(self, "iterations", "epochs", "batch_size")
+        nonneg(self, "learning_rate", "save_steps")

@@ -29,7 +29,7 @@ from anyfeedback.llm.aihf.config import AIHFConfig
 from anyfeedback.llm.aihf.data import distinct, frozen_copy, load_run_data
 from anyfeedback.llm.aihf.evaluate import evaluate_held_out
 from anyfeedback.llm.batching import collate_samples
-from anyfeedback.llm.config import TrainConfig
+from anyfeedback.llm.config import PolicyStepConfig
 from anyfeedback.llm.prompts import encode_prompts, prompts_for_step
 from anyfeedback.llm.reward.model import load_reward_model, pair_accuracy, score
 from anyfeedback.llm.trainer import Trainer
@@ -45,11 +45,10 @@ class AIHFResult:
     final: dict
 
 
-def policy_train_config(cfg) -> TrainConfig:
-    """The `TrainConfig` of the RLOO policy step (π_ref = the start model, never refreshed)."""
-    return TrainConfig(
+def policy_train_config(cfg) -> PolicyStepConfig:
+    """The `PolicyStepConfig` of the RLOO policy step (π_ref = the start model, never refreshed)."""
+    return PolicyStepConfig(
         model=cfg.model,
-        data="<samples>",
         method="rloo",
         out=cfg.out,
         beta=cfg.beta,

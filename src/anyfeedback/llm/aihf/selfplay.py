@@ -23,7 +23,7 @@ from anyfeedback.llm.aihf.config import SelfPlayConfig
 from anyfeedback.llm.aihf.data import frozen_copy, load_run_data
 from anyfeedback.llm.aihf.evaluate import evaluate_held_out
 from anyfeedback.llm.batching import collate_pairs
-from anyfeedback.llm.config import TrainConfig
+from anyfeedback.llm.config import PolicyStepConfig
 from anyfeedback.llm.data import encode_records
 from anyfeedback.llm.prompts import encode_prompts, prompts_for_step
 from anyfeedback.llm.trainer import Trainer
@@ -38,10 +38,9 @@ class SelfPlayResult:
     final: dict
 
 
-def _train_config(cfg: SelfPlayConfig, total: int) -> TrainConfig:
-    return TrainConfig(
+def _train_config(cfg: SelfPlayConfig, total: int) -> PolicyStepConfig:
+    return PolicyStepConfig(
         model=cfg.model,
-        data="<self-play>",
         method="self-play-aihf",
         out=cfg.out,
         beta=cfg.beta,

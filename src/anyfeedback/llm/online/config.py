@@ -3,7 +3,8 @@
 The loop (PMPO §7.4): per step, take `prompts_per_step` prompts, sample `k` completions each from
 the current policy, score them with the reward, label them (top-k / bottom-k by default), take
 one optimizer step of the method on the labelled samples, and refresh π_ref every
-`ref_update_every` steps. Optimisation fields mean what they mean in `TrainConfig`.
+`ref_update_every` steps. Optimisation fields mean what they mean in `anyfeedback train`; `train_config()` is the
+`PolicyStepConfig` (objective + optimisation, no data) the update step runs with.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from anyfeedback.configfile import check_choice, check_range, nonneg, positive
 from anyfeedback.errors import InputError
 
 METHODS = ("pmpo", "dpo", "kto")
@@ -101,43 +103,24 @@ class OnlineConfig:
             raise bad("model", "is required (a model name or directory)")
         if not self.prompts:
             raise bad("prompts", "is required (a prompt source or 'demo')")
-        if self.method not in METHODS:
-            raise bad("method", f"must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if self.labelling not in LABELLING:
-            raise bad("labelling", f"must be one of {', '.join(LABELLING)}")
-        if self.generation_backend not in BACKENDS:
-            raise bad(
-                "generation_backend",
-                f"must be one of {', '.join(BACKENDS)}, got {self.generation_backend!r}",
-            )
-        if not 0 < self.vllm_gpu_memory_utilization <= 1:
-            raise bad("vllm_gpu_memory_utilization", "must be in (0, 1]")
-        names = (
-            "k",
-            "prompts_per_step",
-            "steps",
-            "max_new_tokens",
-            "max_length",
-            "generation_batch_size",
-        )
-        for name in names:
-            if getattr(self, name) < 1:
-                raise bad(name, f"must be >= 1, got {getattr(self, name)}")
+        check_choice(self, "method", METHODS)
+        check_choice(self, "labelling", LABELLING)
+        check_choice(self, "generation_backend", BACKENDS)
+        check_range(self, "vllm_gpu_memory_utilization", 0, 1, low_open=True)
+        positive(self, "k", "prompts_per_step", "steps", "max_new_tokens", "max_length")
+        positive(self, "generation_batch_size")
         if self.method == "dpo" and self.k < 2:
             raise bad("k", "DPO needs at least 2 samples per prompt (best vs worst)")
-        for name in ("k_accept", "k_reject", "eval_every", "save_steps", "micro_batch_size"):
-            if getattr(self, name) < 0:
-                raise bad(name, f"must be >= 0, got {getattr(self, name)}")
-        if self.temperature <= 0 or not 0 < self.top_p <= 1:
-            raise bad("temperature", "temperature must be > 0 and top_p in (0, 1]")
+        nonneg(self, "k_accept", "k_reject", "eval_every", "save_steps", "micro_batch_size")
+        check_range(self, "temperature", 0, low_open=True)
+        check_range(self, "top_p", 0, 1, low_open=True)
 
     def train_config(self):
-        """The `TrainConfig` of the update step (validates α/β and warns if β < 1 − α)."""
-        from anyfeedback.llm.config import TrainConfig
+        """The `PolicyStepConfig` of the update step (validates α/β and warns if β < 1 − α)."""
+        from anyfeedback.llm.config import PolicyStepConfig
 
-        return TrainConfig(
+        return PolicyStepConfig(
             model=self.model,
-            data="<online samples>",
             method=self.method,
             out=self.out,
             alpha=self.alpha,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from anyfeedback.configfile import check_range, nonneg, positive
 from anyfeedback.errors import InputError
 
 
@@ -29,7 +30,7 @@ class RewardConfig:
     batch_size: int = 8
     """Pairs per optimizer step."""
     num_epochs: int = 1
-    """Epochs over the training pairs when --max-steps is -1 (about 1 is usual, BASELINES)."""
+    """Epochs over the training pairs when --max-steps is -1 (about 1 is usual for reward models)."""
     max_steps: int = -1
     """Optimizer steps (-1: --num-epochs over the pairs)."""
     max_length: int = 512
@@ -53,14 +54,9 @@ class RewardConfig:
             raise bad("model", "is required (a causal LM or reward model name or directory)")
         if not self.data:
             raise bad("data", "is required (a file of preference pairs)")
-        if not 0.0 < self.eval_fraction < 1.0:
-            raise bad("eval_fraction", f"must be in (0, 1), got {self.eval_fraction}")
-        for name in ("batch_size", "num_epochs", "max_length"):
-            if getattr(self, name) < 1:
-                raise bad(name, f"must be >= 1, got {getattr(self, name)}")
-        for name in ("learning_rate", "weight_decay", "max_grad_norm", "eval_every", "save_steps"):
-            if getattr(self, name) < 0:
-                raise bad(name, f"must be >= 0, got {getattr(self, name)}")
+        check_range(self, "eval_fraction", 0, 1, low_open=True, high_open=True)
+        positive(self, "batch_size", "num_epochs", "max_length")
+        nonneg(self, "learning_rate", "weight_decay", "max_grad_norm", "eval_every", "save_steps")
         if self.max_steps == 0 or self.max_steps < -1:
             raise bad("max_steps", f"must be >= 1 or -1 (use epochs), got {self.max_steps}")
 
