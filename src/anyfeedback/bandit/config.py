@@ -117,7 +117,7 @@ class BanditConfig:
     first_seed: int = 1  # pycma needs seeds >= 1
     evals: int = 10_000  # function-evaluation budget per run (monitoring f(mean) not counted)
     samples: int = 4  # K samples per iteration; top K/2 accepted, bottom K/2 rejected
-    solver: str = "exact"  # PMPO M-step: "exact" (closed form, spec §4) or "gradient" (Adam)
+    solver: str = "exact"  # PMPO M-step: "exact" (docs/algorithms.md#pmpo) or "gradient" (Adam)
     steps: int = 10  # Adam steps per iteration (gradient methods: PMPO-gradient, DPO, MPO)
     lr: float | None = None  # Adam lr for every gradient method (None: per method, DEFAULT_LR)
     param: str = "whitened"  # local parameters relative to π_ref ("whitened") or to N(x0, σ0²I)
@@ -172,7 +172,8 @@ class BanditConfig:
         return self.samples // 2
 
     def resolve(self, spec: str) -> MethodSpec:
-        """Fill a method's options with the defaults; warn if PMPO's β < 1 − α (spec §4)."""
+        """Fill a method's options with the defaults; warn if PMPO's β < 1 − α
+        (docs/algorithms.md#pmpo)."""
         name, kind, opts = parse_method(spec)
         if kind == "pmpo":
             alpha = float(opts.get("alpha", PMPO_ALPHA[name]))
@@ -189,7 +190,7 @@ class BanditConfig:
             beta0 = tuned if adaptive else float(beta)  # adaptive β starts at the tuned value
             if not 0.0 <= alpha <= 1.0 or beta0 < 0:
                 raise InputError(f"{spec!r}: need 0 <= alpha <= 1 and beta >= 0")
-            check_pmpo_beta(alpha, beta0, stacklevel=3)  # warns: β < 1 − α (spec §4)
+            check_pmpo_beta(alpha, beta0, stacklevel=3)  # β < 1 − α: docs/algorithms.md#pmpo
             out = dict(alpha=alpha, beta=beta0, solver=solver, adaptive=adaptive)
             out.update(epsilon=float(opts.get("epsilon", self.epsilon)))
             out.update(beta_lr=float(opts.get("beta_lr", 0.1)))

@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
         quick: bool = typer.Option(False, help="A smaller model and fewer steps (~2 minutes)."),
     ) -> None:
         """Train a small LM on generated reviews, align it to positive sentiment with PMPO-AR,
-        PMPO-A, PMPO-R and DPO, and write an HTML report (offline, 2 CPU cores)."""
+        PMPO-A, PMPO-R and DPO, and write an HTML report (offline, CPU only)."""
         from anyfeedback.llm.demo.run import run_demo
 
         report = run_demo(out, quick=quick, log=typer.echo)

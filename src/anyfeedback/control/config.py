@@ -57,7 +57,7 @@ class ControlConfig:
     """N actions sampled from the target policy per replay state and scored by the critic."""
     score_precision: str = "bf16"
     """precision of the critic's h×h layers when scoring the N samples: bf16 (≈ 4× faster, a few %
-    of near-median labels flip; README "Control") | bf16x2 | fp32."""
+    of near-median labels flip; docs/results/control.md) | bf16x2 | fp32."""
     batch_size: int = 256
     """replay states per learner step."""
     hidden: int = 256
@@ -77,12 +77,13 @@ class ControlConfig:
     target_period: int = 25
     """learner steps between copies of the policy into the target policy π_ref (Acme: 100)."""
     init_std: float = 0.2
-    """initial policy std (pre-clip Gaussian; SAC's is 0.5 pre-tanh, Acme's MPO 0.7 — see README)."""
+    """initial policy std (pre-clip Gaussian; SAC's is 0.5 pre-tanh, Acme's MPO 0.7 — see
+    docs/results/control.md)."""
     action_penalty: float = 1e-3
     """κ: PMPO/MPO rank/weight samples by Q − κ·max(spread, 1e-2·(|Q|+1))·‖u − clip(u)‖ (spread =
     max−min of the state's N Q; 0: off). The default 1e-3 is a tie-breaker: samples that clip to
     the same bound tie in Q, and ranking the one nearest the box first stops PMPO's accepted half
-    from dragging μ out of the box (README "Control")."""
+    from dragging μ out of the box (docs/results/control.md)."""
     squash: str = "clip"
     """PMPO/MPO action map u -> a: clip (clip(u, −1, 1), Acme) | tanh (a = tanh(u), as SAC; the
     losses and the closed-form KL stay on u — KL is invariant under the bijection — and no two

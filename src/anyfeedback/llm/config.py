@@ -20,7 +20,7 @@ METHODS = ("pmpo", "dpo", "ipo", "kto", "sft", "aihf-dpo", "self-play-aihf", "rl
 # trained by loops that generate (`anyfeedback self-play`, `anyfeedback aihf`), not by `train`
 GENERATING_METHODS = ("self-play-aihf", "rloo")
 # β when the user gives none: PMPO-A (α=1) 0, PMPO-R (α=0) 2, PMPO-AR 0.5 (PMPO §3); DPO/KTO 0.1;
-# IPO's τ 0.1 (BASELINES). SFT has no β.
+# IPO's τ 0.1 (docs/algorithms.md#ipo). SFT has no β.
 DEFAULT_BETA = {
     "dpo": 0.1,
     "ipo": 0.1,
@@ -223,7 +223,7 @@ class TrainConfig:
 
     @property
     def average_logps(self) -> bool:
-        """Length-normalised ℓ (per-token mean) instead of the sum (BASELINES §IPO pitfall)."""
+        """Length-normalised ℓ (per-token mean) instead of the sum (docs/algorithms.md#ipo)."""
         if self.logp_reduction == "auto":
             return self.method == "ipo"
         return self.logp_reduction == "mean"

@@ -29,7 +29,8 @@ class RewardConfig:
     batch_size: int = 8
     """Pairs per optimizer step."""
     num_epochs: int = 1
-    """Epochs over the training pairs when --max-steps is -1 (about 1 is usual, BASELINES)."""
+    """Epochs over the training pairs when --max-steps is -1 (about 1 is usual for reward
+    models)."""
     max_steps: int = -1
     """Optimizer steps (-1: --num-epochs over the pairs)."""
     max_length: int = 512
