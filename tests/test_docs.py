@@ -23,7 +23,13 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 # Citations of documents outside the repository (built from parts so this file does not match).
 FOREIGN = re.compile(
     "|".join(
-        ["spec " + "§", "spec (PMPO|AIHF) " + "§", "BASE" + "LINES", "shared/" + "spec", 'README "']
+        [
+            "spec " + "§",
+            "spec (PMPO|AIHF) " + "§",
+            "BASE" + "LINES",
+            "shared/" + "spec",
+            "READ" + 'ME "',
+        ]
     )
 )
 
