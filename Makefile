@@ -1,8 +1,8 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
-# torch==2.13.0 is installed first so pip takes the CPU wheel present on this kind of machine
-# instead of resolving `torch>=2.4` to a multi-GB CUDA build. Real users keep the range.
-# Each target installs the extras it needs once per pyproject.toml version (a stamp file), so a
-# re-run on a ready venv starts in seconds.
+# torch==2.13.0 is installed first so pip takes the CPU wheel instead of resolving
+# `torch>=2.4` to a multi-GB CUDA build (TORCH=... overrides it). The package itself keeps the
+# range. Each target installs the extras it needs once per pyproject.toml version (a stamp file), so
+# a re-run on a ready venv starts in seconds.
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin

@@ -23,8 +23,8 @@ class Profile:
     prompt_words: tuple[int, int]
     completion_words: tuple[int, int]
     bf16: bool
-    # One intra-op thread per CPU run: on a shared 2-core machine, 2 OpenMP threads stall
-    # whenever the other core is busy (measured 2-7x slower and erratic); 1 thread is steady.
+    # One intra-op thread per CPU run: with few cores shared by other work, 2 OpenMP threads
+    # stall whenever another core is busy (measured 2-7x slower and erratic); 1 thread is steady.
     threads: int | None
     extra: dict = field(default_factory=dict)
 

@@ -40,7 +40,7 @@ LM head over prompt positions, KTO's mismatched pairs) earns no credit. MFU = FL
 GPU's dense bf16 peak (H100/H200 SXM: 989 TFLOP/s).
 Workloads (profiles, assets, FLOP totals): benchmarks/bench_assets.py.
 Results: results/bench/vs_trl.json (cpu) or vs_trl_gpu.json; a Markdown table is printed (and
-pasted into README.md, section "Speed" of the trainer).
+written up in docs/results/llm-speed.md).
 """
 
 from __future__ import annotations

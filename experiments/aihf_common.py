@@ -1,4 +1,5 @@
-"""Shared pieces of the AIHF experiments (Figs. 2–4 analogues, spec AIHF §7–8), offline on CPU.
+"""Shared pieces of the AIHF experiments (Figs. 2–4 analogues, docs/results/aihf.md), offline on
+CPU.
 
 Task: continue a review opening (the demo's generated review corpus and its small Llama LMs);
 gold reward = VADER sentiment of the continuation (hidden from every learner). From the start

@@ -1,4 +1,4 @@
-"""AIHF vs RLHF vs ML-IRL vs BC on one DMC task (spec AIHF §7(d), claim 4): the same
+"""AIHF vs RLHF vs ML-IRL vs BC on one DMC task (docs/results/aihf-control.md): the same
 demonstrations and segment preferences, preference regimes of 20 / 500 pairs × 0 / 30% label
 noise, the seeds (and methods) of a regime as one batched program.
 

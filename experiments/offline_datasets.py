@@ -1,4 +1,4 @@
-"""Mixed-quality offline datasets for the Table 1 analogue (PMPO spec §7.3), two DMC tasks.
+"""Mixed-quality offline datasets for the Table 1 analogue (docs/results/offline.md), two DMC tasks.
 
 1. Agents: SAC (`anyfeedback control --method sac`, action repeat 4, seed 0) trained in stages;
    after each stage the run directory is copied to AGENTS/<domain>-<task>/sac_<env steps>/ (a run
@@ -12,7 +12,7 @@
     PYTHONPATH=src python experiments/offline_datasets.py    # agents (if missing) + datasets
     PYTHONPATH=src python experiments/offline_datasets.py --only datasets
 
-Cost here (2 shared cores): ≈ 1.5 min per 10k SAC env steps; ≈ 1 s per rollout episode.
+Cost on a 2-core CPU machine: ≈ 1.5 min per 10k SAC env steps; ≈ 1 s per rollout episode.
 """
 
 from __future__ import annotations

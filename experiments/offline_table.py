@@ -7,7 +7,7 @@ results/offline/table.json, table.md, table.png and command.txt. Each run direct
 (results/offline/<domain>-<task>[-<tag>]/) keeps config.json, metrics.jsonl, curves.png,
 summary.json, report.md (policy.pt is not committed).
 
-    PYTHONPATH=src python experiments/offline_table.py               # ≈ 11 min on 2 shared cores
+    PYTHONPATH=src python experiments/offline_table.py               # ≈ 11 min on a 2-core CPU
     PYTHONPATH=src python experiments/offline_table.py --tag sample --kl sample   # ablation
 """
 

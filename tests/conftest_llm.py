@@ -29,8 +29,9 @@ def _shared_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def one_thread():
-    """Run a test with one intra-op thread (restored after): on a shared 2-core machine two
-    OpenMP threads stall whenever the other core is busy, and the tiny models gain nothing."""
+    """Run a test with one intra-op thread (restored after): with few cores shared by other
+    work, two OpenMP threads stall whenever another core is busy, and the tiny models gain
+    nothing."""
     import torch
 
     before = torch.get_num_threads()

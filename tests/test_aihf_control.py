@@ -69,7 +69,7 @@ def test_reward_net_clamp_actions_and_segment_returns():
 
 
 def test_method_weights_are_the_special_cases():
-    """AIHF = (w_D, w_P); RLHF = (0, w_P); ML-IRL = (w_D, 0) (spec AIHF §6)."""
+    """AIHF = (w_D, w_P); RLHF = (0, w_P); ML-IRL = (w_D, 0) (docs/algorithms.md#aihf)."""
     from anyfeedback.control.aihf.config import AIHFControlConfig
 
     cfg = AIHFControlConfig(data="pool.npz", demo_weight=2.0, pref_weight=0.5)

@@ -1,5 +1,6 @@
-"""Gaussian M-steps (bandit/msteps.py): the exact maximiser of PMPO Eq. 10 (spec §4) by hand,
-against gradient descent on the loss core's `pmpo_loss`, its failure modes, and the β dual."""
+"""Gaussian M-steps (bandit/msteps.py): the exact maximiser of PMPO Eq. 10 (docs/algorithms.md#pmpo)
+by hand, against gradient descent on the loss core's `pmpo_loss`, its failure modes, and the β
+dual."""
 
 import math
 
@@ -49,7 +50,7 @@ def test_exact_mstep_hand_values():
 
 def test_exact_mstep_failures_are_reported():
     """Reject-only with β = 0.5 < 1: W = −1 + 0.5 < 0. Accept-only with β = 0 in d = 3 from
-    2 accepted points: Σ* has rank 1 (spec §7.1 pitfall). Both come back ok = False."""
+    2 accepted points: Σ* has rank 1 (docs/results/bandit.md). Both come back ok = False."""
     g = torch.Generator().manual_seed(0)
     y = torch.randn(2, 4, 3, generator=g, dtype=D64)
     _, ok = exact_pmpo_mstep(y, pmpo_sample_weights(0.0, 4, 2, 2), _std(3, 2), 0.5)
@@ -61,7 +62,7 @@ def test_exact_mstep_failures_are_reported():
 
 
 def test_pmpo_a_exact_is_smoothed_cem():
-    """BASELINES §CEM: PMPO-A's exact step (per-set) is CEM with a = 1/(1+β):
+    """PMPO-A's exact step (per-set) is CEM with a = 1/(1+β):
     μ* = a·ȳ_E + (1−a)μ_r,  Σ* = a·Cov(E) + (1−a)Σ_r + a(1−a)(ȳ_E−μ_r)(ȳ_E−μ_r)ᵀ."""
     g = torch.Generator().manual_seed(1)
     scale = torch.diag(torch.tensor([1.0, 2.0, 0.5], dtype=D64))[None]  # [1, 3, 3]

@@ -71,7 +71,8 @@ def test_mpo_weights_and_dual_by_hand():
 
 
 def test_temperature_dual_converges_to_epsilon():
-    """Minimising g(η) on a fixed Q table makes the realised KL(q‖uniform) ≈ ε (BASELINES §MPO)."""
+    """Minimising g(η) on a fixed Q table makes the realised KL(q‖uniform) ≈ ε
+    (docs/algorithms.md#mpo-estep)."""
     q = torch.randn(20, 64, generator=torch.Generator().manual_seed(0)) * 3  # [N, B]
     raw = torch.nn.Parameter(torch.tensor(1.0))
     opt = torch.optim.Adam([raw], lr=0.05)

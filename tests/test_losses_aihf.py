@@ -51,8 +51,8 @@ def test_reward_loss_weighting_and_special_cases():
 
 def test_tabular_irl_gradient_equals_ml_gradient():
     """π_r(y) = π_ref(y)·exp(r(y)/β)/Z. Autograd of w_D·log π_r(y^E) w.r.t. the table r equals
-    (w_D/β)(e_{y^E} − π_r) (spec AIHF §3), and the linear demo term with the *exact* expectation
-    over agent samples has exactly the negated gradient. To 1e-6 (here 1e-12)."""
+    (w_D/β)(e_{y^E} − π_r) (docs/algorithms.md#aihf-demo), and the linear demo term with the *exact*
+    expectation over agent samples has exactly the negated gradient. To 1e-6 (here 1e-12)."""
     pi_ref, beta, w_d, y_e = t(0.2, 0.5, 0.3), 0.7, 1.3, 2
     r = t(0.1, -0.4, 0.9).requires_grad_()
     log_pi = torch.log_softmax(pi_ref.log() + r / beta, 0)
@@ -118,7 +118,7 @@ def test_self_play_aihf_pref_weight_zero_is_spin():
 
 
 def _closed_form_policy(pi_ref, r, beta):
-    """The lower level's exact solution π_r = π_ref·exp(r/β)/Z (spec AIHF §2)."""
+    """The lower level's exact solution π_r = π_ref·exp(r/β)/Z (AIHF paper, arXiv 2406.06874)."""
     return torch.softmax(pi_ref.log() + r / beta, 0)
 
 
@@ -135,7 +135,7 @@ def _solve(loss_fn, n, steps=3000, lr=0.05):
 def test_tabular_bilevel_pref_weight_zero_recovers_the_demonstration_distribution():
     """w_P = 0: the reward step with the exact expectation E_{π_r}[r] (π_r the closed-form lower
     level, held fixed inside each step as the sampled y^A is) drives π_r to the demonstrations'
-    distribution p_E, which a table can represent exactly: ML-IRL (spec §6)."""
+    distribution p_E, which a table can represent exactly: ML-IRL (docs/algorithms.md#aihf)."""
     pi_ref, beta = t(0.4, 0.3, 0.2, 0.1), 0.5
     p_demo = t(0.1, 0.2, 0.3, 0.4)
 

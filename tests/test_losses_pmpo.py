@@ -56,7 +56,8 @@ def test_pmpo_global_normalisation_hand_value():
 
 
 def test_per_set_at_beta_is_twice_global_at_half_beta():
-    """Balanced split (2 of 4 accepted): per-set L(β) = 2·global L(β/2) (spec PMPO §3)."""
+    """Balanced split (2 of 4 accepted): per-set L(β) = 2·global L(β/2)
+    (docs/algorithms.md#pmpo)."""
     a, r, kl = t(-1.3, -0.2), t(-2.5, -4.0), t(0.7, 0.1)
     per_set, _ = pmpo_loss(a, r, kl, alpha=0.5, beta=1.2)
     glob, _ = pmpo_loss(a, r, kl, alpha=0.5, beta=0.6, normalization="global")
@@ -90,7 +91,8 @@ def test_beta_bound_warning():
         check_pmpo_beta(1.5, 1.0)
 
 
-# ---- the reject-only theorem on a categorical policy, exact expectations (spec PMPO §4) ----
+# ---- the reject-only theorem on a categorical policy, exact expectations ----
+# (docs/algorithms.md#pmpo)
 
 PI_REF = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
 P0 = torch.tensor([0.9, 0.5, 0.1], dtype=torch.float64)  # p(O=0 | y): how often y is rejected

@@ -1,4 +1,4 @@
-"""RLOO (BASELINES §RLHF): leave-one-out advantages and the loss, by hand; on a categorical
+"""RLOO (docs/algorithms.md#rloo): leave-one-out advantages and the loss, by hand; on a categorical
 bandit the expected RLOO gradient is the exact gradient of −E_π r + β·KL(π‖π_ref)."""
 
 import pytest

@@ -157,10 +157,10 @@ def test_chunked_peak_memory_is_bounded():
 
 
 def test_dense_kl_keeps_rejected_gradient_at_beta_equal_one_minus_alpha():
-    """PMPO spec §5: with the *sample* KL estimate mean(ℓ_ref − ℓ_θ) over the same labelled
-    samples (global normalisation, N = 2, one accepted, one rejected), the rejected sample's
-    ℓ_θ gets coefficient (β − (1−α))/N, which is 0 at β = 1 − α: AR degenerates to A. With the
-    dense KL the rejected term keeps its −(1−α) pull, so AR ≠ A."""
+    """docs/algorithms.md#pmpo-kl: with the *sample* KL estimate mean(ℓ_ref − ℓ_θ) over the same
+    labelled samples (global normalisation, N = 2, one accepted, one rejected), the rejected
+    sample's ℓ_θ gets coefficient (β − (1−α))/N, which is 0 at β = 1 − α: AR degenerates to A. With
+    the dense KL the rejected term keeps its −(1−α) pull, so AR ≠ A."""
     alpha, beta = 0.5, 0.5
     logits, ref, labels, mask = random_batch(b=2, t=5, v=7, seed=9)
     mask[:] = False

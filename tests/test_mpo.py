@@ -1,5 +1,5 @@
 """MPO pieces (losses/mpo.py): hand values, the temperature dual, decoupled KL constraints, and
-MPO on the 4-sample bandit (BASELINES §MPO acceptance)."""
+MPO on the 4-sample bandit (docs/algorithms.md#mpo-estep, docs/results/bandit.md)."""
 
 import math
 

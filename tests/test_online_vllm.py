@@ -1,6 +1,6 @@
 """`--generation-backend`: hf | vllm | auto resolution, its one-line errors, and the vLLM sampler
-run against a fake `vllm` module (no GPU here: the real engine is NOT exercised). The fake
-records LLM(...), SamplingParams(...), generate(...), apply_model / load_weights and
+run against a fake `vllm` module (the suite runs without a GPU: the real engine is NOT exercised).
+The fake records LLM(...), SamplingParams(...), generate(...), apply_model / load_weights and
 reset_prefix_cache, and returns canned outputs, so the conversion to `Generations` and the
 weight sync after every optimizer step are checked on CPU."""
 

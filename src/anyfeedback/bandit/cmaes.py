@@ -1,4 +1,4 @@
-"""CMA-ES through pycma (`cma` on PyPI; BASELINES §CMA-ES: do not reimplement it).
+"""CMA-ES through pycma (`cma` on PyPI, the reference implementation, not reimplemented).
 
 One run = one (function, seed, popsize) on the same x₀, σ₀ and evaluation budget as the torch
 methods. pycma seeds from the clock for seed 0/None, so seeds must be ≥ 1. Termination: pycma's

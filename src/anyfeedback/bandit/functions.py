@@ -18,7 +18,7 @@ A user function `module:callable` (an importable module, searched in the working
 or `path/to/file.py:callable`) takes [N, d] and returns [N]; it is checked for shape and
 finiteness where it is first evaluated (a clear `InputError`, not a crash inside the loop).
 Each function carries its initial box (the first mean is drawn uniformly in it, per seed) and
-σ₀ = ¼ of the box width (BASELINES §CMA-ES: sigma0 ¼–⅓ of the search range).
+σ₀ = ¼ of the box width (pycma's advice: sigma0 ¼–⅓ of the search range).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Two kinds of method:
       step costs the same for one method or ten); the engine steps the shared local parameters;
   closed-form methods: `solve(ref, fb) -> (policy, ok)` in absolute coordinates.
 Every loss comes from the loss core (`pmpo_loss`, `dpo_loss`, `losses.mpo`); the KL is the
-closed form of `GaussianPolicy.kl_from` (spec PMPO §5).
+closed form of `GaussianPolicy.kl_from` (docs/algorithms.md#pmpo-kl).
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ class PMPO:
     iteration (`update_log_beta`). `decoupled`: separate β_μ = β, β_Σ = `beta_cov` on the mean-
     and covariance-only KLs (MPO's split); adaptive, each holds its own KL near `epsilon` and
     `epsilon_cov`. `solver`: "gradient" (Adam on `pmpo_loss`, run by the
-    engine) or "exact" (the closed form of spec §4, `exact_pmpo_mstep`).
+    engine) or "exact" (the closed form of docs/algorithms.md#pmpo, `exact_pmpo_mstep`).
     """
 
     alpha: float
@@ -259,11 +259,11 @@ class DPO:
 
 @dataclass
 class MPO:
-    """MPO on the bandit (BASELINES §MPO, choice: no state, Q = −f): E-step softmax(Q/η) with η
-    solved exactly per iteration (the dual of Eq. 9 by bisection; Q's scale shrinks by orders of
-    magnitude as a run converges), M-step = weighted ML under the decoupled KL Lagrangian with
-    persistent duals α_μ, α_Σ (Acme: softplus(raw) + 1e-8, raw init 1 and 10, Adam), stepped
-    once per iteration on the realised KLs."""
+    """MPO on the bandit (docs/algorithms.md#mpo-estep; choice: no state, Q = −f): E-step
+    softmax(Q/η) with η solved exactly per iteration (the dual of Eq. 9 by bisection; Q's scale
+    shrinks by orders of magnitude as a run converges), M-step = weighted ML under the decoupled KL
+    Lagrangian with persistent duals α_μ, α_Σ (Acme: softplus(raw) + 1e-8, raw init 1 and 10, Adam),
+    stepped once per iteration on the realised KLs."""
 
     epsilon: float
     epsilon_mean: float
@@ -343,7 +343,7 @@ class MPO:
 
 @dataclass
 class CEM:
-    """Noisy CEM (Szita & Lőrincz 2006; BASELINES §CEM), diagonal: elites = best k of K,
+    """Noisy CEM (Szita & Lőrincz 2006), diagonal: elites = best k of K,
     μ ← (1−a)μ + a·mean(E), σ² ← (1−a)σ² + a·Var(E) + ε_n(t),
     with the additive noise floor ε_n(t) = noise·σ₀²·decay^t (decaying, so a run can converge)."""
 

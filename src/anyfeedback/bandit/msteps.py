@@ -1,5 +1,6 @@
-"""M-step solvers for a Gaussian policy on labelled samples: PMPO's exact closed form (spec §4),
-its decoupled (mean / covariance) form, and the adaptive-β dual. Pure functions of tensors.
+"""M-step solvers for a Gaussian policy on labelled samples: PMPO's exact closed form
+(docs/algorithms.md#pmpo), its decoupled (mean / covariance) form, and the adaptive-β dual. Pure
+functions of tensors.
 
 Shapes: R runs (batched), K samples per run and iteration, D dims.
   y        [R, K, D]  samples (any coordinates; the bandit passes whitened ones, π_ref = N(0, I))
@@ -7,7 +8,8 @@ Shapes: R runs (batched), K samples per run and iteration, D dims.
   beta     [R] or float
   ref      GaussianPolicy with batch [R]
 
-PMPO's objective (Eq. 10) on one batch, as a function of a Gaussian N(μ, Σ) (spec §4):
+PMPO's objective (Eq. 10) on one batch, as a function of a Gaussian N(μ, Σ)
+(docs/algorithms.md#pmpo):
   J = Σᵢ wᵢ log N(yᵢ; μ, Σ) − β·KL(N_ref ‖ N(μ, Σ)),
   wᵢ = α/|D_a| (accepted) or −(1−α)/|D_r| (rejected)   (per-set means; "global": α/N, −(1−α)/N).
 Its maximiser, with W = Σwᵢ + β:
@@ -84,8 +86,9 @@ def _finish(
 def exact_pmpo_mstep(
     y: torch.Tensor, weights: torch.Tensor, ref: GaussianPolicy, beta
 ) -> tuple[GaussianPolicy, torch.Tensor]:
-    """The closed-form maximiser of PMPO Eq. 10 over Gaussians (spec §4). Returns the policy and
-    `ok` [R] (False where W ≤ 0 or Σ* is not positive definite; those rows keep π_ref)."""
+    """The closed-form maximiser of PMPO Eq. 10 over Gaussians (docs/algorithms.md#pmpo). Returns
+    the policy and `ok` [R] (False where W ≤ 0 or Σ* is not positive definite; those rows keep
+    π_ref)."""
     w = weights.expand(y.shape[:-1]).to(y.dtype)  # [R, K]
     beta = _as_batch(beta, y)  # [R]
     big_w = w.sum(-1) + beta  # W = Σwᵢ + β
@@ -142,8 +145,8 @@ def update_log_beta(
     beta_min: float,
     beta_max: float,
 ) -> torch.Tensor:
-    """Adaptive β, a dual variable on KL(π_ref‖π) ≤ ε (beyond the paper; spec §6), one step per
-    iteration in log space:  ln β ← clip(ln β + lr·ln(KL/ε), ln β_min, ln β_max).
+    """Adaptive β, a dual variable on KL(π_ref‖π) ≤ ε (beyond the paper; docs/algorithms.md#pmpo),
+    one step per iteration in log space:  ln β ← clip(ln β + lr·ln(KL/ε), ln β_min, ln β_max).
 
     The gradient of the Lagrangian β(ε − KL) in ln β, rescaled by 1/KL so that the step does not
     depend on the KL's scale; with KL ∝ β⁻² (small steps) lr = ½ would jump to the fixed point.

@@ -1,11 +1,11 @@
-"""α × β sweep of PMPO on one function: the analogue of the paper's Fig. 3 (spec PMPO §7.2).
+"""α × β sweep of PMPO on one function: the analogue of the paper's Fig. 3 (docs/results/bandit.md).
 
 The sweep is about the *paper's* β scale, so it uses a schedule under which the paper's
 semantics apply (choice, documented): the gradient solver (Adam on `pmpo_loss`), 2 steps at lr 0.02
 per iteration, and a slowly refreshed reference (π_ref ← π_θ every `refresh_every` = 50
 iterations). Between refreshes the 4-sample batches are stochastic gradients of the population
-objective J(θ; π_ref) of Eq. 10, whose boundedness is what β controls (spec §4): for PMPO-R,
-W = β − 1 < 0 lets Σ grow without bound, and β < 2 (= K/|D_r|) leaves the signed weights
+objective J(θ; π_ref) of Eq. 10, whose boundedness is what β controls (docs/algorithms.md#pmpo): for
+PMPO-R, W = β − 1 < 0 lets Σ grow without bound, and β < 2 (= K/|D_r|) leaves the signed weights
 indefinite; PMPO-A's objective is bounded for every β ≥ 0.
 
 All cells run as one batch: one PMPO block per α with β per row. A cell's value is the median

@@ -9,16 +9,18 @@ Shapes: G members in this method's group, N sampled actions, B states, D action 
   q         [G, N, B]     Q(s_i, clip(a_ij)), no gradient
   mean, std [G, B, D]     online policy π_θ;  ref_mean, ref_std [G, B, D] target policy π_ref
 
-PMPO's covariance (the std-collapse fix, README "Control" section). With one β on the
-full-Gaussian KL, the top/bottom-half labels shrink σ at every reference refresh: the accepted
-half of N Gaussian samples has less spread than π_ref along ∇_a Q (variance ×(1 − 2/π) ≈ 0.36 in
-1-D for a linear Q), and the rejected term −(1−α)·ℓ(rejected) pushes density off the tails. The
-per-component version of PMPO spec §4 says the same: with μ fixed at μ_ref, the covariance part of
-J has maximiser Σ* = [Σᵢwᵢ(yᵢ−μ_r)(yᵢ−μ_r)ᵀ + β_Σ·Σ_r]/(Σᵢwᵢ + β_Σ), bounded and close to Σ_r
-only when β_Σ is large compared with the label weights. So `cov="decoupled"` (default) splits the
-objective as MPO does: the mean is fitted with π_μ = N(μ_θ, Σ_ref) under the paper's β·KL_μ, and
-the covariance with π_Σ = N(μ_ref, Σ_θ) under a per-dimension Lagrange multiplier β_Σ (a dual,
-like MPO's α_Σ) holding KL_Σ ≤ ε_Σ per refresh. `cov="joint"` is the literal single-β objective.
+PMPO's covariance (the std-collapse fix, docs/algorithms.md#pmpo and docs/results/control.md). With
+one β on the full-Gaussian KL, the top/bottom-half labels shrink σ at every reference refresh: the
+accepted half of N Gaussian samples has less spread than π_ref along ∇_a Q (variance ×(1 − 2/π) ≈
+0.36 in 1-D for a linear Q), and the rejected term −(1−α)·ℓ(rejected) pushes density off the tails.
+The per-component version of the closed-form M-step (docs/algorithms.md#pmpo) says the same: with μ
+fixed at μ_ref, the covariance part of J has maximiser
+Σ* = [Σᵢwᵢ(yᵢ−μ_r)(yᵢ−μ_r)ᵀ + β_Σ·Σ_r]/(Σᵢwᵢ + β_Σ), bounded and close to Σ_r only when β_Σ is
+large compared with the label weights. So
+`cov="decoupled"` (default) splits the objective as MPO does: the mean is fitted with π_μ = N(μ_θ,
+Σ_ref) under the paper's β·KL_μ, and the covariance with π_Σ = N(μ_ref, Σ_θ) under a per-dimension
+Lagrange multiplier β_Σ (a dual, like MPO's α_Σ) holding KL_Σ ≤ ε_Σ per refresh. `cov="joint"` is
+the literal single-β objective.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class MemberHParams:
 
 @dataclass(frozen=True)
 class ImproveConfig:
-    """Constants shared by every member (MPO's defaults, BASELINES §MPO)."""
+    """Constants shared by every member (MPO's defaults, docs/algorithms.md#mpo-mstep)."""
 
     epsilon: float = 0.1  # MPO E-step KL(q‖uniform) bound ε (< log N)
     epsilon_mean: float = 1e-3  # KL_μ bound per action dim (MPO)
@@ -149,7 +151,8 @@ def mpo_improvement(
     s: Samples, duals: dict[str, torch.Tensor], hps: list[MemberHParams], cfg: ImproveConfig
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """MPO: E-step softmax weights with the temperature dual, M-step with decoupled mean/covariance
-    KL constraints (BASELINES §MPO). duals: temperature [G], dual_mean [G, D], dual_std [G, D]."""
+    KL constraints (docs/algorithms.md#mpo-estep, #mpo-mstep).
+    duals: temperature [G], dual_mean [G, D], dual_std [G, D]."""
     eta = duals["temperature"]
     weights = mpo_step.estep_weights(s.q, eta)  # [G, N, B]
     dual_eta = mpo_step.temperature_dual(s.q, eta, cfg.epsilon)  # [G]
@@ -186,7 +189,7 @@ class Method(NamedTuple):
     labels: str = "top_half"
 
 
-# Paper defaults (PMPO spec §3): AR α=0.5 β=0.5 · A α=1 β=0 · R α=0 β=2.
+# Paper defaults (docs/algorithms.md#pmpo): AR α=0.5 β=0.5 · A α=1 β=0 · R α=0 β=2.
 METHODS: dict[str, Method] = {
     "pmpo-ar": Method(pmpo_improvement, "mpo", 0.5, 0.5),
     "pmpo-a": Method(pmpo_improvement, "mpo", 1.0, 0.0),

@@ -131,8 +131,8 @@ class TwinCritic(nn.Module):
         fp32, output rounded to bf16: ≈ 4× faster on CPUs with AVX512-BF16/AMX, mean |ΔQ| ≈ 1e-3
         relative); "bf16x2" (the activations split into bf16 high + low parts, two matmuls: the
         weights' and the output's rounding remain, ≈ 2× faster than fp32). The first and last layers stay fp32. What the rounding does to the
-        labels is measured in README "Control" (a few % of top/bottom-half labels flip, all near
-        the median, fewer than between the online and target critics)."""
+        labels is measured in docs/results/control.md (a few % of top/bottom-half labels flip, all
+        near the median, fewer than between the online and target critics)."""
         e, n, b, d = act.shape
         w0, b0 = self.net.weights[0][:e], self.net.biases[0][:e]  # head 0: [E, do+D, h]
         s_part = torch.baddbmm(b0, obs, w0[:, : self.obs_dim])  # [E, B, h]

@@ -2,7 +2,7 @@
 
 glibc returns large freed blocks (the [E, N·B, h] activations of the critic's batched scoring
 are 5 MiB each) to the OS and page-faults them back on the next allocation, which doubled the
-time of a PMPO/MPO update on our 2-core machine. Fixing the mmap/trim thresholds keeps them
+time of a PMPO/MPO update on a 2-core CPU. Fixing the mmap/trim thresholds keeps them
 in the heap. Applied to every method alike (SAC included), once per process.
 """
 

@@ -1,6 +1,6 @@
 """Loading the policy, LoRA, and the reference policy π_ref.
 
-π_ref is a constant of every loss (PMPO §3; BASELINES): its forward runs under
+π_ref is a constant of every loss (docs/algorithms.md#pmpo-kl): its forward runs under
 `torch.inference_mode`, in eval mode (no dropout). Two implementations behind one interface:
 
   copy  a frozen deep copy of the initial policy (full fine-tuning)

@@ -240,9 +240,9 @@ def self_play_aihf_batch_loss(
 
 
 def rloo_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None):
-    """RLOO (BASELINES §RLHF): −mean A_i·ℓ_θ(y_i), R_i = r_i − β·Σ_t[log π_θ(y_t) − log π_ref(y_t)]
-    on the sampled tokens (on-policy: π_old = π_θ), leave-one-out baseline per prompt group.
-    Needs summed log-probs (the KL estimate is a sum over tokens)."""
+    """RLOO (docs/algorithms.md#rloo): −mean A_i·ℓ_θ(y_i), R_i = r_i − β·Σ_t[log π_θ(y_t) − log
+    π_ref(y_t)] on the sampled tokens (on-policy: π_old = π_θ), leave-one-out baseline per prompt
+    group. Needs summed log-probs (the KL estimate is a sum over tokens)."""
     logps, ref_lp, kl, counts = _pair_terms(policy, ref, batch, cfg, want_kl)
     kl_sampled = (logps - ref_lp).detach()  # [M] Σ_t log π_old/π_ref on the sampled tokens
     loss, d = rloo_loss(logps, batch.rewards, kl_sampled, k=batch.group_size, beta=cfg.beta)

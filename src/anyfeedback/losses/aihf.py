@@ -1,9 +1,11 @@
 """AIHF: joint reward and policy learning from demonstrations and preferences (arXiv 2406.06874).
 
-Explicit-reward form (Algorithm 1's reward step, spec AIHF §3), inputs [B_D] / [B_P]:
+Explicit-reward form (Algorithm 1's reward step, docs/algorithms.md#aihf-demo),
+inputs [B_D] / [B_P]:
   reward_demos, reward_samples    r(x, y^E) and r(x, y^A), y^A ∼ π_k(·|x) for the *same* prompt
   reward_chosen, reward_rejected  r on the preference pairs
-Implicit-reward (direct) forms (spec §5) take sequence log-probs like `dpo_loss`.
+Implicit-reward (direct) forms (docs/algorithms.md#aihf-demo) take sequence log-probs like
+`dpo_loss`.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ def aihf_demo_irl_linear(
     reward_demos: torch.Tensor, reward_samples: torch.Tensor, *, beta: float = 1.0
 ) -> torch.Tensor:
     """ML-IRL demo term: −(1/β)·mean(r(x, y^E) − r(x, y^A)). Its gradient is the exact
-    ∇ log π_θ(y^E|x) = (1/β)(∇r(y^E) − E_π ∇r) with one sample (spec AIHF §3). Unbounded in r:
-    bound the reward (clamp / weight decay) when using it."""
+    ∇ log π_θ(y^E|x) = (1/β)(∇r(y^E) − E_π ∇r) with one sample
+    (docs/algorithms.md#aihf-demo). Unbounded in r: bound the reward (clamp / weight decay) when
+    using it."""
     return -(reward_demos - reward_samples).mean() / beta
 
 
@@ -41,7 +44,8 @@ def aihf_demo_irl_logistic(
     reward_demos: torch.Tensor, reward_samples: torch.Tensor
 ) -> torch.Tensor:
     """Logistic demo term: −mean log σ(r(x, y^E) − r(x, y^A)), i.e. demo ≻ sample as one more
-    Bradley–Terry pair (spec AIHF §3; the authors' LLM code). Same direction, damped by 1 − σ."""
+    Bradley–Terry pair (docs/algorithms.md#aihf-demo; the authors' LLM code). Same direction, damped
+    by 1 − σ."""
     return bradley_terry_loss(reward_demos, reward_samples)[0]
 
 
@@ -70,7 +74,7 @@ def aihf_reward_loss(
 ) -> tuple[torch.Tensor, AIHFDiagnostics]:
     """Reward step of Algorithm 1 (minimised): w_D·D(r) + w_P·BT(r), with
     D = `aihf_demo_irl_linear` (β folded in) or `aihf_demo_irl_logistic`.
-    w_D = 0 → the Bradley–Terry RM of RLHF; w_P = 0 → ML-IRL (spec §6)."""
+    w_D = 0 → the Bradley–Terry RM of RLHF; w_P = 0 → ML-IRL (docs/algorithms.md#aihf)."""
     demo = None
     if reward_demos is not None and reward_demos.numel():
         if demo_mode == "irl_linear":
@@ -105,7 +109,7 @@ def aihf_dpo_loss(
     - `contrastive`: −mean log σ(β·h(x, y^E, y')), y' ∼ π_ref generated once: DPO on
                      (demonstration ≻ reference sample) pairs; needs `ref_demos`,
                      `policy_ref_samples`, `ref_ref_samples`.
-    w_D = 0 ≡ `dpo_loss`; w_P = 0 with `nll` ≡ `sft_loss` (spec §6)."""
+    w_D = 0 ≡ `dpo_loss`; w_P = 0 with `nll` ≡ `sft_loss` (docs/algorithms.md#aihf-demo)."""
     pref = None
     if policy_chosen is not None and policy_chosen.numel():
         pref = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=beta)[0]
@@ -141,7 +145,7 @@ def self_play_aihf_loss(
     """Self-Play AIHF (paper Eq. 11): w_D·SPIN(demo vs y' ∼ π_t; reference π_t) + w_P·DPO(pairs).
 
     The pairs' reference is whatever the caller scored them with; the documented default of the
-    trainer is π_t (choice, spec §5). w_P = 0 ≡ `spin_loss`."""
+    trainer is π_t (choice, docs/algorithms.md#aihf-demo). w_P = 0 ≡ `spin_loss`."""
     demo = None
     if policy_demos is not None and policy_demos.numel():
         demo, _ = spin_loss(

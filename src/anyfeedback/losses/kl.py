@@ -1,7 +1,8 @@
 """Exact KL(π_ref ‖ π_θ): closed form for Gaussians, dense over the vocabulary for token policies.
 
 PMPO (arXiv 2410.04166) needs the *forward* KL, reference first, and it must be exact: the sample
-estimate ℓ_ref − ℓ_θ on the very samples that carry the labels only reweights SFT (spec PMPO §5).
+estimate ℓ_ref − ℓ_θ on the very samples that carry the labels only reweights SFT
+(docs/algorithms.md#pmpo-kl).
 
 Shapes: `...` any batch dims, `D` action/point dims.
   Gaussian, full covariance: mean [..., D], scale_tril [..., D, D] (lower Cholesky factor L, Σ = LLᵀ)
@@ -27,7 +28,8 @@ def gaussian_kl_full(
 ) -> torch.Tensor:
     """KL(N(μ_r, Σ_r) ‖ N(μ, Σ)) for full covariances given by Cholesky factors. Returns [...].
 
-    KL = ½[ tr(Σ⁻¹Σ_r) + (μ−μ_r)ᵀΣ⁻¹(μ−μ_r) − D + ln det Σ − ln det Σ_r ]      (PMPO spec §5)
+    KL = ½[ tr(Σ⁻¹Σ_r) + (μ−μ_r)ᵀΣ⁻¹(μ−μ_r) − D + ln det Σ − ln det Σ_r ]
+    (docs/algorithms.md#pmpo-kl)
     with tr(Σ⁻¹Σ_r) = ‖L⁻¹L_r‖²_F and (μ−μ_r)ᵀΣ⁻¹(μ−μ_r) = ‖L⁻¹(μ−μ_r)‖², both by a triangular
     solve against L (no explicit inverse), ln det Σ = 2 Σ ln diag L.
     """
@@ -55,7 +57,7 @@ def gaussian_kl_diag(
     """KL(N(μ_r, diag σ_r²) ‖ N(μ, diag σ²)). Returns [...] or, with `per_dim`, [..., D].
 
     Per dimension: ln(σ/σ_r) + (σ_r² + (μ_r−μ)²)/(2σ²) − ½; the full KL is the sum over D.
-    `per_dim=True` serves MPO's per-dimension constraints (BASELINES §MPO).
+    `per_dim=True` serves MPO's per-dimension constraints (docs/algorithms.md#mpo-mstep).
     """
     var = std.pow(2)
     kl = torch.log(std / ref_std) + (ref_std.pow(2) + (ref_mean - mean).pow(2)) / (2 * var) - 0.5

@@ -1,5 +1,6 @@
 """MPO's policy-improvement pieces as pure functions (Abdolmaleki et al. 2018, arXiv 1806.06920;
-decoupled constraints arXiv 1812.02256; reference Acme `acme/jax/losses/mpo.py`; BASELINES §MPO).
+decoupled constraints arXiv 1812.02256; reference Acme `acme/jax/losses/mpo.py`;
+docs/algorithms.md#mpo-estep, #mpo-mstep).
 
 Shared by the black-box bandit and continuous control. Imports torch only.
 

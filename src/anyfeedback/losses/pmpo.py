@@ -31,8 +31,9 @@ class PMPODiagnostics(NamedTuple):
 
 
 def check_pmpo_beta(alpha: float, beta: float, *, stacklevel: int = 2) -> bool:
-    """Warn if β < 1 − α (PMPO spec §4): then J is unbounded and the rejected log-probs can run
-    to −∞ under either normalisation. Returns True when the configuration is within the bound."""
+    """Warn if β < 1 − α (docs/algorithms.md#pmpo): then J is unbounded and the rejected log-probs
+    can run to −∞ under either normalisation. Returns True when the configuration is within the
+    bound."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     if beta < 0:
@@ -40,7 +41,8 @@ def check_pmpo_beta(alpha: float, beta: float, *, stacklevel: int = 2) -> bool:
     if alpha < 1.0 and beta < 1.0 - alpha:
         warnings.warn(
             f"PMPO beta={beta} < 1 - alpha={1 - alpha:g}: the objective is unbounded below this "
-            "bound and the rejected samples' log-probs can collapse to -inf (PMPO spec §4)",
+            "bound and the rejected samples' log-probs can collapse to -inf "
+            "(docs/algorithms.md#pmpo)",
             BetaBelowBoundWarning,
             stacklevel=stacklevel + 1,
         )
@@ -66,7 +68,7 @@ def pmpo_loss(
     dropped. `"global"`: both sums divided by N = `num_samples` (all samples drawn from π_ref for
     the batch, labelled or not; default N_a + N_r), the unbiased estimate of the derivation's
     E_{π_ref}[p(O|y) log π_θ]. With a balanced split, per-set at β equals 2 × global at β/2
-    (spec §3), so β scales differ by 2. Warns (once per call site) when β < 1 − α.
+    (docs/algorithms.md#pmpo), so β scales differ by 2. Warns (once per call site) when β < 1 − α.
     """
     check_pmpo_beta(alpha, beta)
     if normalization not in ("per_set", "global"):

@@ -67,7 +67,7 @@ def ipo_loss(
     """L_IPO = mean (h − 1/(2τ))²   (IPO Eq. 17); minimised at margin h = 1/(2τ).
 
     The scale of τ depends on how ℓ is reduced: the LLM trainer passes per-token *averaged*
-    log-probs by default (`sequence_logps(..., average=True)`, BASELINES §IPO pitfall).
+    log-probs by default (`sequence_logps(..., average=True)`, docs/algorithms.md#ipo).
     Diagnostics report rewards with scale 1 (the raw log-ratios).
     """
     if tau <= 0:
@@ -89,6 +89,6 @@ def spin_loss(
 
     y is the demonstration, y' ∼ π_t a sample of the frozen opponent π_t, ℓ_t its log-probs. This
     is exactly `dpo_loss` with chosen = demonstration, rejected = self-sample and reference = π_t
-    (BASELINES §SPIN); both the samples and the reference must move to π_t every iteration.
+    (docs/algorithms.md#spin); both the samples and the reference must move to π_t every iteration.
     """
     return dpo_loss(policy_demos, policy_samples, opponent_demos, opponent_samples, beta=lam)

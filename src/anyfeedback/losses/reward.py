@@ -1,4 +1,4 @@
-"""Bradley–Terry reward-model loss (BASELINES §RLHF; AIHF's preference term).
+"""Bradley–Terry reward-model loss (docs/algorithms.md#aihf-bt; AIHF's preference term).
 
 Shapes: B pairs; reward_chosen, reward_rejected, weights all [B] (scalar rewards r_φ(x, y)).
 """

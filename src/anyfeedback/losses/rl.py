@@ -1,5 +1,5 @@
 """RLOO: REINFORCE with a leave-one-out baseline and a KL penalty to π_ref (Ahmadian et al.
-2024, arXiv 2402.14740; BASELINES §RLHF), the policy step of RLHF and of AIHF's Algorithm 1.
+2024, arXiv 2402.14740; docs/algorithms.md#rloo), the policy step of RLHF and of AIHF's Algorithm 1.
 
 Shapes: G prompts × K samples each, flat prompt-major [G·K] (index g·K + j); inputs
   logps      ℓ_θ(x, y) = Σ_t log π_θ(y_t | x, y_<t) of each sample, with grad

@@ -95,8 +95,9 @@ def token_logps_and_kl(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-sequence sums over completion tokens: (Σ log π_θ(y_t), Σ_t KL_t, token count), each [B].
 
-    One fused pass serves both PMPO terms: ℓ_θ (BASELINES notation) and the dense per-token
-    KL(π_ref‖π_θ)_t = Σ_v π_ref(v|x,y_<t)[log π_ref(v|·) − log π_θ(v|·)] (PMPO spec §5). The KL is
+    One fused pass serves both PMPO terms: ℓ_θ and the dense per-token
+    KL(π_ref‖π_θ)_t = Σ_v π_ref(v|x,y_<t)[log π_ref(v|·) − log π_θ(v|·)]
+    (docs/algorithms.md#token-kl). The KL is
     zero when `ref_logits` is None. `ref_logits` must not require grad (π_ref is a constant).
     """
     if ref_logits is not None and ref_logits.requires_grad:
@@ -128,7 +129,7 @@ def sequence_logps(
     """ℓ_θ(x, y) = Σ_t log π_θ(y_t | x, y_<t) over completion tokens. Returns [B] (≥ float32).
 
     `average=True` divides by the number of completion tokens (the length-normalised variant,
-    e.g. for IPO, BASELINES §IPO). A sequence with no completion token gets 0.
+    e.g. for IPO, docs/algorithms.md#ipo). A sequence with no completion token gets 0.
     """
     logps, _, counts = token_logps_and_kl(logits, labels, mask, chunk_size=chunk_size)
     return logps / counts.clamp(min=1) if average else logps

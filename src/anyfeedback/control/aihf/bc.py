@@ -1,5 +1,5 @@
 """Behaviour cloning on the AIHF-control demonstrations: the SAC policy network (tanh-Gaussian),
-fitted by maximum likelihood, L = −mean log π(a^E|s^E) (`losses.sft_loss`; BASELINES §SFT).
+fitted by maximum likelihood, L = −mean log π(a^E|s^E) (`losses.sft_loss`; docs/algorithms.md#sft).
 
 log π(a|s) of a given executed action a = tanh(u): u = atanh(a) (a clipped to ±(1 − 1e-4)),
 scored by `control.sac.tanh_gaussian_sample` with the noise ξ = (u − μ)/σ that reproduces it.

@@ -16,7 +16,8 @@ from anyfeedback.errors import InputError
 _KEBAB = {"source": None, "kebab": True}  # errors name the flag: field 'pref-noise'
 
 # name -> (uses demonstrations, uses preferences); BC is trained apart (bc.py), the rest are
-# reward learners with the SAC inner loop (spec AIHF §6: w_D = 0 is RLHF, w_P = 0 is ML-IRL).
+# reward learners with the SAC inner loop (docs/algorithms.md#aihf: w_D = 0 is RLHF, w_P = 0 is
+# ML-IRL).
 METHODS = {
     "aihf": (True, True),
     "rlhf": (False, True),

@@ -1,6 +1,6 @@
-"""`run_aihf_control(cfg)`: AIHF Algorithm 1 in control (spec AIHF §4, App. A.2.1), read top to
-bottom. E = methods × seeds members run as one batched program (stacked parameters): SAC agents
-(`control.learner.Learner`) and one reward MLP each (`RewardNet`).
+"""`run_aihf_control(cfg)`: AIHF Algorithm 1 in control (docs/algorithms.md#aihf; paper App. A.2.1),
+read top to bottom. E = methods × seeds members run as one batched program (stacked parameters): SAC
+agents (`control.learner.Learner`) and one reward MLP each (`RewardNet`).
 
 setup: pool → per-member demonstrations and pairs; θ_0 = `reward_warmup_steps` Bradley–Terry
 steps on the pairs (members with preferences; ML-IRL starts fresh). Then per phase k:

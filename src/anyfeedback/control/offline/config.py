@@ -1,19 +1,21 @@
 """The offline trainer's flat config (CLI generated from it) and the Table 1 method presets.
 
-Offline PMPO (arXiv 2410.04166 §5.3; PMPO spec §7.3), π_ref = the behaviour data:
+Offline PMPO (arXiv 2410.04166 §5.3; docs/algorithms.md#offline), π_ref = the behaviour data:
   L = −α·mean_{D_a} ℓ_θ + (1−α)·mean_{D_r} ℓ_θ + β·mean_s KL(π_ref(·|s) ‖ π_θ(·|s))   (Eq. 10)
 (per-set means) with ℓ_θ = log N(a; μ_θ(s), σ_θ(s)) of a dataset action. The KL, two ways (`--kl`):
   sample  KL(π_data‖π_θ) = −E_data ℓ_θ + const: BC on the batch. Then every transition's net
           weight is accepted α/|D_a| + β/N, rejected −(1−α)/|D_r| + β/N: signed-weight BC. A
           negative net weight makes L unbounded below (ℓ_θ of that action → −∞); a positive one
-          only reweights BC, so rejected actions are never pushed *away* (spec §5's warning).
+          only reweights BC, so rejected actions are never pushed *away*
+          (docs/algorithms.md#pmpo-kl).
   policy  (default) the closed-form KL(π_bc(·|s) ‖ π_θ(·|s)) to a Gaussian BC policy fitted first
-          (the `bc` row, one per seed): exact per state, as spec §5 asks, so a rejected action can
-          be pushed away from while the KL to the whole behaviour distribution holds π_θ.
-Bound (derived, spec §4, per state, balanced labels |D_r| ≈ N/2): the rejected term pulls μ_θ away
-with weight (1−α)/|D_r| ≈ 2(1−α)/N, the KL back with β/N, so L is bounded iff β > 2(1−α). The
-paper's defaults sit on it (PMPO-R: α = 0, β = 2) or below it (PMPO-AR: α = β = ½; it diverged
-here within 300 steps), so the labelled presets with a rejected term use 1.5 × the bound:
+          (the `bc` row, one per seed): exact per state (docs/algorithms.md#pmpo-kl), so a rejected
+          action can be pushed away from while the KL to the whole behaviour distribution holds π_θ.
+Bound (derived as in docs/algorithms.md#offline, per state, balanced labels |D_r| ≈ N/2): the
+rejected term pulls μ_θ away with weight (1−α)/|D_r| ≈ 2(1−α)/N, the KL back with β/N, so L is
+bounded iff β > 2(1−α). The paper's defaults sit on it (PMPO-R: α = 0, β = 2) or below it
+(PMPO-AR: α = β = ½; it diverged here within 300 steps), so the labelled presets with a rejected
+term use 1.5 × the bound:
 
   preset             α     β     terms
   bc                 –     1     the KL/BC term only (no labels): ML on all data
@@ -25,8 +27,8 @@ here within 300 steps), so the labelled presets with a rejected term use 1.5 × 
 
 There is no pure "reject" row: −mean_{D_r} ℓ_θ alone has no maximiser (move μ_θ(s) away from
 the rejected action, or shrink σ_θ around any other action, and L → −∞); the β·KL is what makes
-the negative-only EM estimator bounded (spec §2.3). The policy's mean is tanh-bounded and its std
-floored (`--policy-mean`, `--min-std`), so even below the bound ℓ_θ stays finite.
+the negative-only EM estimator bounded (docs/algorithms.md#pmpo). The policy's mean is tanh-bounded
+and its std floored (`--policy-mean`, `--min-std`), so even below the bound ℓ_θ stays finite.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ E_{a~β(·|s)} Q(s, a). V is a separate net (the `TwinCritic` with zero action d
 targets need no next action and the last transition of every episode gets one too. For the
 labels the baseline is either that V net or (default, `--baseline policy`) Q averaged over actions
 of a BC fit of β: two separately fitted nets differ by their fitting errors, which swamp the
-small effect of one action; one Q against itself does not (measured: README "Offline").
+small effect of one action; one Q against itself does not (measured: docs/results/offline.md).
 Q and V are the mean of the twin heads (evaluation, not control: no min, nothing to overestimate).
 
 Shapes: E seeds (ensemble members), B batch, T transitions, do observation dims, D action dims.

@@ -1,8 +1,8 @@
 """`AIHFConfig` (`anyfeedback aihf`, Algorithm 1) and `SelfPlayConfig` (`anyfeedback
 self-play`): flat dataclasses, one flag per field, values checked in `__post_init__`.
 
-Defaults: spec AIHF §4–5 (authors' code: w_D = w_P = 1, the logistic demo term, KL coefficient
-0.05; SPIN: β = 0.1, 3 iterations). The learning rates are the paper-scale ones; the small
+Defaults (docs/algorithms.md#aihf; the authors' code: w_D = w_P = 1, the logistic demo term,
+KL coefficient 0.05; SPIN: β = 0.1, 3 iterations). The learning rates are the paper-scale ones; the small
 experiments pass larger ones.
 """
 

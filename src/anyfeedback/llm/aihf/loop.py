@@ -1,4 +1,5 @@
-"""`run_aihf(cfg)`: AIHF Algorithm 1 for language models (spec AIHF §4), read top to bottom.
+"""`run_aihf(cfg)`: AIHF Algorithm 1 for language models (docs/algorithms.md#aihf), read top to
+bottom.
 
 setup: π_0 = π_ref (the start/SFT model, a `Trainer` with method rloo), reward model r_θ
 (scalar head on a causal LM), optional BT warm start θ_0 on the pairs. Then for k = 0..K−1:
@@ -11,8 +12,9 @@ setup: π_0 = π_ref (the start/SFT model, a `Trainer` with method rloo), reward
   reward step  θ_{k+1} = θ_k − η·∇[w_D·D(r(y^E), r(y^A)) + w_P·BT(r(y_w), r(y_l))]
                (`losses.aihf.aihf_reward_loss`, AdamW), --reward-updates times
 
-Special cases (spec §6): w_D = 0 is RLHF with the BT reward trained interleaved; w_P = 0 is
-ML-IRL; --reward-updates 0 with a trained --reward-model is plain RLHF (RL on a fixed reward).
+Special cases (docs/algorithms.md#aihf): w_D = 0 is RLHF with the BT reward trained interleaved; w_P
+= 0 is ML-IRL; --reward-updates 0 with a trained --reward-model is plain RLHF (RL on a fixed
+reward).
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ for t = 0..T−1:
             pairs, loss w_D·SPIN(y^E ≻ y'; ref π_t) + w_P·DPO(y_w ≻ y_l; ref π_t)
             (`losses.aihf.self_play_aihf_loss`, through the LM trainer), π_{t+1} initialised
             at π_t
-Choice (spec §5): the pairs' reference is π_t too. w_D = 0 is DPO with a moving reference
-(one iteration: DPO exactly); w_P = 0 is SPIN.
+Choice (docs/algorithms.md#aihf-demo): the pairs' reference is π_t too. w_D = 0 is DPO with a moving
+reference (one iteration: DPO exactly); w_P = 0 is SPIN.
 """
 
 from __future__ import annotations

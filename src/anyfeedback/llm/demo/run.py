@@ -1,4 +1,4 @@
-"""`anyfeedback demo`: the whole offline story on 2 CPU cores, in minutes.
+"""`anyfeedback demo`: the whole offline story on CPU, in minutes.
 
 1. A tokenizer and a small Llama trained from scratch (SFT) on generated reviews (cached).
 2. From that same start model, the online loop (sample 4 → VADER sentiment → top-2 accepted,

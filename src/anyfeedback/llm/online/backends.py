@@ -14,8 +14,9 @@
          exactly the ones sampled; completions are cut after the first EOS (EOS appended when
          vLLM stopped on it without returning it) and decoded with our tokenizer, giving the
          same `Generations` as the HF path. One process, full fine-tuning (no LoRA).
-         NOT tested against a real vLLM here (no GPU): `tests/test_online_vllm.py` runs this
-         code against a fake `vllm` module that records the calls.
+         NOT tested against a real vLLM (the test suite runs without a GPU):
+         `tests/test_online_vllm.py` runs this code against a fake `vllm` module that records the
+         calls.
   auto   vllm when `import vllm` works, CUDA is available, and the run is one process without
          LoRA; else hf.
 

@@ -44,7 +44,7 @@ from anyfeedback.runs import MetricsLog, atomic_write_json, progress
 
 
 class CollapseWarning(UserWarning):
-    """The rejected log-probs keep falling while the KL grows (PMPO spec §4)."""
+    """The rejected log-probs keep falling while the KL grows (docs/algorithms.md#online-loop)."""
 
 
 @dataclass
@@ -204,7 +204,7 @@ def _one_step(
         if dist.main:
             warnings.warn(
                 f"step {step + 1}: the rejected samples' log-prob keeps falling while the KL to "
-                f"the start model grows (collapse; PMPO spec §4): alpha={cfg.alpha}, "
+                f"the start model grows (collapse; docs/algorithms.md#pmpo): alpha={cfg.alpha}, "
                 f"beta={tcfg.beta}",
                 CollapseWarning,
                 stacklevel=2,

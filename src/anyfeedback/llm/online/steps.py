@@ -140,10 +140,11 @@ def evaluate(
 
 @dataclass
 class CollapseDetector:
-    """PMPO spec §4 guard. Fires (once) when the mean rejected log-prob keeps falling — by more
-    than `drop` nats since the first step and strictly over the last `window` steps — while the
-    KL to the start model keeps growing; or when that KL exceeds `kl_per_token` nats per token,
-    a policy no longer near the start model (aligned chat models sit around 0.05–0.2)."""
+    """Collapse guard (docs/algorithms.md#online-loop). Fires (once) when the mean rejected log-prob
+    keeps falling — by more than `drop` nats since the first step and strictly over the last
+    `window` steps — while the KL to the start model keeps growing; or when that KL exceeds
+    `kl_per_token` nats per token, a policy no longer near the start model (aligned chat models sit
+    around 0.05–0.2)."""
 
     window: int = 4
     drop: float = 5.0

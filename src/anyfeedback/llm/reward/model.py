@@ -61,7 +61,7 @@ def score(
     clip: float = 0.0,
 ) -> torch.Tensor:
     """r_φ(x_b, y_b) for each b, [B] (with grad if enabled). `clip` > 0 clamps to ±clip (the
-    bound the linear ML-IRL demo term needs, spec AIHF §3)."""
+    bound the linear ML-IRL demo term needs, docs/algorithms.md#aihf-demo)."""
     texts = [flat_text(p) + flat_text(c) for p, c in zip(prompts, completions, strict=True)]
     enc = tokenizer(
         texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length
