@@ -15,8 +15,8 @@ from anyfeedback.llm.online.steps import (
     CollapseDetector,
     build_batches,
     label_samples,
-    prompts_for_step,
 )
+from anyfeedback.llm.prompts import prompts_for_step
 from anyfeedback.losses import BetaBelowBoundWarning
 from anyfeedback.rewards import RewardError
 
@@ -181,3 +181,23 @@ def test_online_config_errors():
         cfg_of(method="dpo", k=1)
     with pytest.raises(RewardError):
         raise RewardError("x")
+
+
+def test_pmpo_r_kl_covers_every_sample_of_the_step():
+    """PMPO-R (α = 0) on scores [0.1, 0.9, −0.3, 0.5]: labels [F, N, F, N]. All 4 samples go into
+    the batch; only the 2 rejected enter the ℓ term, all 4 (the accepted and unlabelled ones
+    too) the KL mean: StepCounts(records 4, accepted 0, rejected 2, kl 4). Every group tied
+    (no label) gives no batch."""
+    from anyfeedback.llm.objective import batch_counts, labelled_sets
+
+    cfg = cfg_of(alpha=0.0)
+    scores = [0.1, 0.9, -0.3, 0.5]
+    labels = label_samples(scores, cfg)
+    comps = [[10 + j] for j in range(4)]
+    (batch,) = build_batches(cfg, [[1, 2]], comps, scores, labels, 0)
+    assert batch.n_records == 4
+    assert batch.labelled.tolist() == [T, F, T, F]
+    acc, rej = labelled_sets(batch)
+    assert acc.tolist() == [F, F, F, F] and rej.tolist() == [T, F, T, F]
+    assert batch_counts(batch, "pmpo").tolist() == [4, 0, 2, 4]
+    assert build_batches(cfg, [[1, 2]], comps, [0.0] * 4, [N] * 4, 0) == []

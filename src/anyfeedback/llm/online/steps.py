@@ -35,8 +35,17 @@ def label_samples(scores: list[float], cfg) -> list[bool | None]:
 
 
 def build_examples(cfg, prompt_ids, completion_ids, scores, labels) -> list[Example]:
-    """The step's training records: labelled samples (PMPO, KTO) or best-vs-worst pairs (DPO)."""
+    """The step's training records: best-vs-worst pairs (DPO), labelled samples (KTO), or every
+    sample (PMPO: unlabelled ones — ties, the other set for PMPO-A/-R — enter only the KL term,
+    which averages over all K samples of the step, docs/algorithms.md#normalisation; none when
+    no sample is labelled, as there is then no preference signal)."""
     k = cfg.k
+    if cfg.method == "pmpo":
+        if all(lab is None for lab in labels):
+            return []
+        return [
+            Example(prompt_ids[j // k], (completion_ids[j],), lab) for j, lab in enumerate(labels)
+        ]
     if cfg.method != "dpo":
         return [
             Example(prompt_ids[j // k], (completion_ids[j],), lab)
