@@ -69,6 +69,10 @@ class AIHFConfig:
     """KL coefficient of the RL step, β·KL(π‖π_ref) (trlx/TRL initial value 0.05)."""
     reward_clip: float = 10.0
     """Clamp r to ±this (the linear demo term is unbounded; the authors clamp at 10). 0: off."""
+    truncated_penalty: float = 0.0
+    """Subtracted from the reward of an RLOO sample that ends without EOS (cut at
+    --max-new-tokens). 0 (default, TRL's `missing_eos_penalty=None`): truncated samples are
+    scored like finished ones; > 0 discourages running on (docs/algorithms.md#rloo)."""
     reward_learning_rate: float = 1e-5
     """AdamW learning rate of the reward model."""
     reward_weight_decay: float = 0.0
@@ -126,6 +130,8 @@ class AIHFConfig:
             )
         if self.k < 2:
             raise _bad("k", f"RLOO needs at least 2 samples per prompt, got {self.k}")
+        if self.truncated_penalty < 0:
+            raise _bad("truncated_penalty", f"must be >= 0, got {self.truncated_penalty}")
         if self.reward_clip < 0:
             raise _bad("reward_clip", f"must be >= 0, got {self.reward_clip}")
         for name in ("iterations", "policy_steps", "prompts_per_step", "reward_batch_size"):

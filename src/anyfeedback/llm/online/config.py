@@ -1,7 +1,7 @@
 """`OnlineConfig`: every knob of `anyfeedback online`, one flat dataclass.
 
 The loop (PMPO §7.4): per step, take `prompts_per_step` prompts, sample `k` completions each from
-the current policy, score them with the reward, label them (top-k / bottom-k by default), take
+the current policy (or π_ref, `sample_from`), score them with the reward, label them (top-k / bottom-k by default), take
 one optimizer step of the method on the labelled samples, and refresh π_ref every
 `ref_update_every` steps. Optimisation fields mean what they mean in `TrainConfig`.
 """
@@ -16,6 +16,7 @@ from anyfeedback.errors import InputError
 METHODS = ("pmpo", "dpo", "kto")
 LABELLING = ("rank", "threshold", "group-mean")
 BACKENDS = ("hf", "vllm", "auto")
+SAMPLE_FROM = ("policy", "reference")
 
 
 @dataclass
@@ -47,6 +48,12 @@ class OnlineConfig:
     """rank: worst samples per prompt labelled rejected."""
     threshold: float = 0.0
     """threshold: reward above is accepted, below rejected."""
+    sample_from: str = "policy"
+    """policy | reference: who samples the training completions. PMPO's E-step assumes samples
+    from π_ref; the default samples from the current π_θ (on-policy, as the paper's online
+    experiment, and π_ref is refreshed to π_θ every --ref-update-every steps, so the two differ
+    by at most that many steps); reference follows the derivation exactly (docs/algorithms.md
+    #online-loop)."""
     temperature: float = 1.0
     """Sampling temperature."""
     top_p: float = 1.0
@@ -110,6 +117,10 @@ class OnlineConfig:
                 "generation_backend",
                 f"must be one of {', '.join(BACKENDS)}, got {self.generation_backend!r}",
             )
+        if self.sample_from not in SAMPLE_FROM:
+            raise bad("sample_from", f"must be one of {', '.join(SAMPLE_FROM)}")
+        if self.sample_from == "reference" and self.generation_backend == "vllm":
+            raise bad("sample_from", "reference needs --generation-backend hf (vllm: the policy)")
         if not 0 < self.vllm_gpu_memory_utilization <= 1:
             raise bad("vllm_gpu_memory_utilization", "must be in (0, 1]")
         names = (

@@ -1,0 +1,58 @@
+"""Sampling and reward choices of the online loops: `--sample-from` (policy or π_ref) and
+AIHF's `--truncated-penalty` on completions without EOS."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from anyfeedback.errors import InputError
+from anyfeedback.llm.aihf.loop import penalise_truncated
+from anyfeedback.llm.online.config import OnlineConfig
+
+
+def test_truncated_penalty_subtracts_from_samples_without_eos():
+    """EOS = 2; completions [5, 2] and [7, 2] finished, [5, 6] and [9] truncated; penalty 0.5:
+    rewards [1, 0.2, −0.3, 0.4] → [1, −0.3, −0.3, −0.1], 2 truncated. Penalty 0: unchanged."""
+    comps = [[5, 2], [5, 6], [7, 2], [9]]
+    rewards, n = penalise_truncated([1.0, 0.2, -0.3, 0.4], comps, 2, 0.5)
+    assert rewards == pytest.approx([1.0, -0.3, -0.3, -0.1]) and n == 2
+    assert penalise_truncated([1.0, 0.2, -0.3, 0.4], comps, 2, 0.0)[0] == [1.0, 0.2, -0.3, 0.4]
+
+
+def test_truncated_penalty_must_be_non_negative(tmp_path):
+    from anyfeedback.llm.aihf.config import AIHFConfig
+
+    with pytest.raises(InputError, match="truncated_penalty"):
+        AIHFConfig(model="m", demos="d", pairs="p", truncated_penalty=-1.0)
+
+
+def test_sample_from_choices_are_checked():
+    with pytest.raises(InputError, match="sample_from"):
+        OnlineConfig(model="m", prompts="p", sample_from="ref")
+    with pytest.raises(InputError, match="sample_from"):
+        OnlineConfig(model="m", prompts="p", sample_from="reference", generation_backend="vllm")
+    assert OnlineConfig(model="m", prompts="p").sample_from == "policy"
+
+
+def test_sample_from_reference_samples_pi_ref_not_the_policy(tiny_model, tmp_path, one_thread):
+    """After the policy's head is scaled ×0 (uniform next-token distribution), `policy`
+    samples differ from the start model's with the same seed; `reference` samples equal them
+    (π_ref is still the start model)."""
+    from anyfeedback.llm.online.backends import make_sampler
+    from anyfeedback.llm.online.steps import hf_sampler
+    from anyfeedback.llm.trainer import Trainer
+
+    cfg = OnlineConfig(model=str(tiny_model), prompts="p", k=2, max_new_tokens=6)
+    trainer = Trainer(cfg.train_config(), total_steps=1)
+    start = hf_sampler(trainer.ref.model, trainer.tokenizer, cfg, cfg.k)
+    prompts = [trainer.tokenizer("the movie was").input_ids]
+    before = start(prompts, seed=3).completion_ids
+    with torch.no_grad():
+        trainer.policy.get_output_embeddings().weight.mul_(0.0)
+    ref_cfg = OnlineConfig(model=str(tiny_model), prompts="p", k=2, max_new_tokens=6)
+    ref_cfg.sample_from = "reference"
+    from_ref = make_sampler("hf", trainer, ref_cfg)(prompts, seed=3).completion_ids
+    from_policy = make_sampler("hf", trainer, cfg)(prompts, seed=3).completion_ids
+    assert from_ref == before
+    assert from_policy != before
