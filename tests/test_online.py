@@ -111,6 +111,17 @@ def test_end_to_end_and_exact_resume(tmp_path, tiny_model, feedback_files):
     rows = read_metrics(tmp_path / "cut" / "metrics.jsonl")
     assert [r["step"] for r in rows] == [0, 1, 2, 3]
     assert "eval/win_rate" in rows[-1] and "train/kl_init" in rows[-1]
+    # every online run directory: held-out samples at each evaluation, report and curves
+    full_rows = read_metrics(tmp_path / "full" / "metrics.jsonl")
+    assert full_rows[0]["eval/kl_start"] == 0.0 and full_rows[-1]["eval/kl_start"] > 0.0
+    assert 0.0 <= full_rows[-1]["eval/repeat3"] <= 1.0 and full_rows[-1]["eval/distinct2"] > 0.0
+    samples = read_metrics(tmp_path / "full" / "samples.jsonl")
+    assert [r["step"] for r in samples] == [0] * 6 + [2] * 6 + [3] * 6
+    assert samples[0]["completion"] == samples[0]["start"]
+    assert {"prompt", "start_reward", "reward"} <= samples[-1].keys()
+    for name in ("report.html", "reward_kl.png", "eval_reward.png", "summary.json"):
+        assert (tmp_path / "full" / name).is_file(), name
+    assert "degenerate" in (tmp_path / "full" / "report.html").read_text()
 
 
 def test_bad_reward_stops_with_prompt_index_and_keeps_checkpoint(

@@ -56,3 +56,17 @@ def test_sample_from_reference_samples_pi_ref_not_the_policy(tiny_model, tmp_pat
     from_policy = make_sampler("hf", trainer, cfg)(prompts, seed=3).completion_ids
     assert from_ref == before
     assert from_policy != before
+
+
+def test_degeneration_indicators_by_hand():
+    """distinct-2 of ["a b c", "a b a b"]: bigrams ab, bc, ab, ba, ab → 3 unique / 5 = 0.6.
+    repeat-3: "a b a b a b" has trigrams aba, bab, aba, bab → 2 seen before / 4 = 0.5; "x y z"
+    has 0; the mean is 0.25. Flag: distinct-2 0.2 < ½·0.6, or repeat-3 0.45 − 0.2 > 0.2."""
+    from anyfeedback.llm.online.degeneration import degenerate, distinct_n, repeated_ngram_rate
+
+    assert distinct_n(["a b c", "A b a B"]) == pytest.approx(0.6)
+    assert repeated_ngram_rate(["a b a b a b", "x y z", "too short"]) == pytest.approx(0.25)
+    start = {"distinct2": 0.6, "repeat3": 0.2}
+    assert degenerate({"distinct2": 0.2, "repeat3": 0.2}, start)
+    assert degenerate({"distinct2": 0.6, "repeat3": 0.45}, start)
+    assert not degenerate({"distinct2": 0.4, "repeat3": 0.35}, start)
