@@ -70,3 +70,26 @@ def test_degeneration_indicators_by_hand():
     assert degenerate({"distinct2": 0.2, "repeat3": 0.2}, start)
     assert degenerate({"distinct2": 0.6, "repeat3": 0.45}, start)
     assert not degenerate({"distinct2": 0.4, "repeat3": 0.35}, start)
+
+
+def test_demo_table_renders_summary_json():
+    """The README/docs table is a pure function of summary.json."""
+    from anyfeedback.llm.demo.table import demo_table
+
+    row = {
+        "start reward": 0.3125,
+        "final reward": 0.875,
+        "win rate vs start": 0.5,
+        "held-out KL to start": 4.0,
+        "distinct-2 start": 0.9,
+        "distinct-2 final": 0.25,
+        "repeat-3 start": 0.0,
+        "repeat-3 final": 0.5,
+        "degenerate": "yes",
+    }
+    summary = {"methods": {"PMPO-A": row}, "wall_s": 80.4, "cpu_s": 150.2, "cores": 2}
+    table = demo_table(summary).splitlines()
+    assert table[2] == (
+        "| PMPO-A | 0.312 → 0.875 | 0.500 | 4.000 | 0.900 → 0.250 | 0.000 → 0.500 | yes |"
+    )
+    assert table[-1] == "`anyfeedback demo`: wall 80 s, CPU 150 s on 2 cores."
