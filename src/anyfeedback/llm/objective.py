@@ -66,7 +66,13 @@ def batch_counts(batch: Batch, method: str) -> torch.Tensor:
     if method == "pmpo":
         a, r = labelled_sets(batch)
         acc, rej, kl = int(a.sum()), int(r.sum()), batch.n_records
-    return torch.tensor([batch.n_records, acc, rej, kl], dtype=torch.float64)
+    return torch.tensor([_records(batch), acc, rej, kl], dtype=torch.float64)
+
+
+def _records(batch: Batch) -> int:
+    """Records a micro-batch's mean runs over: its records, plus its demonstrations (AIHF-DPO,
+    Self-Play AIHF; SPIN has demonstrations only)."""
+    return batch.n_records + batch.n_demos
 
 
 def own_counts(batch: Batch, method: str) -> StepCounts:
@@ -355,5 +361,5 @@ def compute_loss(
         policy, ref, batch, cfg, want_kl=want_kl, all_reduce_mean=all_reduce_mean, step=step
     )
     if step is not None and cfg.method != "pmpo":
-        loss = loss * (batch.n_records / max(step.records, 1))
+        loss = loss * (_records(batch) / max(step.records, 1))
     return loss, metrics
