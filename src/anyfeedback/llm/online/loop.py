@@ -3,8 +3,9 @@
 setup (start model, trainer, reward, prompts, sampler) → for each step: prompts → sample K each
 from π_θ (or π_ref: --sample-from) → reward → labels → one optimizer step (the offline trainer's
 `train_step`, so losses, π_ref refresh, finite checks and checkpoints are the same code) →
-metrics → held-out evaluation → checkpoint. Resume is exact: the prompts and the sampling seeds of a step are pure functions of
-the step, and the trainer's checkpoint restores weights, π_ref, optimizer and RNG.
+metrics → held-out evaluation → checkpoint. Resume is exact: the prompts and the sampling seeds
+of a step are pure functions of the step, and the trainer's checkpoint restores weights, π_ref,
+optimizer and RNG.
 
 Under `accelerate launch` (DDP) every process runs this same code on its share of the step
 (`anyfeedback.llm.online.shard`): it samples, scores and labels its chunks of prompt groups, the step
