@@ -4,7 +4,8 @@
 (`fit`, below) and the online loop feed it batches made by `anyfeedback.llm.batching.collate_*`.
 A step reads: count the step's rows (one all-reduce) → forward π_θ and π_ref → loss
 (`compute_loss`, each micro-batch's share of the step's loss, docs/algorithms.md#normalisation)
-→ backward (accumulated, no DDP sync until the last micro-batch) → finite check → clip → AdamW → LR schedule → π_ref refresh / EMA.
+→ backward (accumulated, no DDP sync until the last micro-batch) → finite check → clip → AdamW
+→ LR schedule → π_ref refresh / EMA.
 
 Runs unchanged under `accelerate launch` / `torchrun` (DDP; FSDP/DeepSpeed through accelerate
 config files): each process takes its own micro-batches of the global batch (`BatchPlan`).
