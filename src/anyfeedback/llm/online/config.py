@@ -2,8 +2,8 @@
 
 The loop (PMPO §7.4): per step, take `prompts_per_step` prompts, sample `k` completions each from
 the current policy (or π_ref, `sample_from`), score them with the reward, label them (top-k /
-bottom-k by default), take one optimizer step of the method on the labelled samples, and refresh π_ref every
-`ref_update_every` steps. Optimisation fields mean what they mean in `TrainConfig`.
+bottom-k by default), take one optimizer step of the method on the labelled samples, and
+refresh π_ref every `ref_update_every` steps. Optimisation fields mean what they mean in `TrainConfig`.
 """
 
 from __future__ import annotations
