@@ -114,7 +114,7 @@ def test_end_to_end_and_exact_resume(tmp_path, tiny_model, feedback_files):
     # every online run directory: held-out samples at each evaluation, report and curves
     full_rows = read_metrics(tmp_path / "full" / "metrics.jsonl")
     assert full_rows[0]["eval/kl_start"] == 0.0 and full_rows[-1]["eval/kl_start"] > 0.0
-    assert 0.0 <= full_rows[-1]["eval/repeat3"] <= 1.0 and full_rows[-1]["eval/distinct2"] > 0.0
+    assert 0.0 <= full_rows[-1]["eval/repeat2"] <= 1.0 and full_rows[-1]["eval/distinct2"] > 0.0
     samples = read_metrics(tmp_path / "full" / "samples.jsonl")
     assert [r["step"] for r in samples] == [0] * 6 + [2] * 6 + [3] * 6
     assert samples[0]["completion"] == samples[0]["start"]

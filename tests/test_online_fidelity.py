@@ -61,15 +61,17 @@ def test_sample_from_reference_samples_pi_ref_not_the_policy(tiny_model, tmp_pat
 def test_degeneration_indicators_by_hand():
     """distinct-2 of ["a b c", "a b a b"]: bigrams ab, bc, ab, ba, ab → 3 unique / 5 = 0.6.
     repeat-3: "a b a b a b" has trigrams aba, bab, aba, bab → 2 seen before / 4 = 0.5; "x y z"
-    has 0; the mean is 0.25. Flag: distinct-2 0.2 < ½·0.6, or repeat-3 0.45 − 0.2 > 0.2."""
+    has 0; the mean is 0.25. repeat-2 of "a b a b": ab, ba, ab → 1/3. Flag: distinct-2
+    0.2 < ½·0.6, or repeat-2 0.26 − 0.2 > 0.05; not 0.24 − 0.2."""
     from anyfeedback.llm.online.degeneration import degenerate, distinct_n, repeated_ngram_rate
 
     assert distinct_n(["a b c", "A b a B"]) == pytest.approx(0.6)
-    assert repeated_ngram_rate(["a b a b a b", "x y z", "too short"]) == pytest.approx(0.25)
-    start = {"distinct2": 0.6, "repeat3": 0.2}
-    assert degenerate({"distinct2": 0.2, "repeat3": 0.2}, start)
-    assert degenerate({"distinct2": 0.6, "repeat3": 0.45}, start)
-    assert not degenerate({"distinct2": 0.4, "repeat3": 0.35}, start)
+    assert repeated_ngram_rate(["a b a b a b", "x y z", "too short"], 3) == pytest.approx(0.25)
+    assert repeated_ngram_rate(["a b a b"], 2) == pytest.approx(1 / 3)
+    start = {"distinct2": 0.6, "repeat2": 0.2}
+    assert degenerate({"distinct2": 0.2, "repeat2": 0.2}, start)
+    assert degenerate({"distinct2": 0.6, "repeat2": 0.26}, start)
+    assert not degenerate({"distinct2": 0.4, "repeat2": 0.24}, start)
 
 
 def test_demo_table_renders_summary_json():
@@ -83,8 +85,8 @@ def test_demo_table_renders_summary_json():
         "held-out KL to start": 4.0,
         "distinct-2 start": 0.9,
         "distinct-2 final": 0.25,
-        "repeat-3 start": 0.0,
-        "repeat-3 final": 0.5,
+        "repeat-2 start": 0.0,
+        "repeat-2 final": 0.5,
         "degenerate": "yes",
     }
     summary = {"methods": {"PMPO-A": row}, "wall_s": 80.4, "cpu_s": 150.2, "cores": 2}

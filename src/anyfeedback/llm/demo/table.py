@@ -16,7 +16,7 @@ COLUMNS = (
     ("win rate vs start", "win rate vs start"),
     ("KL to start (held-out)", "held-out KL to start"),
     ("distinct-2 (start → final)", ("distinct-2 start", "distinct-2 final")),
-    ("repeat-3 (start → final)", ("repeat-3 start", "repeat-3 final")),
+    ("repeat-2 (start → final)", ("repeat-2 start", "repeat-2 final")),
     ("degenerate", "degenerate"),
 )
 

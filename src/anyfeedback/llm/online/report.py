@@ -109,8 +109,8 @@ def summary_row(result, rows: list[dict[str, Any]]) -> dict[str, Any]:
         "held-out KL to start": result.final.kl_start,
         "distinct-2 start": start["distinct2"],
         "distinct-2 final": final["distinct2"],
-        "repeat-3 start": start["repeat3"],
-        "repeat-3 final": final["repeat3"],
+        "repeat-2 start": start["repeat2"],
+        "repeat-2 final": final["repeat2"],
         "degenerate": "yes" if degenerate(final, start) else "no",
         "collapse detected": "yes" if result.collapsed else "no",
     }
@@ -205,9 +205,9 @@ padding:4px 8px;vertical-align:top}}figure{{display:inline-block;margin:0 1em 1e
 img{{max-width:520px}}figcaption{{font-size:12px;color:#555}}</style></head><body>
 <h1>{html.escape(title)}</h1><p>{html.escape(notes)}</p>
 <h2>Summary</h2><table>{header}{rows}</table>
-<p>distinct-2: unique word bigrams / all, over the held-out completions; repeat-3: share of a
-completion's word trigrams seen earlier in it. degenerate: distinct-2 below half the start
-model's or repeat-3 more than 0.2 above it.</p>
+<p>distinct-2: unique word bigrams / all, over the held-out completions; repeat-2: share of a
+completion's word bigrams seen earlier in it. degenerate: distinct-2 below half the start
+model's or repeat-2 more than 0.05 above it.</p>
 <h2>Curves</h2>{"".join(figures)}
 <h2>Sample completions (same held-out prompts, start model vs trained)</h2>{tables}
 </body></html>
