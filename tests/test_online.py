@@ -111,6 +111,17 @@ def test_end_to_end_and_exact_resume(tmp_path, tiny_model, feedback_files):
     rows = read_metrics(tmp_path / "cut" / "metrics.jsonl")
     assert [r["step"] for r in rows] == [0, 1, 2, 3]
     assert "eval/win_rate" in rows[-1] and "train/kl_init" in rows[-1]
+    # every online run directory: held-out samples at each evaluation, report and curves
+    full_rows = read_metrics(tmp_path / "full" / "metrics.jsonl")
+    assert full_rows[0]["eval/kl_start"] == 0.0 and full_rows[-1]["eval/kl_start"] > 0.0
+    assert 0.0 <= full_rows[-1]["eval/repeat2"] <= 1.0 and full_rows[-1]["eval/distinct2"] > 0.0
+    samples = read_metrics(tmp_path / "full" / "samples.jsonl")
+    assert [r["step"] for r in samples] == [0] * 6 + [2] * 6 + [3] * 6
+    assert samples[0]["completion"] == samples[0]["start"]
+    assert {"prompt", "start_reward", "reward"} <= samples[-1].keys()
+    for name in ("report.html", "reward_kl.png", "eval_reward.png", "summary.json"):
+        assert (tmp_path / "full" / name).is_file(), name
+    assert "degenerate" in (tmp_path / "full" / "report.html").read_text()
 
 
 def test_bad_reward_stops_with_prompt_index_and_keeps_checkpoint(
@@ -181,3 +192,23 @@ def test_online_config_errors():
         cfg_of(method="dpo", k=1)
     with pytest.raises(RewardError):
         raise RewardError("x")
+
+
+def test_pmpo_r_kl_covers_every_sample_of_the_step():
+    """PMPO-R (α = 0) on scores [0.1, 0.9, −0.3, 0.5]: labels [F, N, F, N]. All 4 samples go into
+    the batch; only the 2 rejected enter the ℓ term, all 4 (the accepted and unlabelled ones
+    too) the KL mean: StepCounts(records 4, accepted 0, rejected 2, kl 4). Every group tied
+    (no label) gives no batch."""
+    from anyfeedback.llm.objective import batch_counts, labelled_sets
+
+    cfg = cfg_of(alpha=0.0)
+    scores = [0.1, 0.9, -0.3, 0.5]
+    labels = label_samples(scores, cfg)
+    comps = [[10 + j] for j in range(4)]
+    (batch,) = build_batches(cfg, [[1, 2]], comps, scores, labels, 0)
+    assert batch.n_records == 4
+    assert batch.labelled.tolist() == [T, F, T, F]
+    acc, rej = labelled_sets(batch)
+    assert acc.tolist() == [F, F, F, F] and rej.tolist() == [T, F, T, F]
+    assert batch_counts(batch, "pmpo").tolist() == [4, 0, 2, 4]
+    assert build_batches(cfg, [[1, 2]], comps, [0.0] * 4, [N] * 4, 0) == []

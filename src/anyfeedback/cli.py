@@ -52,6 +52,9 @@ def register_commands() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
+    from anyfeedback.runs import configure_threads
+
+    configure_threads()  # before any command imports torch (every command: runs.thread_defaults)
     register_commands()
     try:
         result = app(args=argv, standalone_mode=False)

@@ -19,6 +19,41 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+MAX_THREADS = 8  # intra-op threads beyond this gain little on the small models we train on CPU
+
+
+def thread_defaults(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Thread settings for torch's OpenMP/MKL pools, for variables the user has not set.
+
+    The pools spin-wait at every barrier by default (OpenMP's active wait policy); when another
+    CPU-bound process shares the cores, a spinning thread steals the time slice of the thread
+    it waits for, and a 2-thread op can run several times slower than its fair share. Passive
+    waiting (threads sleep at barriers) gives the time back. The intra-op thread count is the
+    number of cores this process may run on (its CPU affinity, e.g. a container's cpuset),
+    capped at `MAX_THREADS`, instead of every core of the machine."""
+    environ = os.environ if environ is None else environ
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    threads = str(max(1, min(cores, MAX_THREADS)))
+    wanted = {
+        "OMP_WAIT_POLICY": "PASSIVE",  # GNU and LLVM OpenMP: sleep, do not spin, at barriers
+        "KMP_BLOCKTIME": "0",  # Intel OpenMP (and MKL on it): the same
+        "MKL_DYNAMIC": "TRUE",
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+    }
+    return {k: v for k, v in wanted.items() if k not in environ}
+
+
+def configure_threads() -> dict[str, str]:
+    """Apply `thread_defaults` to this process's environment. Call before torch is imported:
+    the pools read these variables once, when they start. Returns what was set."""
+    values = thread_defaults()
+    os.environ.update(values)
+    return values
+
 
 def jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

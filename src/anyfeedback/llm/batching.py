@@ -42,7 +42,9 @@ class Batch:
     demonstration (sft): one view per record.
     `mismatched` (kto): views (x_i, y_{i'}), i' = (i + 1) mod m, for the reference point.
     rloo: one view per sample, prompt-major groups of `group_size`, `rewards` [M].
-    self-play-aihf: the paired layout; the π_ref-sample views hold samples of the opponent π_t."""
+    self-play-aihf: the paired layout; the π_ref-sample views hold samples of the opponent π_t.
+    `labelled` (pmpo online) [M] bool: False for unlabelled samples, which enter only the KL
+    term (docs/algorithms.md#normalisation); None: every row is labelled."""
 
     seqs: Packed
     n_records: int
@@ -53,6 +55,7 @@ class Batch:
     mismatched: Packed | None = None
     rewards: torch.Tensor | None = None
     group_size: int = 0
+    labelled: torch.Tensor | None = None
 
     def to(self, device) -> Batch:
         return Batch(
@@ -65,21 +68,32 @@ class Batch:
             None if self.mismatched is None else self.mismatched.to(device),
             None if self.rewards is None else self.rewards.to(device),
             self.group_size,
+            None if self.labelled is None else self.labelled.to(device),
         )
 
 
 def collate_unpaired(examples: list[Example], pad_id: int, *, mismatched: bool = False) -> Batch:
-    """Unpaired rows; with `mismatched`, also prompt i with completion (i + 1) mod m (KTO)."""
+    """Unpaired rows; with `mismatched`, also prompt i with completion (i + 1) mod m (KTO).
+    Records with `accepted=None` are unlabelled (`Batch.labelled`)."""
     prompts = [e.prompt_ids for e in examples]
     comps = [e.completion_ids[0] for e in examples]
     accepted = torch.tensor([bool(e.accepted) for e in examples])
+    labelled = None
+    if any(e.accepted is None for e in examples):
+        labelled = torch.tensor([e.accepted is not None for e in examples])
     extra = None
     if mismatched:
         from anyfeedback.losses import mismatched_indices
 
         shift = mismatched_indices(len(examples)).tolist()
         extra = pack(prompts, [comps[j] for j in shift], pad_id)
-    return Batch(pack(prompts, comps, pad_id), len(examples), accepted=accepted, mismatched=extra)
+    return Batch(
+        pack(prompts, comps, pad_id),
+        len(examples),
+        accepted=accepted,
+        mismatched=extra,
+        labelled=labelled,
+    )
 
 
 def collate_pairs(

@@ -8,12 +8,19 @@ Shapes: M scored sequences (views) of `batch.seqs`, K = kept logit positions (lo
 + 1), V vocabulary.
 ℓ = Σ_t log π(y_t|x, y_<t) over completion tokens (or the per-token mean, `cfg.average_logps`).
 KL = Σ_t KL(π_ref(·|x,y_<t) ‖ π_θ(·|x,y_<t)), dense over V along the completion, chunked
-(PMPO §5; never ℓ_ref − ℓ_θ on the same samples).
+(PMPO §5; never ℓ_ref − ℓ_θ on the same samples); with per-token mean ℓ the PMPO KL term is the
+per-token mean KL too, so β weighs the same kind of quantity as the ℓ terms.
+
+Pooled normalisation (docs/algorithms.md#normalisation): given the optimizer step's `StepCounts`
+(every micro-batch of every process, counted before any forward), each micro-batch's loss is
+its share of the whole step's loss, so the step's gradient does not depend on how the step is
+split into micro-batches and processes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
@@ -33,6 +40,44 @@ from anyfeedback.losses import (
 )
 
 Metrics = dict[str, torch.Tensor]
+
+
+class StepCounts(NamedTuple):
+    """Rows of one whole optimizer step, summed over its micro-batches and processes: the
+    records every method averages over (pairs for paired methods), PMPO's accepted and rejected
+    labelled rows, and the rows its KL term averages over (every sample, labelled or not)."""
+
+    records: int
+    accepted: int
+    rejected: int
+    kl: int
+
+
+def labelled_sets(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(accepted [M], rejected [M]) bool masks; unlabelled rows are in neither."""
+    labelled = batch.labelled if batch.labelled is not None else torch.ones_like(batch.accepted)
+    return batch.accepted & labelled, ~batch.accepted & labelled
+
+
+def batch_counts(batch: Batch, method: str) -> torch.Tensor:
+    """This micro-batch's contribution to `StepCounts`, as a float64 [4] tensor (to be summed
+    over micro-batches and all-reduced over processes in one call)."""
+    acc = rej = kl = 0
+    if method == "pmpo":
+        a, r = labelled_sets(batch)
+        acc, rej, kl = int(a.sum()), int(r.sum()), batch.n_records
+    return torch.tensor([_records(batch), acc, rej, kl], dtype=torch.float64)
+
+
+def _records(batch: Batch) -> int:
+    """Records a micro-batch's mean runs over: its records, plus its demonstrations (AIHF-DPO,
+    Self-Play AIHF; SPIN has demonstrations only)."""
+    return batch.n_records + batch.n_demos
+
+
+def own_counts(batch: Batch, method: str) -> StepCounts:
+    """The counts of a step made of this one micro-batch."""
+    return StepCounts(*(int(x) for x in batch_counts(batch, method).tolist()))
 
 
 def policy_stats(policy, seqs: Packed, cfg, ref_logits: torch.Tensor | None = None):
@@ -63,19 +108,30 @@ def _kl_diagnostic(policy, ref, seqs: Packed, cfg) -> torch.Tensor:
     return kl.mean()
 
 
-def pmpo_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=True, all_reduce_mean=None):
-    """PMPO (Eq. 10): −α·mean_{D_a} ℓ_θ + (1−α)·mean_{D_r} ℓ_θ + β·mean KL(π_ref‖π_θ)."""
+def pmpo_batch_loss(
+    policy, ref, batch: Batch, cfg, *, want_kl=True, all_reduce_mean=None, step=None
+):
+    """PMPO (Eq. 10): −α·mean_{D_a} ℓ_θ + (1−α)·mean_{D_r} ℓ_θ + β·mean KL(π_ref‖π_θ), the
+    means over the whole step (`step`: its `StepCounts`; None: this batch is the step). The KL
+    mean is over every row, labelled or not (all samples of the step come from the sampler)."""
+    step = step or own_counts(batch, "pmpo")
     need_ref = cfg.beta > 0 or want_kl  # PMPO-A (β = 0) needs π_ref only for the diagnostic
     ref_logits = ref.logits(batch.seqs) if need_ref else None  # [M, K, V], constant
     logps, kl, counts = policy_stats(policy, batch.seqs, cfg, ref_logits)
-    acc = batch.accepted  # [M] bool
+    if cfg.average_logps:  # per-token KL beside per-token ℓ: β keeps its meaning
+        kl = kl / counts.clamp(min=1)
+    acc, rej = labelled_sets(batch)  # [M] bool each
     loss, d = pmpo_loss(
         logps[acc],
-        logps[~acc],
+        logps[rej],
         kl if cfg.beta > 0 else kl.detach(),
         alpha=cfg.alpha,
         beta=cfg.beta,
         normalization=cfg.pmpo_normalization,
+        num_samples=step.kl,
+        n_accepted=step.accepted,
+        n_rejected=step.rejected,
+        n_kl=step.kl,
     )
     nan = loss.new_tensor(float("nan"))
     return loss, {
@@ -114,7 +170,9 @@ def _pair_metrics(d, logps, n: int, kl, counts) -> Metrics:
     }
 
 
-def dpo_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None):
+def dpo_batch_loss(
+    policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None, step=None
+):
     """DPO (Eq. 7): −mean log σ(β·h), h = ρ(chosen) − ρ(rejected); one forward for both."""
     logps, ref_lp, kl, counts = _pair_terms(policy, ref, batch, cfg, want_kl)
     n = batch.n_pairs
@@ -122,7 +180,9 @@ def dpo_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_
     return loss, _pair_metrics(d, logps, n, kl, counts)
 
 
-def ipo_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None):
+def ipo_batch_loss(
+    policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None, step=None
+):
     """IPO (Eq. 17): mean (h − 1/(2τ))², τ = `cfg.beta`, per-token mean ℓ by default."""
     logps, ref_lp, kl, counts = _pair_terms(policy, ref, batch, cfg, want_kl)
     n = batch.n_pairs
@@ -130,7 +190,9 @@ def ipo_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_
     return loss, _pair_metrics(d, logps, n, kl, counts)
 
 
-def aihf_dpo_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None):
+def aihf_dpo_batch_loss(
+    policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None, step=None
+):
     """AIHF-DPO (AIHF Eq. 10): w_P·DPO(pairs) + w_D·D(demos), D = NLL or demo ≻ π_ref sample.
     With no demo rows (w_D = 0) this is exactly `dpo_batch_loss`."""
     logps, ref_lp, kl, counts = _pair_terms(policy, ref, batch, cfg, want_kl)
@@ -164,7 +226,9 @@ def aihf_dpo_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_re
     return loss, metrics
 
 
-def kto_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None):
+def kto_batch_loss(
+    policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None, step=None
+):
     """KTO: λ·(1 − σ(±β·(ρ − z_ref))), z_ref from mismatched (x_i, y_{i+1}) pairs, detached,
     averaged over processes, clamped at 0."""
     ref_logits = ref.logits(batch.seqs) if want_kl else None
@@ -198,7 +262,9 @@ def kto_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_
     }
 
 
-def sft_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None):
+def sft_batch_loss(
+    policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None, step=None
+):
     """SFT: −mean ℓ_θ over demonstrations (same reduction as PMPO, so PMPO-A ≡ SFT)."""
     logps, _, counts = policy_stats(policy, batch.seqs, cfg)
     loss, d = sft_loss(logps)
@@ -207,7 +273,7 @@ def sft_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_
 
 
 def self_play_aihf_batch_loss(
-    policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None
+    policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None, step=None
 ):
     """Self-Play AIHF (AIHF Eq. 11): w_D·SPIN(demo vs y' ∼ π_t) + w_P·DPO(pairs), with π_ref =
     the opponent π_t (the loop refreshes it every iteration). Views: chosen, rejected, demos,
@@ -239,10 +305,12 @@ def self_play_aihf_batch_loss(
     return loss, metrics
 
 
-def rloo_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None):
-    """RLOO (docs/algorithms.md#rloo): −mean A_i·ℓ_θ(y_i), R_i = r_i − β·Σ_t[log π_θ(y_t) − log
-    π_ref(y_t)] on the sampled tokens (on-policy: π_old = π_θ), leave-one-out baseline per prompt
-    group. Needs summed log-probs (the KL estimate is a sum over tokens)."""
+def rloo_batch_loss(
+    policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None, step=None
+):
+    """RLOO (docs/algorithms.md#rloo): −mean A_i·ℓ_θ(y_i), R_i = r_i − β·Σ_t[log π_θ(y_t) − log π_ref(y_t)]
+    on the sampled tokens (on-policy: π_old = π_θ), leave-one-out baseline per prompt group.
+    Needs summed log-probs (the KL estimate is a sum over tokens)."""
     logps, ref_lp, kl, counts = _pair_terms(policy, ref, batch, cfg, want_kl)
     kl_sampled = (logps - ref_lp).detach()  # [M] Σ_t log π_old/π_ref on the sampled tokens
     loss, d = rloo_loss(logps, batch.rewards, kl_sampled, k=batch.group_size, beta=cfg.beta)
@@ -270,13 +338,29 @@ BATCH_LOSSES: dict[str, Callable] = {
 
 
 def compute_loss(
-    policy, ref: Reference, batch: Batch, cfg, *, want_kl: bool = True, all_reduce_mean=None
+    policy,
+    ref: Reference,
+    batch: Batch,
+    cfg,
+    *,
+    want_kl: bool = True,
+    all_reduce_mean=None,
+    step: StepCounts | None = None,
 ):
     """(loss, metrics) of one micro-batch for `cfg.method`; metrics are detached 0-d tensors.
     `cfg` needs only the `ObjectiveConfig` fields (method, α, β, reductions, weights).
 
     `policy` is the (possibly DDP-wrapped) model, `ref` a `Reference`, `batch` from the
     `collate_*` functions; `want_kl` adds the dense KL diagnostic for methods without a KL term;
-    `all_reduce_mean` averages KTO's reference point over processes."""
+    `all_reduce_mean` averages KTO's reference point over processes. `step`: the optimizer
+    step's `StepCounts`; the loss is then this micro-batch's share of the step's loss (summing
+    the shares gives the loss of the whole step). None: the batch is the whole step.
+    PMPO pools each set's mean and the KL mean; the methods whose loss is one mean over records
+    weigh their micro-batch mean by records / step records (docs/algorithms.md#normalisation)."""
     fn = BATCH_LOSSES[cfg.method]
-    return fn(policy, ref, batch, cfg, want_kl=want_kl, all_reduce_mean=all_reduce_mean)
+    loss, metrics = fn(
+        policy, ref, batch, cfg, want_kl=want_kl, all_reduce_mean=all_reduce_mean, step=step
+    )
+    if step is not None and cfg.method != "pmpo":
+        loss = loss * (_records(batch) / max(step.records, 1))
+    return loss, metrics

@@ -2,8 +2,10 @@
 
 `Trainer.train_step(micro_batches)` is generation-free and data-source-free: the offline loop
 (`fit`, below) and the online loop feed it batches made by `anyfeedback.llm.batching.collate_*`.
-A step reads: forward π_θ and π_ref → loss (`compute_loss`) → backward (accumulated, no DDP sync
-until the last micro-batch) → finite check → clip → AdamW → LR schedule → π_ref refresh / EMA.
+A step reads: count the step's rows (one all-reduce) → forward π_θ and π_ref → loss
+(`compute_loss`, each micro-batch's share of the step's loss, docs/algorithms.md#normalisation)
+→ backward (accumulated, no DDP sync until the last micro-batch) → finite check → clip → AdamW
+→ LR schedule → π_ref refresh / EMA.
 
 Runs unchanged under `accelerate launch` / `torchrun` (DDP; FSDP/DeepSpeed through accelerate
 config files): each process takes its own micro-batches of the global batch (`BatchPlan`).
@@ -20,7 +22,7 @@ import torch
 
 from anyfeedback.llm.batching import Batch
 from anyfeedback.llm.model import Reference, load_policy, load_tokenizer
-from anyfeedback.llm.objective import compute_loss
+from anyfeedback.llm.objective import StepCounts, batch_counts, compute_loss
 from anyfeedback.llm.report import peak_memory_mib
 
 
@@ -141,12 +143,23 @@ class Trainer:
                 f"non-finite {what} at step {self.step + 1}; the step was not taken"
             )
 
+    def step_counts(self, micro_batches: list[Batch]) -> StepCounts:
+        """The rows of the whole step: summed over `micro_batches`, then over processes in one
+        all-reduce (docs/algorithms.md#normalisation)."""
+        totals = sum(batch_counts(b, self.cfg.method) for b in micro_batches)
+        if self.accelerator.num_processes > 1:
+            totals = self.accelerator.reduce(totals.to(self.accelerator.device), reduction="sum")
+        return StepCounts(*(round(x) for x in totals.tolist()))
+
     def train_step(self, micro_batches: list[Batch]) -> dict[str, float]:
-        """One optimizer step over `micro_batches` (gradient accumulation); returns metrics
-        averaged over micro-batches and processes."""
+        """One optimizer step over `micro_batches` (gradient accumulation); returns the step's
+        loss (summed shares) and other metrics averaged over micro-batches and processes."""
         acc, cfg = self.accelerator, self.cfg
         self.model.train()
         want_kl, n = self._want_kl(), len(micro_batches)
+        step_counts = self.step_counts(micro_batches)
+        # DDP averages gradients over processes; the shares already sum to the step's loss
+        world = acc.num_processes
         sums: dict[str, list[torch.Tensor]] = {}
         tokens = records = 0
         for i, batch in enumerate(micro_batches):
@@ -160,9 +173,10 @@ class Trainer:
                     cfg,
                     want_kl=want_kl,
                     all_reduce_mean=self._all_reduce_mean,
+                    step=step_counts,
                 )
                 self._check_finite(loss, "loss")
-                acc.backward(loss / n)
+                acc.backward(loss * world)
             for key, value in {"loss": loss.detach(), **metrics}.items():
                 sums.setdefault(key, []).append(value.float().reshape(()))
             tokens += batch.seqs.n_tokens
@@ -189,7 +203,8 @@ class Trainer:
             self.ref.refresh()
 
     def _reduce(self, sums: dict[str, list[torch.Tensor]], tokens: int, records: int):
-        """NaN-aware means over micro-batches and processes; token/record totals summed."""
+        """NaN-aware means over micro-batches and processes; the loss (shares of the step's
+        loss), completion tokens and token/record totals summed."""
         keys = sorted(sums)
         vals = torch.stack([torch.stack(sums[k]).nan_to_num(0.0).sum() for k in keys])
         counts = torch.stack([torch.stack(sums[k]).isfinite().sum().float() for k in keys])
@@ -204,6 +219,7 @@ class Trainer:
         }
         if "completion_tokens" in out:  # a total, not a mean
             out["completion_tokens"] = int(vals[keys.index("completion_tokens")].item())
+        out["loss"] = vals[keys.index("loss")].item()  # the shares add up to the step's loss
         out.update(tokens=int(totals[0].item()), samples=int(totals[1].item()))
         return out
 

@@ -59,6 +59,9 @@ def pmpo_loss(
     beta: float = 0.5,
     normalization: Normalization = "per_set",
     num_samples: int | None = None,
+    n_accepted: int | None = None,
+    n_rejected: int | None = None,
+    n_kl: int | None = None,
 ) -> tuple[torch.Tensor, PMPODiagnostics]:
     """PMPO loss, the negative of Eq. 10:
 
@@ -69,6 +72,12 @@ def pmpo_loss(
     the batch, labelled or not; default N_a + N_r), the unbiased estimate of the derivation's
     E_{π_ref}[p(O|y) log π_θ]. With a balanced split, per-set at β equals 2 × global at β/2
     (docs/algorithms.md#pmpo), so β scales differ by 2. Warns (once per call site) when β < 1 − α.
+
+    Pooled normalisation (docs/algorithms.md#normalisation): when this call sees only part of
+    an optimizer step (one micro-batch, one process), `n_accepted`, `n_rejected` and `n_kl` are
+    the step's totals; each set's *sum* here is divided by its total, so the parts' losses add
+    up to the loss of the whole step whatever the label ratio of each part
+    (Σ_parts −α·Σ_a ℓ/N_a = −α·mean_{D_a} ℓ over the step). None: this call's own sizes.
     """
     check_pmpo_beta(alpha, beta)
     if normalization not in ("per_set", "global"):
@@ -78,16 +87,16 @@ def pmpo_loss(
     loss = ref.new_zeros(())
     if normalization == "per_set":
         if n_a:
-            loss = loss - alpha * logps_accepted.mean()
+            loss = loss - alpha * logps_accepted.sum() / (n_accepted or n_a)
         if n_r:
-            loss = loss + (1 - alpha) * logps_rejected.mean()
+            loss = loss + (1 - alpha) * logps_rejected.sum() / (n_rejected or n_r)
     else:
         n = num_samples if num_samples is not None else n_a + n_r
         if n <= 0:
             raise ValueError("global normalisation needs num_samples > 0")
         loss = loss - (alpha * logps_accepted.sum() - (1 - alpha) * logps_rejected.sum()) / n
     if kl.numel():
-        loss = loss + beta * kl.mean()
+        loss = loss + beta * kl.sum() / (n_kl or kl.numel())
     nan = ref.new_tensor(float("nan"))
     diag = PMPODiagnostics(
         logp_accepted=logps_accepted.detach().mean() if n_a else nan,

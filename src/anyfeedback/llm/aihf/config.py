@@ -93,6 +93,10 @@ class AIHFConfig(SamplingEvalConfig):
     """KL coefficient of the RL step, β·KL(π‖π_ref) (trlx/TRL initial value 0.05)."""
     reward_clip: float = 10.0
     """Clamp r to ±this (the linear demo term is unbounded; the authors clamp at 10). 0: off."""
+    truncated_penalty: float = 0.0
+    """Subtracted from the reward of an RLOO sample that ends without EOS (cut at
+    --max-new-tokens). 0 (default, TRL's `missing_eos_penalty=None`): truncated samples are
+    scored like finished ones; > 0 discourages running on (docs/algorithms.md#rloo)."""
     reward_learning_rate: float = 1e-5
     """AdamW learning rate of the reward model."""
     reward_weight_decay: float = 0.0
@@ -131,7 +135,7 @@ class AIHFConfig(SamplingEvalConfig):
         check_choice(self, "demo_mode", DEMO_MODES)
         if self.k < 2:
             raise _bad("k", f"RLOO needs at least 2 samples per prompt, got {self.k}")
-        nonneg(self, "reward_clip")
+        nonneg(self, "reward_clip", "truncated_penalty")
         positive(self, "iterations", "policy_steps", "prompts_per_step", "reward_batch_size")
         nonneg(self, "reward_updates", "reward_warmup_steps", "eval_every", "save_steps")
         nonneg(self, "reward_learning_rate", "learning_rate", "reward_weight_decay")

@@ -47,6 +47,16 @@ class AIHFResult:
     final: dict
 
 
+def penalise_truncated(
+    rewards: list[float], completion_ids: list[list[int]], eos: int, penalty: float
+) -> tuple[list[float], int]:
+    """r − `penalty` for each completion without EOS (truncated at the token limit); returns
+    the rewards and how many were truncated (docs/algorithms.md#rloo)."""
+    truncated = [eos not in c for c in completion_ids]
+    out = [r - penalty if t else r for r, t in zip(rewards, truncated, strict=True)]
+    return out, sum(truncated)
+
+
 def policy_train_config(cfg) -> PolicyStepConfig:
     """The `PolicyStepConfig` of the RLOO policy step (π_ref = the start model, never refreshed)."""
     return PolicyStepConfig(
@@ -128,8 +138,12 @@ class AIHF:
         rewards = self._score(texts, gen.texts, grad=False).tolist()
         room = [cfg.max_length - len(p) for p in ids for _ in range(cfg.k)]
         comps = [c[: max(1, r)] for c, r in zip(gen.completion_ids, room, strict=True)]
+        rewards, n_truncated = penalise_truncated(
+            rewards, comps, self.tok.eos_token_id, cfg.truncated_penalty
+        )
         batch = collate_samples(ids, comps, rewards, cfg.k, self.tok.pad_token_id)
         metrics = tr.train_step([batch])
+        metrics["truncated_fraction"] = n_truncated / len(comps)
         if self.trace is not None:
             self.trace.append(("policy_step", tr.step))
         return metrics

@@ -40,16 +40,20 @@ STEPS = {"full": (30, 5), "quick": (10, 5)}  # (steps, eval_every)
 
 
 def run_demo(out: Path, *, quick: bool = False, log=print) -> Path:
-    """Run the demo into `out`; return the report path."""
+    """Run the demo into `out`; return the report path. `summary.json` records each method's
+    summary row (`report.summary_row`), and the wall and CPU time of the whole demo (the start
+    model's training included when it was not cached)."""
+    import os
+
     from transformers.utils import logging as hf_logging
 
     from anyfeedback.llm.online.config import OnlineConfig
     from anyfeedback.llm.online.loop import run_online
-    from anyfeedback.llm.online.report import write_report
+    from anyfeedback.llm.online.report import sample_rows, summary_row, write_report
     from anyfeedback.runs import read_metrics
 
     hf_logging.disable_progress_bar()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     model = demo_model(QUICK if quick else DemoModelSpec(), log=log)
     steps, eval_every = STEPS["quick" if quick else "full"]
     runs, samples, summary = {}, {}, {}
@@ -64,39 +68,27 @@ def run_demo(out: Path, *, quick: bool = False, log=print) -> Path:
             **settings,
         )
         result = run_online(cfg)
-        rows = read_metrics(out / name.lower() / "metrics.jsonl")
-        runs[name] = rows
-        kl = [r["train/kl_init"] for r in rows if "train/kl_init" in r]
-        summary[name] = {
-            "start reward": result.start.reward_mean,
-            "final reward": result.final.reward_mean,
-            "win rate vs start": result.final.win_rate,
-            "final KL to start": kl[-1] if kl else float("nan"),
-            "collapse detected": "yes" if result.collapsed else "no",
-        }
-        samples[name] = [
-            {"prompt": p, "before": b, "after": a, "reward_before": rb, "reward_after": ra}
-            for p, b, a, rb, ra in list(
-                zip(
-                    result.eval_prompts,
-                    result.start.texts,
-                    result.final.texts,
-                    result.start.rewards,
-                    result.final.rewards,
-                    strict=True,
-                )
-            )[:8]
-        ]
+        runs[name] = read_metrics(out / name.lower() / "metrics.jsonl")
+        summary[name] = summary_row(result, runs[name])
+        samples[name] = sample_rows(result)
         log(
             f"  held-out reward {result.start.reward_mean:+.3f} → {result.final.reward_mean:+.3f}"
             f", win rate vs start {result.final.win_rate:.2f}"
         )
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     notes = (
         f"Start model: {model.name} (trained from scratch on generated reviews). Reward: VADER "
         f"sentiment. {steps} steps of 16 prompts × 4 samples per method; held-out "
-        f"evaluation on 64 prompts. Wall time {seconds:.0f} s."
+        f"evaluation on 64 prompts. Wall time {seconds:.0f} s, CPU time {cpu:.0f} s "
+        f"({len(os.sched_getaffinity(0))} cores available)."
     )
-    return write_report(
-        out, runs, samples, {"methods": summary, "seconds": seconds, "quick": quick}, notes=notes
-    )
+    record = {
+        "methods": summary,
+        "wall_s": round(seconds, 1),
+        "cpu_s": round(cpu, 1),
+        "cores": len(os.sched_getaffinity(0)),
+        "steps": steps,
+        "quick": quick,
+        "command": "anyfeedback demo" + (" --quick" if quick else ""),
+    }
+    return write_report(out, runs, samples, record, notes=notes)

@@ -56,6 +56,8 @@ def vllm_problem(cfg, world: int) -> str | None:
         return f"vllm runs in one process here, not {world}; use hf under accelerate launch"
     if cfg.lora_r > 0:
         return "vllm is not supported with --lora-r (weights sync as full tensors); use hf"
+    if cfg.sample_from == "reference":
+        return "vllm samples from the policy only (--sample-from reference needs hf)"
     return None
 
 
@@ -166,9 +168,17 @@ def _engine_model(llm):
 
 
 def make_sampler(backend: str, trainer, cfg):
-    """The training-sample generator of `backend` ('hf' or 'vllm') for `trainer.policy`."""
+    """The training-sample generator of `backend` ('hf' or 'vllm'): from `trainer.policy`, or
+    with `cfg.sample_from == "reference"` from the trainer's current π_ref (hf only)."""
     if backend == "vllm":
         return VLLMSampler(trainer.policy, trainer.tokenizer, cfg, lambda: trainer.step)
     from anyfeedback.llm.online.steps import hf_sampler
 
-    return hf_sampler(trainer.policy, trainer.tokenizer, cfg, cfg.k)
+    if cfg.sample_from == "policy":
+        return hf_sampler(trainer.policy, trainer.tokenizer, cfg, cfg.k)
+
+    def sample_reference(prompt_ids, *, seed):
+        with trainer.ref._as_reference() as model:  # LoRA: adapter disabled or swapped
+            return hf_sampler(model, trainer.tokenizer, cfg, cfg.k)(prompt_ids, seed=seed)
+
+    return sample_reference

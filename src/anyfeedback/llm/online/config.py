@@ -1,10 +1,11 @@
 """`OnlineConfig`: every knob of `anyfeedback online`, one flat dataclass.
 
 The loop (PMPO §7.4): per step, take `prompts_per_step` prompts, sample `k` completions each from
-the current policy, score them with the reward, label them (top-k / bottom-k by default), take
-one optimizer step of the method on the labelled samples, and refresh π_ref every
-`ref_update_every` steps. Optimisation fields mean what they mean in `anyfeedback train`; `train_config()` is the
-`PolicyStepConfig` (objective + optimisation, no data) the update step runs with.
+the current policy (or π_ref, `sample_from`), score them with the reward, label them (top-k /
+bottom-k by default), take one optimizer step of the method on the labelled samples, and refresh
+π_ref every `ref_update_every` steps. Optimisation fields mean what they mean in `anyfeedback
+train`; `train_config()` is the `PolicyStepConfig` (objective + optimisation, no data) the update
+step runs with.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from anyfeedback.errors import InputError
 METHODS = ("pmpo", "dpo", "kto")
 LABELLING = ("rank", "threshold", "group-mean")
 BACKENDS = ("hf", "vllm", "auto")
+SAMPLE_FROM = ("policy", "reference")
 
 
 @dataclass
@@ -49,6 +51,12 @@ class OnlineConfig:
     """rank: worst samples per prompt labelled rejected."""
     threshold: float = 0.0
     """threshold: reward above is accepted, below rejected."""
+    sample_from: str = "policy"
+    """policy | reference: who samples the training completions. PMPO's E-step assumes samples
+    from π_ref; the default samples from the current π_θ (on-policy, as the paper's online
+    experiment, and π_ref is refreshed to π_θ every --ref-update-every steps, so the two differ
+    by at most that many steps); reference follows the derivation exactly (docs/algorithms.md
+    #online-loop)."""
     temperature: float = 1.0
     """Sampling temperature."""
     top_p: float = 1.0
@@ -106,6 +114,9 @@ class OnlineConfig:
         check_choice(self, "method", METHODS)
         check_choice(self, "labelling", LABELLING)
         check_choice(self, "generation_backend", BACKENDS)
+        check_choice(self, "sample_from", SAMPLE_FROM)
+        if self.sample_from == "reference" and self.generation_backend == "vllm":
+            raise bad("sample_from", "reference needs --generation-backend hf (vllm: the policy)")
         check_range(self, "vllm_gpu_memory_utilization", 0, 1, low_open=True)
         positive(self, "k", "prompts_per_step", "steps", "max_new_tokens", "max_length")
         positive(self, "generation_batch_size")

@@ -1,10 +1,11 @@
 """`run_online(cfg)`: the online alignment loop (PMPO §7.4), read top to bottom.
 
 setup (start model, trainer, reward, prompts, sampler) → for each step: prompts → sample K each
-from π_θ → reward → labels → one optimizer step (the offline trainer's `train_step`, so losses,
-π_ref refresh, finite checks and checkpoints are the same code) → metrics → held-out evaluation
-→ checkpoint. Resume is exact: the prompts and the sampling seeds of a step are pure functions of
-the step, and the trainer's checkpoint restores weights, π_ref, optimizer and RNG.
+from π_θ (or π_ref: --sample-from) → reward → labels → one optimizer step (the offline trainer's
+`train_step`, so losses, π_ref refresh, finite checks and checkpoints are the same code) →
+metrics → held-out evaluation → checkpoint. Resume is exact: the prompts and the sampling seeds
+of a step are pure functions of the step, and the trainer's checkpoint restores weights, π_ref,
+optimizer and RNG.
 
 Under `accelerate launch` (DDP) every process runs this same code on its share of the step
 (`anyfeedback.llm.online.shard`): it samples, scores and labels its chunks of prompt groups, the step
@@ -12,6 +13,10 @@ is gathered, each process trains on as many of the step's micro-batches, and met
 the whole step (KL to the start model over every process's samples, tokens/s as totals). Held-out
 evaluation is sharded the same way. Only process 0 writes config, metrics, checkpoints and the
 model, and shows the progress bar.
+
+Every run directory gets `samples.jsonl` (the held-out completions of the start and the current
+model at each evaluation), `report.html` and PNG curves (`anyfeedback.llm.online.report`),
+including held-out reward against KL to the start model and the degeneration indicators.
 """
 
 from __future__ import annotations
@@ -104,12 +109,13 @@ def run_online(cfg: OnlineConfig) -> OnlineResult:
     train_ids = encode_prompts(tok, train_prompts)
     sampler = make_sampler(backend, trainer, cfg)
     log = MetricsLog(out / "metrics.jsonl") if dist.main else None
+    samples = MetricsLog(out / "samples.jsonl") if dist.main else None
     if log is not None and resume is not None:
         log.truncate_after(trainer.step)
+        samples.truncate_after(trainer.step)
     elif log is not None:
-        log.log(
-            0, **{"eval/reward_mean": start.reward_mean, "eval/win_rate": 0.5}, processes=dist.world
-        )
+        log.log(0, **eval_row(start, start), processes=dist.world)
+        log_samples(samples, 0, eval_texts, start, start)
     detector = CollapseDetector()
     show = cfg.progress and dist.main
     try:
@@ -139,24 +145,68 @@ def run_online(cfg: OnlineConfig) -> OnlineResult:
                         cfg,
                         baseline=start,
                         dist=dist,
+                        start_model=start_model,
+                        tcfg=tcfg,
                     )
-                    row.update({"eval/reward_mean": ev.reward_mean, "eval/win_rate": ev.win_rate})
+                    row.update(eval_row(ev, start))
+                    log_samples(samples, step, eval_texts, start, ev)
                 if log is not None:
                     log.log(step, **row)
                 bar.update(task, advance=1, info=f"reward {row['train/reward_mean']:+.3f}")
                 if cfg.save_steps and step % cfg.save_steps == 0:
                     trainer.save_checkpoint(out)
     finally:
-        if log is not None:
-            log.close()
+        for f in (log, samples):
+            if f is not None:
+                f.close()
     final = evaluate(
-        trainer.policy, tok, eval_ids, eval_texts, reward, cfg, baseline=start, dist=dist
+        trainer.policy,
+        tok,
+        eval_ids,
+        eval_texts,
+        reward,
+        cfg,
+        baseline=start,
+        dist=dist,
+        start_model=start_model,
+        tcfg=tcfg,
     )
     trainer.save_model(out / "model")
     from anyfeedback.llm.fit import close_process_group
 
     close_process_group(trainer)
-    return OnlineResult(out, trainer.step, start, final, eval_texts, detector.fired)
+    result = OnlineResult(out, trainer.step, start, final, eval_texts, detector.fired)
+    if dist.main:
+        from anyfeedback.llm.online.report import write_run_report
+
+        write_run_report(result, cfg)
+    return result
+
+
+def eval_row(ev: Evaluation, start: Evaluation) -> dict:
+    """Metrics of one held-out evaluation (the start model's own: win rate ½, KL 0)."""
+    return {
+        "eval/reward_mean": ev.reward_mean,
+        "eval/win_rate": 0.5 if ev is start else ev.win_rate,
+        "eval/kl_start": ev.kl_start,
+        **{f"eval/{k}": v for k, v in ev.degeneration.items()},
+    }
+
+
+def log_samples(samples, step: int, prompts: list[str], start: Evaluation, ev: Evaluation):
+    """One `samples.jsonl` row per held-out prompt: the start model's and the current model's
+    completion and reward at this evaluation (process 0 only: `samples` is None elsewhere)."""
+    if samples is None:
+        return
+    for i, prompt in enumerate(prompts):
+        samples.log(
+            step,
+            prompt=prompt,
+            start=start.texts[i],
+            start_reward=start.rewards[i],
+            completion=ev.texts[i],
+            reward=ev.rewards[i],
+        )
 
 
 def _one_step(

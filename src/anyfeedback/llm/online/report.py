@@ -2,7 +2,11 @@
 
 Input: for each method, its metrics rows (from metrics.jsonl) and its sample table (prompt,
 completion before, completion after, rewards). Output: `<out>/reward.png`, `kl.png`,
-`winrate.png`, `report.html`, `summary.json`. HTML is self-contained apart from the PNGs beside it.
+`winrate.png`, `reward_kl.png` (held-out reward against the KL to the start model at each
+evaluation: methods with different KL budgets compare at equal KL), `report.html`,
+`summary.json`. HTML is self-contained apart from the PNGs beside it. `write_run_report` makes
+the same report for one `online` run; `summary_row` is one method's summary-table row, with the
+degeneration indicators (`degeneration.py`) and their flag.
 """
 
 from __future__ import annotations
@@ -55,6 +59,93 @@ def plot_methods(
     return save_figure(fig, path)
 
 
+def plot_reward_kl(runs: dict[str, list[dict[str, Any]]], path: Path) -> Path | None:
+    """Held-out reward against held-out KL(π_start ‖ π_θ) at each evaluation, one line per
+    method (points in step order); None if no method logged both."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    drawn = 0
+    for method, rows in runs.items():
+        pts = [
+            (r["eval/kl_start"], r["eval/reward_mean"])
+            for r in rows
+            if isinstance(r.get("eval/kl_start"), (int, float))
+            and isinstance(r.get("eval/reward_mean"), (int, float))
+        ]
+        if pts:
+            ax.plot(
+                [p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, lw=1.5, label=method
+            )
+            drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("KL(π_start ‖ π_θ) per held-out completion (nats)")
+    ax.set_ylabel("held-out reward")
+    ax.set_title("reward against KL to the start model (each point: one evaluation)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def summary_row(result, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One method's summary: rewards, win rate, KL (training samples and held-out), the
+    degeneration indicators of the final held-out completions against the start model's, and
+    their flag (`degeneration.degenerate`)."""
+    from anyfeedback.llm.online.degeneration import degenerate
+
+    kl = [r["train/kl_init"] for r in rows if "train/kl_init" in r]
+    start, final = result.start.degeneration, result.final.degeneration
+    return {
+        "start reward": result.start.reward_mean,
+        "final reward": result.final.reward_mean,
+        "win rate vs start": result.final.win_rate,
+        "final KL to start": kl[-1] if kl else float("nan"),
+        "held-out KL to start": result.final.kl_start,
+        "distinct-2 start": start["distinct2"],
+        "distinct-2 final": final["distinct2"],
+        "repeat-2 start": start["repeat2"],
+        "repeat-2 final": final["repeat2"],
+        "degenerate": "yes" if degenerate(final, start) else "no",
+        "collapse detected": "yes" if result.collapsed else "no",
+    }
+
+
+def sample_rows(result, n: int = 8) -> list[dict[str, Any]]:
+    """The first `n` held-out prompts with the start and final completions and rewards."""
+    rows = zip(
+        result.eval_prompts,
+        result.start.texts,
+        result.final.texts,
+        result.start.rewards,
+        result.final.rewards,
+        strict=True,
+    )
+    return [
+        {"prompt": p, "before": b, "after": a, "reward_before": rb, "reward_after": ra}
+        for p, b, a, rb, ra in list(rows)[:n]
+    ]
+
+
+def write_run_report(result, cfg) -> Path:
+    """`report.html`, PNGs and `summary.json` of one `online` run, in its directory."""
+    from anyfeedback.runs import read_metrics
+
+    out = Path(result.out)
+    rows = read_metrics(out / "metrics.jsonl")
+    name = cfg.method if cfg.method != "pmpo" else f"pmpo α={cfg.alpha:g}"
+    summary = {"methods": {name: summary_row(result, rows)}, "steps": result.steps}
+    notes = f"{result.steps} steps; held-out evaluation on {len(result.eval_prompts)} prompts."
+    return write_report(
+        out, {name: rows}, {name: sample_rows(result)}, summary, title=f"online {name}", notes=notes
+    )
+
+
 def _samples_table(rows: list[dict[str, Any]]) -> str:
     head = "<tr><th>prompt</th><th>start model</th><th>r</th><th>after training</th><th>r</th></tr>"
     body = "".join(
@@ -88,6 +179,11 @@ def write_report(
                 f'<figure><img src="{name}"><figcaption>{html.escape(caption)}'
                 "</figcaption></figure>"
             )
+    if plot_reward_kl(runs, out / "reward_kl.png"):
+        caption = "held-out reward against KL(π_start ‖ π_θ) on held-out completions"
+        figures.append(
+            f'<figure><img src="reward_kl.png"><figcaption>{caption}</figcaption></figure>'
+        )
     atomic_write_json(out / "summary.json", summary)
     rows = "".join(
         "<tr><td>{}</td>{}</tr>".format(
@@ -109,6 +205,9 @@ padding:4px 8px;vertical-align:top}}figure{{display:inline-block;margin:0 1em 1e
 img{{max-width:520px}}figcaption{{font-size:12px;color:#555}}</style></head><body>
 <h1>{html.escape(title)}</h1><p>{html.escape(notes)}</p>
 <h2>Summary</h2><table>{header}{rows}</table>
+<p>distinct-2: unique word bigrams / all, over the held-out completions; repeat-2: share of a
+completion's word bigrams seen earlier in it. degenerate: distinct-2 below half the start
+model's or repeat-2 more than 0.05 above it.</p>
 <h2>Curves</h2>{"".join(figures)}
 <h2>Sample completions (same held-out prompts, start model vs trained)</h2>{tables}
 </body></html>

@@ -35,8 +35,17 @@ def label_samples(scores: list[float], cfg) -> list[bool | None]:
 
 
 def build_examples(cfg, prompt_ids, completion_ids, scores, labels) -> list[Example]:
-    """The step's training records: labelled samples (PMPO, KTO) or best-vs-worst pairs (DPO)."""
+    """The step's training records: best-vs-worst pairs (DPO), labelled samples (KTO), or every
+    sample (PMPO: unlabelled ones — ties, the other set for PMPO-A/-R — enter only the KL term,
+    which averages over all K samples of the step, docs/algorithms.md#normalisation; none when
+    no sample is labelled, as there is then no preference signal)."""
     k = cfg.k
+    if cfg.method == "pmpo":
+        if all(lab is None for lab in labels):
+            return []
+        return [
+            Example(prompt_ids[j // k], (completion_ids[j],), lab) for j, lab in enumerate(labels)
+        ]
     if cfg.method != "dpo":
         return [
             Example(prompt_ids[j // k], (completion_ids[j],), lab)
@@ -84,12 +93,16 @@ def kl_to_start(policy, start_model, batches: list[Batch], tcfg, dist=Dist()):
 
 @dataclass
 class Evaluation:
-    """One completion per held-out prompt, its reward, and the win rate against the start."""
+    """One completion per held-out prompt, its reward, the win rate against the start, the
+    dense KL(π_start ‖ π_θ) per completion along these completions, and their degeneration
+    indicators (`degeneration.degeneration`)."""
 
     texts: list[str]
     rewards: list[float]
     reward_mean: float
     win_rate: float | None = None
+    kl_start: float = 0.0
+    degeneration: dict[str, float] = field(default_factory=dict)
 
 
 def hf_sampler(model, tokenizer, cfg, k: int):
@@ -111,12 +124,34 @@ def hf_sampler(model, tokenizer, cfg, k: int):
     return sample
 
 
+@torch.no_grad()
+def held_out_kl(model, start_model, prompt_ids, completion_ids, tcfg, pad_id: int) -> float:
+    """Mean dense KL(π_start ‖ π_θ) per completion along the held-out completions, in chunks of
+    16 (every process holds all of them after the gather, so no reduction)."""
+    rows = [Example(p, (c,), True) for p, c in zip(prompt_ids, completion_ids, strict=True)]
+    batches = [collate_unpaired(rows[i : i + 16], pad_id) for i in range(0, len(rows), 16)]
+    return kl_to_start(model, start_model, batches, tcfg)[0]
+
+
 def evaluate(
-    model, tokenizer, prompt_ids, prompt_texts, reward, cfg, *, baseline=None, dist=Dist()
+    model,
+    tokenizer,
+    prompt_ids,
+    prompt_texts,
+    reward,
+    cfg,
+    *,
+    baseline=None,
+    dist=Dist(),
+    start_model=None,
+    tcfg=None,
 ):
     """Sample one completion per held-out prompt with a fixed seed (HF `generate` whatever the
     backend; sharded over processes like the training prompts), score it, and compare with the
-    start model's completions (`baseline`): win 1, tie ½, loss 0."""
+    start model's completions (`baseline`): win 1, tie ½, loss 0. With `start_model` (and the
+    update's `tcfg`), also the KL to it along these completions."""
+    from anyfeedback.llm.online.degeneration import degeneration
+
     got = sample_and_score(
         hf_sampler(model, tokenizer, cfg, 1),
         prompt_ids,
@@ -129,6 +164,10 @@ def evaluate(
     )
     rewards = got.scores
     result = Evaluation(got.texts, rewards, sum(rewards) / len(rewards))
+    result.degeneration = degeneration(got.texts)
+    if start_model is not None and model is not start_model:
+        pad = tokenizer.pad_token_id
+        result.kl_start = held_out_kl(model, start_model, prompt_ids, got.completion_ids, tcfg, pad)
     if baseline is not None:
         wins = [
             1.0 if a > b else 0.5 if a == b else 0.0
