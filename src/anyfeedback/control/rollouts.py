@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anyfeedback.control.nets import GaussianPolicy
+from anyfeedback.control.nets import EnsembleGaussianActor
 from anyfeedback.errors import InputError
 
 
@@ -32,7 +32,7 @@ from anyfeedback.errors import InputError
 class LoadedPolicy:
     """One member's policy from a control run, plus what is needed to execute it."""
 
-    policy: GaussianPolicy  # a 1-member ensemble
+    policy: EnsembleGaussianActor  # a 1-member ensemble
     domain: str
     task: str
     action_repeat: int
@@ -61,7 +61,7 @@ def load_policy(run_dir: str | Path, *, member: int = 0) -> LoadedPolicy:
     if not 0 <= member < w_in.shape[0]:
         raise InputError(f"member {member} not in 0..{w_in.shape[0] - 1}", source=str(run_dir))
     sac = cfg["method"] == "sac"
-    policy = GaussianPolicy(
+    policy = EnsembleGaussianActor(
         int(w_in.shape[1]),
         int(w_out.shape[2]) // 2,
         int(w_in.shape[2]),

@@ -22,16 +22,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anyfeedback.control.mpo_step import gaussian_logps
-from anyfeedback.control.nets import GaussianPolicy
+from anyfeedback.control.nets import EnsembleGaussianActor
 from anyfeedback.control.offline.config import OfflineConfig, Preset
 from anyfeedback.control.offline.dataset import load_npz
 from anyfeedback.control.offline.labels import advantage_sign_labels, label_stats
 from anyfeedback.control.offline.value import fit_values
 from anyfeedback.control.rollouts import Transitions
 from anyfeedback.errors import InputError
-from anyfeedback.losses.kl import gaussian_kl_diag
 from anyfeedback.losses.pmpo import pmpo_loss
+from anyfeedback.policies.gaussian import GaussianPolicy, diagonal_log_prob
 from anyfeedback.runs import MetricsLog, atomic_path, atomic_write_json, progress
 
 
@@ -76,7 +75,7 @@ def policy_losses(
 class _Actor:
     """The policy ensemble as `control.train.evaluate` expects it: executes clip(μ(s), −1, 1)."""
 
-    def __init__(self, policy: GaussianPolicy, names: list[str]) -> None:
+    def __init__(self, policy: EnsembleGaussianActor, names: list[str]) -> None:
         self.policy, self.members = policy, names
 
     @torch.no_grad()
@@ -142,16 +141,16 @@ def train_policies(
     tr: Transitions,
     mem: Members,
     labels: tuple,
-    ref: GaussianPolicy | None,
+    ref: EnsembleGaussianActor | None,
     log: MetricsLog,
     step0: int,
     tick: Callable[[], None],
-) -> GaussianPolicy:
+) -> EnsembleGaussianActor:
     """`cfg.policy_steps` Adam steps of every member of `mem` on its seed's batches. `ref` (one
     member per seed) is π_ref of the closed-form KL; None: the KL term is the sample BC −ℓ_θ."""
     seed_of = torch.tensor(mem.seed_index)
     gens = [torch.Generator().manual_seed(mem.seeds[j]) for j in mem.seed_index]
-    policy = GaussianPolicy(
+    policy = EnsembleGaussianActor(
         tr.observations.shape[1],
         tr.actions.shape[1],
         cfg.hidden,
@@ -168,13 +167,14 @@ def train_policies(
         idx_s = torch.from_numpy(np.stack([r.integers(0, len(tr), cfg.batch_size) for r in rngs]))
         idx = idx_s[seed_of]  # [S, B] -> [M, B]
         mean, std = policy(obs[idx])  # [M, B, D]
-        logps = gaussian_logps(act[idx].unsqueeze(1), mean, std).squeeze(1)  # [M, B]
+        logps = diagonal_log_prob(act[idx], mean, std)  # ℓ_θ [M, B]
         if ref is None:
             kl = -logps  # KL(π_data‖π_θ) + const
         else:
             with torch.no_grad():
                 ref_mean, ref_std = ref(obs[idx_s])  # [S, B, D]
-            kl = gaussian_kl_diag(ref_mean[seed_of], ref_std[seed_of], mean, std)  # [M, B]
+            ref_m = GaussianPolicy(ref_mean[seed_of], ref_std[seed_of])
+            kl = GaussianPolicy(mean, std).kl_from(ref_m)  # [M, B]
         loss, m = policy_losses(logps, acc.gather(1, idx), rej.gather(1, idx), kl, mem.presets)
         opt.zero_grad(set_to_none=True)
         loss.backward()

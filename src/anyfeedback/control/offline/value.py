@@ -72,7 +72,7 @@ class ValueFns(torch.nn.Module):
         chunk: int = 1024,
     ) -> tuple[np.ndarray, np.ndarray]:
         """-> (Q [E, T], baseline [E, T]) on every transition (head means, `chunk` rows at a time).
-        baseline = V(s) of the V net, or with `policy` (an E-member GaussianPolicy, e.g. the BC
+        baseline = V(s) of the V net, or with `policy` (an E-member EnsembleGaussianActor, e.g. the BC
         fit of β) the same Q's mean over N sampled actions, V(s) = mean_j Q(s, clip(a_j)),
         a_j ~ π(·|s): Q's error in s then cancels in Q − V (CRR's "mean" advantage)."""
         e = self.q.members
