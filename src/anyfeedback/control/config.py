@@ -42,9 +42,9 @@ class ControlConfig:
     num_seeds: int = 1
     """agents trained side by side as one batched program (stacked parameters), seeds seed..+n-1."""
     out: str = "runs/control"
-    """run directory: config.json, metrics.jsonl, curves.png, checkpoint.pt."""
+    """run directory: config.json, metrics.jsonl, curves.png, checkpoint-<frames>.safetensors."""
     resume: bool = False
-    """continue from OUT/checkpoint.pt (bit-exact on CPU)."""
+    """continue from OUT's newest intact checkpoint (bit-exact on CPU)."""
     alpha: float | None = None
     """PMPO α (weight of accepted vs rejected); None = the method's paper default."""
     beta: float | None = None
@@ -139,11 +139,8 @@ class ControlConfig:
             "threads",
         ):
             value = getattr(self, name)
-            if value < (0 if name == "steps" else 1):
-                raise InputError(
-                    f"must be {'>= 0' if name == 'steps' else '>= 1'}, got {value}",
-                    field=name.replace("_", "-"),
-                )
+            if value < 1:
+                raise InputError(f"must be >= 1, got {value}", field=name.replace("_", "-"))
         if self.labels not in LABELS:
             raise InputError(f"unknown labels '{self.labels}'; choose from {', '.join(LABELS)}")
         if self.score_precision not in SCORE_PRECISIONS:
