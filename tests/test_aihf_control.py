@@ -246,3 +246,53 @@ def test_bad_inputs_one_line_exit_2(pool_file, tmp_path, capsys, extra, needle):
     assert main(args + extra) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and needle in err, err
+
+
+def _bad_pool(tmp_path, case):
+    """A pool file broken in one way (`case`); returns (path, expected message fragment)."""
+    pool = _toy_pool()
+    path = tmp_path / "pool.npz"
+    if case == "nan_reward":
+        pool.reward[2, 5] = np.nan
+        save_pool(path, pool)
+        return path, "field 'reward': not finite (nan) in trajectory 3, step 6"
+    if case == "inf_obs":
+        pool.obs[0, 1, 2] = np.inf
+        save_pool(path, pool)
+        return path, "field 'obs': not finite (inf) in trajectory 1, step 2"
+    if case == "truncated":
+        save_pool(path, pool)
+        path.write_bytes(path.read_bytes()[:200])
+        return path, "not an NPZ file"
+    if case == "text":
+        path.write_text("obs,act,reward\n1,2,3\n")
+        return path, "not an NPZ file"
+    if case == "object_array":
+        np.savez(path, obs=np.array([{"a": 1}], dtype=object), act=pool.act, reward=pool.reward)
+        return path, "field 'obs': object arrays are not allowed"
+    if case == "missing":
+        np.savez(path, obs=pool.obs, act=pool.act)
+        return path, "missing reward, quality, domain, task, action_repeat"
+    if case == "action_range":
+        pool.act[0, 0, 0] = 2.0
+        save_pool(path, pool)
+        return path, "field 'act': actions must be in [-1, 1]"
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["nan_reward", "inf_obs", "truncated", "text", "object_array", "missing", "action_range"],
+)
+def test_bad_pool_files_one_line_exit_2_nothing_written(tmp_path, capsys, case):
+    """Each broken pool: exit 2, one line naming the file (and the array), no traceback, no
+    output directory. Nothing in the file is unpickled."""
+    from anyfeedback.cli import main
+
+    path, needle = _bad_pool(tmp_path, case)
+    out = tmp_path / "out"
+    assert main(["aihf-control", "--data", str(path), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}") and err.count("\n") == 1, err
+    assert needle in err and "Traceback" not in err, err
+    assert not out.exists()
