@@ -77,7 +77,8 @@ class OfflineConfig:
     num_seeds: int = 3
     """seeds; every method of one seed shares its value function, labels, init and batches."""
     out: str = "runs/offline"
-    """run directory: config.json, metrics.jsonl, curves.png, summary.json, report.md, policy.pt."""
+    """run directory: config.json, metrics.jsonl, curves.png, summary.json, report.md,
+    policy.safetensors, checkpoint-<step>.safetensors."""
     domain: str | None = None
     """dm_control domain to evaluate on (default: the dataset's `domain`)."""
     task: str | None = None
@@ -117,6 +118,11 @@ class OfflineConfig:
     """gradient steps between metrics rows."""
     threads: int = 1
     """torch CPU threads."""
+    checkpoint_every: int = 1000
+    """gradient steps between checkpoints within each stage (value fit, BC, the other policies;
+    always one at a stage's end)."""
+    resume: bool = False
+    """continue OUT's run from its newest intact checkpoint, exactly (the config must be unchanged)."""
     progress: bool = True
     """show a progress bar with ETA."""
 
@@ -140,6 +146,7 @@ class OfflineConfig:
             "log_every",
             "threads",
             "episode_frames",
+            "checkpoint_every",
         ):
             if getattr(self, name) < (0 if name.endswith("_steps") else 1):
                 raise InputError(
