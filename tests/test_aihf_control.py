@@ -296,3 +296,65 @@ def test_bad_pool_files_one_line_exit_2_nothing_written(tmp_path, capsys, case):
     assert err.startswith(f"error: {path}") and err.count("\n") == 1, err
     assert needle in err and "Traceback" not in err, err
     assert not out.exists()
+
+
+RESUME = dict(TINY, methods="aihf,bc", num_seeds=1, checkpoint_every=200)
+
+
+def test_resume_is_exact(pool_file, tmp_path, monkeypatch, one_thread):
+    """Killed in the third policy phase (last checkpoint: env step 400), then `--resume`d: the
+    metrics rows, the agents' and the reward nets' weights equal an uninterrupted run's; a
+    changed config is refused naming the fields."""
+    from anyfeedback.control.aihf import loop
+    from anyfeedback.control.aihf.config import AIHFControlConfig
+    from anyfeedback.control.checkpoint import checkpoint_paths, load_latest
+    from anyfeedback.errors import InputError
+
+    kw = dict(data=str(pool_file), **RESUME)
+    loop.run_aihf_control(AIHFControlConfig(out=str(tmp_path / "full"), **kw))
+    phase, calls = loop.AIHFControl.policy_phase, []
+
+    def killed(self):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return phase(self)
+
+    monkeypatch.setattr(loop.AIHFControl, "policy_phase", killed)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_aihf_control(AIHFControlConfig(out=str(tmp_path / "part"), **kw))
+    monkeypatch.setattr(loop.AIHFControl, "policy_phase", phase)
+    assert checkpoint_paths(tmp_path / "part")[0].name == "checkpoint-000000400.safetensors"
+    loop.run_aihf_control(AIHFControlConfig(out=str(tmp_path / "part"), resume=True, **kw))
+
+    def rows(d):
+        lines = (tmp_path / d / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(x).items() if k != "time"} for x in lines]
+
+    assert rows("full") == rows("part")
+    full, part = (load_latest(tmp_path / d)[0]["learners"] for d in ("full", "part"))
+    for key in ("reward", "learner/policy", "learner/critic"):
+        a, b = full, part
+        for k in key.split("/"):
+            a, b = a[k], b[k]
+        assert all(torch.equal(a[n], b[n]) for n in a), key
+    with pytest.raises(InputError, match=r"changed config \(reward_lr, steps\)"):
+        loop.run_aihf_control(
+            AIHFControlConfig(
+                out=str(tmp_path / "part"), resume=True, **(kw | {"steps": 800, "reward_lr": 1e-3})
+            )
+        )
+
+
+def test_divergence_exits_1_with_one_line(pool_file, tmp_path, capsys):
+    """SAC at lr 1e6 explodes in its first learning phase: exit 1, one line naming it."""
+    from anyfeedback.cli import main
+
+    args = ["aihf-control", "--data", str(pool_file), "--out", str(tmp_path), "--methods", "rlhf"]
+    args += ["--num-seeds", "1", "--num-demos", "2", "--num-pairs", "10", "--steps", "600"]
+    args += ["--learning-starts", "200", "--lr", "1e6", "--hidden", "32", "--batch-size", "32"]
+    args += ["--held-out-pairs", "20", "--segment-length", "10", "--no-progress"]
+    args += ["--reward-warmup-steps", "5", "--reward-updates", "3", "--eval-episodes", "1"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: diverged at env step 200") and err.count("\n") == 1, err

@@ -176,6 +176,12 @@ def test_damaged_newest_checkpoint_falls_back_and_resumes_exactly(tmp_path, caps
     for net in ("policy", "critic"):
         for k, v in full[net].items():
             assert torch.equal(v, part[net][k]), (net, k)
+    # the run ended at 300 with an evaluation off the 200-step schedule: a longer run from here
+    # would not equal an uninterrupted one, so extending is refused
+    from anyfeedback.errors import InputError
+
+    with pytest.raises(InputError, match="cannot extend: the run ended at env step 300"):
+        run(ControlConfig(steps=400, out=str(tmp_path / "part"), resume=True, **TINY))
 
 
 def test_divergence_stops_with_one_line_and_a_healthy_checkpoint(tmp_path, capsys):

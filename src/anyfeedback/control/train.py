@@ -36,7 +36,8 @@ from anyfeedback.control.replay import NStepReplay
 from anyfeedback.errors import InputError
 from anyfeedback.runs import MetricsLog, atomic_write_json, jsonable, progress, read_metrics
 
-RESUME_IGNORED = {"steps", "resume", "progress", "out", "threads"}  # may change on resume
+# may change on resume; `steps` only where the longer run equals an uninterrupted one (_resume_state)
+RESUME_IGNORED = {"steps", "resume", "progress", "out", "threads"}
 
 
 def evaluate(learner: Learner, envs: EnvBatch, cfg: ControlConfig, k: int) -> np.ndarray:
@@ -68,6 +69,15 @@ def _resume_state(out: Path, cfg: ControlConfig, members: list[MemberSpec]) -> d
     """The newest intact checkpoint of `out`, after checking that the run is the same."""
     state, _ = load_latest(out)
     refuse_changed(out, cfg, RESUME_IGNORED)
+    c = state["counters"]
+    if c.get("evaluated_off_schedule") and cfg.steps > c["frames"]:
+        # that evaluation advanced the evaluation environments' RNGs and logged a row that an
+        # uninterrupted longer run would not have: continuing would not reproduce that run
+        raise InputError(
+            f"cannot extend: the run ended at env step {c['frames']} with an evaluation off the "
+            f"--eval-every {cfg.eval_every} schedule; start a new run with the longer --steps",
+            field="steps",
+        )
     if read_json(out / "members.json") != json.loads(json.dumps(jsonable(members))):
         raise InputError("--resume with different agents (members.json)", source=str(out))
     return state
@@ -204,6 +214,7 @@ def run(cfg: ControlConfig, members: list[MemberSpec] | None = None) -> dict:
             done = c["episodes"] == total_episodes
             # --- evaluate, checkpoint (episode boundaries only) ---
             if c["frames"] >= c["next_eval"] or done:
+                c["evaluated_off_schedule"] = c["frames"] < c["next_eval"]
                 returns = evaluate(st.learner, st.eval_envs, cfg, cfg.eval_episodes)
                 for member, ret in zip(members, returns, strict=True):
                     log.log(

@@ -28,7 +28,8 @@ class AIHFControlConfig:
     data: str = ""
     """Trajectory pool (.npz from `aihf_control.data.save_pool`): obs, act, reward, quality."""
     out: str = "runs/aihf_control"
-    """Run directory: config.json, metrics.jsonl, summary.json, curves.png, report.md."""
+    """Run directory: config.json, metrics.jsonl, summary.json, curves.png, report.md,
+    checkpoint-<frames>.safetensors."""
     methods: str = "aihf,rlhf,ml-irl,bc"
     """Comma-separated: aihf | rlhf (BT reward on the pairs, then RL) | ml-irl | bc."""
     seed: int = 0
@@ -93,6 +94,10 @@ class AIHFControlConfig:
     """Clean pairs from held-out trajectories for the reward's pairwise accuracy."""
     threads: int = 1
     """torch CPU threads."""
+    checkpoint_every: int = 5000
+    """Env steps between checkpoints (at phase ends; always one at the end, and one after BC)."""
+    resume: bool = False
+    """Continue OUT's run from its newest intact checkpoint, exactly (the config must be unchanged)."""
     progress: bool = True
     """Show a progress bar with ETA."""
 
@@ -127,6 +132,7 @@ class AIHFControlConfig:
             "eval_episodes",
             "held_out_pairs",
             "threads",
+            "checkpoint_every",
         ):
             if getattr(self, name) < 1:
                 raise InputError(
