@@ -72,9 +72,12 @@ def diagonal_log_prob(
     """log N(y; μ, diag σ²) summed over D. With `sample_dim`, y has an extra axis there that mean
     and std lack (e.g. y [..., N, B, D], mean [..., B, D], sample_dim=-3 -> [..., N, B]);
     without it y, mean and std broadcast as they are -> [...]."""
-    if sample_dim is not None:
-        mean, std = mean.unsqueeze(sample_dim), std.unsqueeze(sample_dim)
-    return standard_diagonal_log_prob((y - mean) / std, std)
+    if sample_dim is None:
+        return standard_diagonal_log_prob((y - mean) / std, std)
+    # std is unsqueezed once per use (two autograd nodes): σ's gradient then accumulates in the
+    # order the control results were produced with, bit for bit
+    z = (y - mean.unsqueeze(sample_dim)) / std.unsqueeze(sample_dim)
+    return standard_diagonal_log_prob(z, std.unsqueeze(sample_dim))
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,9 @@ class PolicyFit:
         idx_s = torch.from_numpy(idx_s)
         idx = idx_s[seed_of]  # [S, B] -> [M, B]
         mean, std = self.policy(obs[idx])  # [M, B, D]
-        logps = diagonal_log_prob(act[idx], mean, std)  # ℓ_θ [M, B]
+        # ℓ_θ [M, B] through a sample axis of length 1 ([M, 1, B, D]): the autograd graph, hence
+        # the gradient's rounding, of the offline results
+        logps = diagonal_log_prob(act[idx].unsqueeze(1), mean, std, sample_dim=-3).squeeze(1)
         if self.ref is None:
             kl = -logps  # KL(π_data‖π_θ) + const
         else:
