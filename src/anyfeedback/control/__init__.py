@@ -9,5 +9,8 @@ improvement steps (PMPO, MPO, SAC). dm_control is imported only by `envs` (optio
   sac.py       SAC's actor/temperature losses and soft bootstrap
   learner.py   one update: critic, improvement, targets
   train.py     the loop: act, step, replay, update, evaluate, checkpoint, resume
+  checkpoint.py  safetensors + JSON checkpoints: verified on write, damaged ones skipped on resume
+  health.py    divergence checks (parameters' norms, watched metrics) before logging/checkpointing
+  npz.py       the applications' NPZ inputs, read without pickle, one-line errors
   rollouts.py  a run directory's policy rolled out with action noise: transitions, segments
 """

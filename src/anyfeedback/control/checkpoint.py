@@ -109,7 +109,7 @@ def read_checkpoint(path: str | Path, prefix: str = "") -> dict:
             meta = f.metadata() or {}
             digests = json.loads(meta["sha256"])
             skeleton = json.loads(meta["tree"])
-            names = [k for k in f.keys() if k.startswith(prefix)]  # noqa: SIM118
+            names = [k for k in f.keys() if k.startswith(prefix)]
             if set(f.keys()) != set(digests):
                 raise CorruptCheckpoint("tensor list does not match its digests")
             tensors = {k: f.get_tensor(k) for k in names}
