@@ -358,3 +358,16 @@ def test_divergence_exits_1_with_one_line(pool_file, tmp_path, capsys):
     assert main(args) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: diverged at env step 200") and err.count("\n") == 1, err
+
+
+def test_bc_divergence_exits_1_before_any_checkpoint(pool_file, tmp_path, capsys):
+    """BC at lr 1e6: the policy explodes; exit 1, one line, and no checkpoint is written."""
+    from anyfeedback.cli import main
+    from anyfeedback.control.checkpoint import checkpoint_paths
+
+    args = ["aihf-control", "--data", str(pool_file), "--out", str(tmp_path), "--methods", "bc"]
+    args += ["--num-seeds", "1", "--num-demos", "2", "--bc-steps", "20", "--lr", "1e6"]
+    assert main(args + ["--hidden", "32", "--batch-size", "32", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: diverged at BC step 20") and err.count("\n") == 1, err
+    assert not checkpoint_paths(tmp_path)
