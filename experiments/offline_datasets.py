@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("MUJOCO_GL", "disable")
 
+from anyfeedback.control.checkpoint import checkpoint_paths  # noqa: E402
 from anyfeedback.control.offline.dataset import save_npz  # noqa: E402
 from anyfeedback.control.rollouts import Transitions, load_policy, rollout  # noqa: E402
 from anyfeedback.runs import atomic_write_json  # noqa: E402
@@ -84,7 +85,7 @@ def train_agents(agents: Path, domain: str, task: str) -> None:
     run_dir = agents / f"{domain}-{task}" / "sac_run"
     for i, steps in enumerate(STAGES[(domain, task)]):
         snap = agents / f"{domain}-{task}" / f"sac_{steps}"
-        if (snap / "checkpoint.pt").exists():
+        if checkpoint_paths(snap):
             continue
         resume = ["--resume"] if i > 0 else []
         cmd = [
@@ -105,7 +106,8 @@ def train_agents(agents: Path, domain: str, task: str) -> None:
         ]
         subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
         snap.mkdir(parents=True, exist_ok=True)
-        for name in ("checkpoint.pt", "summary.json"):
+        newest = checkpoint_paths(run_dir)[0]
+        for name in (newest.name, "summary.json"):
             shutil.copy(run_dir / name, snap / name)
         cfg = json.loads((run_dir / "config.json").read_text()) | {"steps": steps, "resume": False}
         (snap / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")

@@ -5,7 +5,7 @@ One `anyfeedback offline` run per task (all five rows × seeds as one ensemble; 
 share its value function, labels, initial weights and batches), the tasks in parallel, then
 results/offline/table.json, table.md, table.png and command.txt. Each run directory
 (results/offline/<domain>-<task>[-<tag>]/) keeps config.json, metrics.jsonl, curves.png,
-summary.json, report.md (policy.pt is not committed).
+summary.json, report.md (policy.safetensors is not committed).
 
     PYTHONPATH=src python experiments/offline_table.py               # ≈ 11 min on a 2-core CPU
     PYTHONPATH=src python experiments/offline_table.py --tag sample --kl sample   # ablation

@@ -246,3 +246,128 @@ def test_bad_inputs_one_line_exit_2(pool_file, tmp_path, capsys, extra, needle):
     assert main(args + extra) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and needle in err, err
+
+
+def _bad_pool(tmp_path, case):
+    """A pool file broken in one way (`case`); returns (path, expected message fragment)."""
+    pool = _toy_pool()
+    path = tmp_path / "pool.npz"
+    if case == "nan_reward":
+        pool.reward[2, 5] = np.nan
+        save_pool(path, pool)
+        return path, "field 'reward': not finite (nan) in trajectory 3, step 6"
+    if case == "inf_obs":
+        pool.obs[0, 1, 2] = np.inf
+        save_pool(path, pool)
+        return path, "field 'obs': not finite (inf) in trajectory 1, step 2"
+    if case == "truncated":
+        save_pool(path, pool)
+        path.write_bytes(path.read_bytes()[:200])
+        return path, "not an NPZ file"
+    if case == "text":
+        path.write_text("obs,act,reward\n1,2,3\n")
+        return path, "not an NPZ file"
+    if case == "object_array":
+        np.savez(path, obs=np.array([{"a": 1}], dtype=object), act=pool.act, reward=pool.reward)
+        return path, "field 'obs': object arrays are not allowed"
+    if case == "missing":
+        np.savez(path, obs=pool.obs, act=pool.act)
+        return path, "missing reward, quality, domain, task, action_repeat"
+    if case == "action_range":
+        pool.act[0, 0, 0] = 2.0
+        save_pool(path, pool)
+        return path, "field 'act': actions must be in [-1, 1]"
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["nan_reward", "inf_obs", "truncated", "text", "object_array", "missing", "action_range"],
+)
+def test_bad_pool_files_one_line_exit_2_nothing_written(tmp_path, capsys, case):
+    """Each broken pool: exit 2, one line naming the file (and the array), no traceback, no
+    output directory. Nothing in the file is unpickled."""
+    from anyfeedback.cli import main
+
+    path, needle = _bad_pool(tmp_path, case)
+    out = tmp_path / "out"
+    assert main(["aihf-control", "--data", str(path), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}") and err.count("\n") == 1, err
+    assert needle in err and "Traceback" not in err, err
+    assert not out.exists()
+
+
+RESUME = dict(TINY, methods="aihf,bc", num_seeds=1, checkpoint_every=200)
+
+
+def test_resume_is_exact(pool_file, tmp_path, monkeypatch, one_thread):
+    """Killed in the third policy phase (last checkpoint: env step 400), then `--resume`d: the
+    metrics rows, the agents' and the reward nets' weights equal an uninterrupted run's; a
+    changed config is refused naming the fields."""
+    from anyfeedback.control.aihf import loop
+    from anyfeedback.control.aihf.config import AIHFControlConfig
+    from anyfeedback.control.checkpoint import checkpoint_paths, load_latest
+    from anyfeedback.errors import InputError
+
+    kw = dict(data=str(pool_file), **RESUME)
+    loop.run_aihf_control(AIHFControlConfig(out=str(tmp_path / "full"), **kw))
+    phase, calls = loop.AIHFControl.policy_phase, []
+
+    def killed(self):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return phase(self)
+
+    monkeypatch.setattr(loop.AIHFControl, "policy_phase", killed)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_aihf_control(AIHFControlConfig(out=str(tmp_path / "part"), **kw))
+    monkeypatch.setattr(loop.AIHFControl, "policy_phase", phase)
+    assert checkpoint_paths(tmp_path / "part")[0].name == "checkpoint-000000400.safetensors"
+    loop.run_aihf_control(AIHFControlConfig(out=str(tmp_path / "part"), resume=True, **kw))
+
+    def rows(d):
+        lines = (tmp_path / d / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(x).items() if k != "time"} for x in lines]
+
+    assert rows("full") == rows("part")
+    full, part = (load_latest(tmp_path / d)[0]["learners"] for d in ("full", "part"))
+    for key in ("reward", "learner/policy", "learner/critic"):
+        a, b = full, part
+        for k in key.split("/"):
+            a, b = a[k], b[k]
+        assert all(torch.equal(a[n], b[n]) for n in a), key
+    with pytest.raises(InputError, match=r"changed config \(reward_lr, steps\)"):
+        loop.run_aihf_control(
+            AIHFControlConfig(
+                out=str(tmp_path / "part"), resume=True, **(kw | {"steps": 800, "reward_lr": 1e-3})
+            )
+        )
+
+
+def test_divergence_exits_1_with_one_line(pool_file, tmp_path, capsys):
+    """SAC at lr 1e6 explodes in its first learning phase: exit 1, one line naming it."""
+    from anyfeedback.cli import main
+
+    args = ["aihf-control", "--data", str(pool_file), "--out", str(tmp_path), "--methods", "rlhf"]
+    args += ["--num-seeds", "1", "--num-demos", "2", "--num-pairs", "10", "--steps", "600"]
+    args += ["--learning-starts", "200", "--lr", "1e6", "--hidden", "32", "--batch-size", "32"]
+    args += ["--held-out-pairs", "20", "--segment-length", "10", "--no-progress"]
+    args += ["--reward-warmup-steps", "5", "--reward-updates", "3", "--eval-episodes", "1"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: diverged at env step 200") and err.count("\n") == 1, err
+
+
+def test_bc_divergence_exits_1_before_any_checkpoint(pool_file, tmp_path, capsys):
+    """BC at lr 1e6: the policy explodes; exit 1, one line, and no checkpoint is written."""
+    from anyfeedback.cli import main
+    from anyfeedback.control.checkpoint import checkpoint_paths
+
+    args = ["aihf-control", "--data", str(pool_file), "--out", str(tmp_path), "--methods", "bc"]
+    args += ["--num-seeds", "1", "--num-demos", "2", "--bc-steps", "20", "--lr", "1e6"]
+    assert main(args + ["--hidden", "32", "--batch-size", "32", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: diverged at BC step 20") and err.count("\n") == 1, err
+    assert not checkpoint_paths(tmp_path)

@@ -3,7 +3,7 @@
 import torch
 
 from anyfeedback.control.improve import top_half_labels
-from anyfeedback.control.nets import GaussianPolicy, TwinCritic
+from anyfeedback.control.nets import EnsembleGaussianActor, TwinCritic
 
 
 def _gens(n):
@@ -21,7 +21,10 @@ def test_score_equals_head0_forward():
 def test_member_init_depends_only_on_its_seed_and_members_are_independent():
     """Member e of an ensemble starts with the weights of a one-member run with the same seed,
     and a loss on member 0 gives member 1 no gradient."""
-    small, big = GaussianPolicy(5, 2, 16, _gens(1)), GaussianPolicy(5, 2, 16, _gens(2))
+    small, big = (
+        EnsembleGaussianActor(5, 2, 16, _gens(1)),
+        EnsembleGaussianActor(5, 2, 16, _gens(2)),
+    )
     for p_small, p_big in zip(small.parameters(), big.parameters(), strict=True):
         assert torch.equal(p_small[0], p_big[0])
     mean, std = big(torch.randn(2, 3, 5))
@@ -54,7 +57,7 @@ def test_bf16_scoring_is_close_and_keeps_almost_all_labels():
 
 def test_tanh_mean_is_bounded():
     """policy_mean tanh: |μ| < 1 however large the network output (the clipped-sample dead zone)."""
-    policy = GaussianPolicy(3, 2, 16, _gens(1), tanh_mean=True)
+    policy = EnsembleGaussianActor(3, 2, 16, _gens(1), tanh_mean=True)
     with torch.no_grad():
         policy.net.weights[-1].mul_(1e4)
     mean, _ = policy(torch.randn(1, 50, 3))

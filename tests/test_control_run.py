@@ -9,6 +9,7 @@ import torch
 pytest.importorskip("dm_control")
 
 from anyfeedback.cli import main  # noqa: E402
+from anyfeedback.control.checkpoint import checkpoint_paths, load_latest  # noqa: E402
 from anyfeedback.control.config import ControlConfig  # noqa: E402
 from anyfeedback.control.train import run  # noqa: E402
 
@@ -36,8 +37,9 @@ def test_smoke_run_per_method(tmp_path, method):
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if r["kind"] == "train"]
     assert train and all(r["critic_loss"] < 1e3 and r["std"] > 0 for r in train)
-    for f in ("config.json", "checkpoint.pt", "summary.json", "curves.png"):
+    for f in ("config.json", "summary.json", "curves.png"):
         assert (tmp_path / f).exists()
+    assert checkpoint_paths(tmp_path)
 
 
 def test_pmpo_advantage_labels_and_joint_kl_run(tmp_path):
@@ -54,11 +56,11 @@ def test_pmpo_advantage_labels_and_joint_kl_run(tmp_path):
             **TINY,
         )
     )
-    assert (tmp_path / "checkpoint.pt").exists()
+    assert checkpoint_paths(tmp_path)
 
 
 def _params(path):
-    state = torch.load(path / "checkpoint.pt", weights_only=False)["learner"]
+    state = load_latest(path)[0]["learner"]
     return {
         f"{net}.{k}": v
         for net in ("policy", "critic", "target_policy", "target_critic")
@@ -104,7 +106,7 @@ def test_bad_inputs_give_one_line_error_exit_2(tmp_path, capsys, args):
     err = capsys.readouterr().err.strip()
     assert rc == 2
     assert err.startswith("error:") and "\n" not in err
-    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    assert not checkpoint_paths(tmp_path / "run")
 
 
 def test_resume_without_checkpoint_is_an_error(tmp_path, capsys):

@@ -104,3 +104,36 @@ def test_raw_parameters_and_decoupled_views():
     assert torch.equal(p.with_scale_of(q).scale, q.scale)
     assert torch.equal(p.with_mean_of(q).mean, q.mean)
     assert p.std.tolist() == pytest.approx([2.0, math.sqrt(0.25 + 1.0)])
+
+
+def test_diagonal_log_prob_by_hand_and_with_a_sample_axis():
+    """y = 1, μ = 0, σ = 2 per dim: −½(½)² − ln 2 − ½ ln 2π = −0.125 − 0.6931472 − 0.9189385
+    = −1.7370857; two such dims sum to −3.4741714. With the control layout (samples before the
+    states: y [N, B, D] against μ, σ [B, D], sample_dim=−3) it equals `log_prob` on [B, N, D]."""
+    from anyfeedback.policies.gaussian import diagonal_log_prob, standard_diagonal_log_prob
+
+    one = diagonal_log_prob(
+        torch.ones(2, dtype=D64), torch.zeros(2, dtype=D64), torch.full((2,), 2.0)
+    )
+    assert one.item() == pytest.approx(2 * -1.7370857, abs=1e-6)
+    z = torch.tensor([0.5, -1.0], dtype=D64)
+    assert standard_diagonal_log_prob(z, torch.ones(2, dtype=D64)).item() == pytest.approx(
+        -0.125 - 0.5 - 2 * 0.9189385, abs=1e-6
+    )
+    p = _random_policy(torch.Generator().manual_seed(0), (3,), 2, diagonal=True)  # B = 3 states
+    y = torch.randn(4, 3, 2, generator=torch.Generator().manual_seed(1), dtype=D64)  # [N, B, D]
+    lp = p.diagonal_log_prob(y, sample_dim=-3)  # [N, B]
+    assert torch.allclose(lp, p.log_prob(y.transpose(0, 1)).T)
+
+
+def test_kl_per_dim_sums_to_kl_and_decoupled_views():
+    """Σ_d KL_d = KL; the mean-only view N(μ, σ_ref) has KL_Σ = 0, the covariance-only view
+    N(μ_ref, σ) has KL_μ = 0 (the split of MPO's decoupled M-step)."""
+    p = _random_policy(torch.Generator().manual_seed(0), (3,), 2, diagonal=True)
+    ref = _random_policy(torch.Generator().manual_seed(5), (3,), 2, diagonal=True)
+    assert torch.allclose(p.kl_per_dim_from(ref).sum(-1), p.kl_from(ref))
+    mean_only, cov_only = p.with_scale_of(ref), p.with_mean_of(ref)
+    kl_mu, kl_cov = mean_only.kl_per_dim_from(ref), cov_only.kl_per_dim_from(ref)
+    assert torch.allclose(kl_mu, (p.mean - ref.mean).pow(2) / (2 * ref.scale.pow(2)))
+    assert torch.allclose(cov_only.with_scale_of(ref).kl_from(ref), torch.zeros(3, dtype=D64))
+    assert (kl_cov >= 0).all()

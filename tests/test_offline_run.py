@@ -15,6 +15,7 @@ from anyfeedback.control.offline.dataset import save_npz  # noqa: E402
 from anyfeedback.control.offline.train import run  # noqa: E402
 from anyfeedback.control.rollouts import load_policy, rollout, segments  # noqa: E402
 from anyfeedback.control.train import run as control_run  # noqa: E402
+from anyfeedback.errors import InputError  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -88,7 +89,7 @@ def test_offline_five_rows(tmp_path, dataset):
         "curves.png",
         "summary.json",
         "report.md",
-        "policy.pt",
+        "policy.safetensors",
     ):
         assert (tmp_path / f).exists(), f
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -166,3 +167,66 @@ def test_dataset_without_task_metadata(tmp_path, dataset, capsys):
     code = main(["offline", "--dataset", str(tmp_path / "bare.npz"), "--out", str(tmp_path / "r")])
     assert code == 2 and "no domain/task to evaluate on" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+# --- resume, divergence ---------------------------------------------------------------------
+
+RESUME = dict(TINY, methods="bc,accept-reject-bc", value_steps=20, policy_steps=20)
+
+
+def _rows(out):
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "time"} for r in rows]
+
+
+def _weights(out):
+    from safetensors.torch import load_file
+
+    return load_file(str(out / "policy.safetensors"))
+
+
+def test_offline_resume_is_exact(tmp_path, dataset, monkeypatch):
+    """Killed in the BC stage (last checkpoint: the value fit's end), then resumed; and resumed
+    from the checkpoint before the last one: metrics rows and final weights equal an
+    uninterrupted run's, bit for bit (CPU, one thread)."""
+    import torch
+
+    from anyfeedback.control.checkpoint import checkpoint_paths
+    from anyfeedback.control.offline import train as offline_train
+
+    kw = dict(dataset=str(dataset), checkpoint_every=10, **RESUME)
+    run(OfflineConfig(out=str(tmp_path / "full"), **kw))
+    step, calls = offline_train.PolicyFit.step, []
+
+    def killed(self):
+        calls.append(1)
+        if len(calls) == 15:  # BC step 15: the last checkpoint is BC step 10 (global 30)
+            raise KeyboardInterrupt
+        return step(self)
+
+    monkeypatch.setattr(offline_train.PolicyFit, "step", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run(OfflineConfig(out=str(tmp_path / "part"), **kw))
+    monkeypatch.setattr(offline_train.PolicyFit, "step", step)
+    assert checkpoint_paths(tmp_path / "part")[0].name == "checkpoint-000000030.safetensors"
+    run(OfflineConfig(out=str(tmp_path / "part"), resume=True, **kw))
+    newest, previous = checkpoint_paths(tmp_path / "full")  # 60 and 50 (mid "rest" stage)
+    newest.unlink()
+    run(OfflineConfig(out=str(tmp_path / "full"), resume=True, **kw))
+    full = _weights(tmp_path / "full")
+    part = _weights(tmp_path / "part")
+    assert full.keys() == part.keys() and all(torch.equal(full[k], part[k]) for k in full)
+    assert _rows(tmp_path / "full") == _rows(tmp_path / "part")
+    changed = dict(kw, policy_steps=30, lr_policy=1e-3)
+    with pytest.raises(InputError, match=r"changed config \(policy_steps, lr_policy\)"):
+        run(OfflineConfig(out=str(tmp_path / "part"), resume=True, **changed))
+
+
+def test_offline_divergence_exits_1(tmp_path, dataset, capsys):
+    """--lr-value 1e6: the value fit explodes; one line, exit 1, no policy file."""
+    args = ["offline", "--dataset", str(dataset), "--out", str(tmp_path), "--lr-value", "1e6"]
+    args += ["--value-steps", "20", "--policy-steps", "5", "--num-seeds", "1", "--hidden", "16"]
+    assert main(args + ["--batch-size", "16", "--log-every", "5", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: diverged at values step 5") and err.count("\n") == 1, err
+    assert not (tmp_path / "policy.safetensors").exists()

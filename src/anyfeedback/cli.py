@@ -11,7 +11,7 @@ import sys
 import typer
 
 from anyfeedback import __version__
-from anyfeedback.errors import EXIT_USAGE, InputError
+from anyfeedback.errors import EXIT_DIVERGED, EXIT_USAGE, DivergedError, InputError
 
 app = typer.Typer(
     name="anyfeedback",
@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except DivergedError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_DIVERGED
     except typer.Exit as ex:
         return ex.exit_code
     except typer.Abort:

@@ -7,6 +7,12 @@ normal exception; the CLI prints `error: <message>` on one line, no traceback, a
 from __future__ import annotations
 
 EXIT_USAGE = 2
+EXIT_DIVERGED = 1
+
+
+class DivergedError(RuntimeError):
+    """A run stopped because its state stopped being healthy (non-finite or exploding parameters,
+    Q values or losses). One line; the CLI prints it and exits 1; the last checkpoint is intact."""
 
 
 class InputError(ValueError):

@@ -11,7 +11,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from anyfeedback.configfile import check_choice, nonneg, positive
+from anyfeedback.configfile import check_choice, positive
 from anyfeedback.errors import InputError
 
 if TYPE_CHECKING:
@@ -45,9 +45,9 @@ class ControlConfig:
     num_seeds: int = 1
     """agents trained side by side as one batched program (stacked parameters), seeds seed..+n-1."""
     out: str = "runs/control"
-    """run directory: config.json, metrics.jsonl, curves.png, checkpoint.pt."""
+    """run directory: config.json, metrics.jsonl, curves.png, checkpoint-<frames>.safetensors."""
     resume: bool = False
-    """continue from OUT/checkpoint.pt (bit-exact on CPU)."""
+    """continue from OUT's newest intact checkpoint (bit-exact on CPU)."""
     alpha: float | None = None
     """PMPO α (weight of accepted vs rejected); None = the method's paper default."""
     beta: float | None = None
@@ -129,7 +129,7 @@ class ControlConfig:
             raise InputError(
                 f"unknown method '{self.method}'; choose from {', '.join(METHODS)}", field="method"
             )
-        nonneg(self, "steps", **_KEBAB)
+        positive(self, "steps", **_KEBAB)
         positive(self, "num_seeds", "num_samples", "batch_size", "hidden", "n_step", **_KEBAB)
         positive(self, "target_period", "action_repeat", "episode_frames", "update_every", **_KEBAB)
         positive(

@@ -32,8 +32,8 @@ from typing import NamedTuple
 import torch
 
 from anyfeedback.control import mpo_step
-from anyfeedback.losses.kl import gaussian_kl_diag
 from anyfeedback.losses.pmpo import pmpo_loss
+from anyfeedback.policies.gaussian import GaussianPolicy
 
 
 class Samples(NamedTuple):
@@ -96,11 +96,23 @@ def out_of_bounds_penalty(
 LABELS: dict[str, Callable] = {"top_half": top_half_labels, "advantage": advantage_labels}
 
 
-def decoupled_kls(s: Samples) -> tuple[torch.Tensor, torch.Tensor]:
-    """KL_μ = KL(π_ref ‖ N(μ_θ, σ_ref)), KL_Σ = KL(π_ref ‖ N(μ_ref, σ_θ)), per dim [G, B, D]."""
-    kl_mean = gaussian_kl_diag(s.ref_mean, s.ref_std, s.mean, s.ref_std, per_dim=True)
-    kl_std = gaussian_kl_diag(s.ref_mean, s.ref_std, s.ref_mean, s.std, per_dim=True)
-    return kl_mean, kl_std
+class DecoupledViews(NamedTuple):
+    """π_θ, π_ref and MPO's decoupled views of π_θ, as diagonal `GaussianPolicy`s [G, B, D]."""
+
+    policy: GaussianPolicy  # π_θ = N(μ_θ, σ_θ)
+    ref: GaussianPolicy  # π_ref = N(μ_ref, σ_ref)
+    mean_only: GaussianPolicy  # π_μ = N(μ_θ, σ_ref): the mean's fit
+    cov_only: GaussianPolicy  # π_Σ = N(μ_ref, σ_θ): the covariance's fit
+
+
+def decoupled_views(s: Samples) -> DecoupledViews:
+    policy, ref = GaussianPolicy(s.mean, s.std), GaussianPolicy(s.ref_mean, s.ref_std)
+    return DecoupledViews(policy, ref, policy.with_scale_of(ref), policy.with_mean_of(ref))
+
+
+def decoupled_kls(v: DecoupledViews) -> tuple[torch.Tensor, torch.Tensor]:
+    """KL_μ = KL(π_ref ‖ π_μ), KL_Σ = KL(π_ref ‖ π_Σ), per dim [G, B, D]."""
+    return v.mean_only.kl_per_dim_from(v.ref), v.cov_only.kl_per_dim_from(v.ref)
 
 
 def pmpo_improvement(
@@ -108,16 +120,17 @@ def pmpo_improvement(
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """PMPO policy loss (Eq. 10 via `pmpo_loss`) for each member, summed; plus the β_Σ dual loss.
     duals: {"beta_std": [G, D]} = β_Σ (decoupled members use it; joint members ignore it)."""
-    kl_mean, kl_std = decoupled_kls(s)  # [G, B, D]
-    logps_mu = mpo_step.gaussian_logps(s.actions, s.mean, s.ref_std)  # π_μ   [G, N, B]
-    logps_cov = mpo_step.gaussian_logps(s.actions, s.ref_mean, s.std)  # π_Σ   [G, N, B]
-    logps_joint = mpo_step.gaussian_logps(s.actions, s.mean, s.std)  # π_θ   [G, N, B]
+    v = decoupled_views(s)
+    kl_mean, kl_std = decoupled_kls(v)  # [G, B, D]
+    logps_mu = v.mean_only.diagonal_log_prob(s.actions, sample_dim=-3)  # π_μ   [G, N, B]
+    logps_cov = v.cov_only.diagonal_log_prob(s.actions, sample_dim=-3)  # π_Σ   [G, N, B]
+    logps_joint = v.policy.diagonal_log_prob(s.actions, sample_dim=-3)  # π_θ   [G, N, B]
     beta_std = duals["beta_std"]  # [G, D]
     losses, logp_acc, logp_rej = [], [], []
     for e, hp in enumerate(hps):
         acc, rej = LABELS[hp.labels](s.q[e])  # [N, B] masks
         if hp.cov == "joint":
-            kl = gaussian_kl_diag(s.ref_mean[e], s.ref_std[e], s.mean[e], s.std[e])  # [B]
+            kl = v.policy.select(e).kl_from(v.ref.select(e))  # [B]
             loss, diag = pmpo_loss(
                 logps_joint[e][acc], logps_joint[e][rej], kl, alpha=hp.alpha, beta=hp.beta
             )
@@ -156,10 +169,11 @@ def mpo_improvement(
     eta = duals["temperature"]
     weights = mpo_step.estep_weights(s.q, eta)  # [G, N, B]
     dual_eta = mpo_step.temperature_dual(s.q, eta, cfg.epsilon)  # [G]
-    logps_mu = mpo_step.gaussian_logps(s.actions, s.mean, s.ref_std)
-    logps_cov = mpo_step.gaussian_logps(s.actions, s.ref_mean, s.std)
+    v = decoupled_views(s)
+    logps_mu = v.mean_only.diagonal_log_prob(s.actions, sample_dim=-3)  # [G, N, B]
+    logps_cov = v.cov_only.diagonal_log_prob(s.actions, sample_dim=-3)
     nll = mpo_step.weighted_nll(weights, logps_mu) + mpo_step.weighted_nll(weights, logps_cov)
-    kl_mean, kl_std = decoupled_kls(s)
+    kl_mean, kl_std = decoupled_kls(v)
     kl_mean, kl_std = kl_mean.mean(1), kl_std.mean(1)  # over states -> [G, D]
     penalty, dual_kl = mpo_step.decoupled_kl_lagrangian(
         kl_mean,

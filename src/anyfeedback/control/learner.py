@@ -24,7 +24,7 @@ import torch
 from anyfeedback.control import mpo_step, sac
 from anyfeedback.control.config import ControlConfig, MemberSpec
 from anyfeedback.control.improve import METHODS, ImproveConfig, Samples, out_of_bounds_penalty
-from anyfeedback.control.nets import GaussianPolicy, TwinCritic, hard_update_, polyak_
+from anyfeedback.control.nets import EnsembleGaussianActor, TwinCritic, hard_update_, polyak_
 
 # Cap on PMPO's log β_Σ. Uncapped, the dual reached 1e8 within 13k steps on cartpole-swingup: the
 # mean's updates move σ through the shared torso, and holding KL_Σ ≤ 1e-6 against that made the
@@ -80,7 +80,7 @@ class Learner:
         gens = [torch.Generator().manual_seed(m.seed) for m in members]
         e = len(members)
         tanh_mean = self.family == "mpo" and cfg.policy_mean == "tanh"  # SAC squashes the sample
-        self.policy = GaussianPolicy(
+        self.policy = EnsembleGaussianActor(
             obs_dim, act_dim, cfg.hidden, gens, init_std=cfg.init_std, tanh_mean=tanh_mean
         )
         self.critic = TwinCritic(obs_dim, act_dim, cfg.hidden, gens)

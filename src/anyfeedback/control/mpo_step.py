@@ -1,5 +1,6 @@
 """MPO's policy-improvement pieces for the control learner: the pure functions of the loss core
-(`anyfeedback.losses.mpo`) plus the two control-shaped helpers below.
+(`anyfeedback.losses.mpo`) plus the per-dimension Lagrangian below. The Gaussian log-density and
+the decoupled views are `anyfeedback.policies.gaussian`'s.
 
 Shapes: `...` leading batch dims (ensemble members E), N sampled actions, B states, D action dims.
   q            [..., N, B]   Q_target(s_i, a_ij), no gradient
@@ -9,8 +10,6 @@ Shapes: `...` leading batch dims (ensemble members E), N sampled actions, B stat
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 
@@ -41,10 +40,3 @@ def decoupled_kl_lagrangian(
         kl_mean, kl_std, dual_mean, dual_std, epsilon_mean=epsilon_mean, epsilon_std=epsilon_std
     )
     return penalty.sum(-1), dual_loss.sum(-1)
-
-
-def gaussian_logps(actions: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """log N(a; μ, diag σ²) summed over D. actions [..., N, B, D]; mean, std [..., B, D]
-    (broadcast over N) -> [..., N, B]."""
-    z = (actions - mean.unsqueeze(-3)) / std.unsqueeze(-3)
-    return (-0.5 * z.pow(2) - std.unsqueeze(-3).log() - 0.5 * math.log(2 * math.pi)).sum(-1)

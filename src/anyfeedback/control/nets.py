@@ -7,7 +7,7 @@ trains E independent agents.
 
 Shapes: E members, H = 2 critic heads, B batch states, N sampled actions per state,
 `do` observation dims, D action dims, `h` hidden width.
-  policy(obs [E, B, do])                 -> mean [E, B, D], std [E, B, D]
+  actor(obs [E, B, do])                  -> mean [E, B, D], std [E, B, D]
   critic(obs [E, B, do], act [E, B, D])  -> q [H, E, B]          (twin Q, fused: M = H·E members)
   critic.score(obs [E, B, do], act [E, N, B, D]) -> q [E, N, B]  (head 0 only; one batched call)
 """
@@ -61,8 +61,9 @@ def _softplus_inverse(y: float) -> float:
     return math.log(math.expm1(y))
 
 
-class GaussianPolicy(nn.Module):
-    """Diagonal Gaussian MLP policy. std = softplus(raw + softplus⁻¹(init_std)) + min_std, so the
+class EnsembleGaussianActor(nn.Module):
+    """The actor network of E ensemble members: an MLP from the state to the mean and std of a
+    diagonal Gaussian over actions (the distribution maths is `policies.gaussian`'s). std = softplus(raw + softplus⁻¹(init_std)) + min_std, so the
     initial std is ≈ init_std; the last layer is scaled by 0.01 so the initial mean is ≈ 0.
 
     The distribution is over the *unsquashed* action u. PMPO/MPO execute clip(u, −1, 1) and score

@@ -2,9 +2,9 @@
 trajectory segments with their true returns (for preference / AIHF experiments).
 
 A *run directory* is what `anyfeedback control --out DIR` writes: `config.json` (the resolved
-`ControlConfig`) and `checkpoint.pt` (holding `learner.state_dict()` under "learner"). Only the
-policy is read. The checkpoint is the trainer's own torch file (it holds numpy RNG states, so it
-is loaded with `weights_only=False`): load only run directories you trust.
+`ControlConfig`) and `checkpoint-*.safetensors` (`control.checkpoint`; `learner.state_dict()`
+under "learner"). Only the policy's tensors of the newest intact checkpoint are read; nothing in
+a checkpoint can run code.
 
 Behaviour action (executed, in [−1, 1]) at state s:
     a = clip(sq(μ(s)) + σ_noise·ξ, −1, 1),  ξ ~ N(0, I)        with probability 1 − p_random
@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anyfeedback.control.nets import GaussianPolicy
+from anyfeedback.control.checkpoint import load_latest
+from anyfeedback.control.nets import EnsembleGaussianActor
 from anyfeedback.errors import InputError
 
 
@@ -32,7 +33,7 @@ from anyfeedback.errors import InputError
 class LoadedPolicy:
     """One member's policy from a control run, plus what is needed to execute it."""
 
-    policy: GaussianPolicy  # a 1-member ensemble
+    policy: EnsembleGaussianActor  # a 1-member ensemble
     domain: str
     task: str
     action_repeat: int
@@ -51,17 +52,15 @@ class LoadedPolicy:
 def load_policy(run_dir: str | Path, *, member: int = 0) -> LoadedPolicy:
     """The policy of ensemble member `member` of the control run in `run_dir`."""
     run_dir = Path(run_dir)
-    for name in ("config.json", "checkpoint.pt"):
-        if not (run_dir / name).is_file():
-            raise InputError(f"not a control run directory (no {name})", source=str(run_dir))
+    if not (run_dir / "config.json").is_file():
+        raise InputError("not a control run directory (no config.json)", source=str(run_dir))
     cfg = json.loads((run_dir / "config.json").read_text())
-    state = torch.load(run_dir / "checkpoint.pt", weights_only=False, map_location="cpu")
-    params = state["learner"]["policy"]
+    params, _ = load_latest(run_dir, prefix="learner/policy/")
     w_in, w_out = params["net.weights.0"], params["net.weights.2"]  # [E, do, h], [E, h, 2D]
     if not 0 <= member < w_in.shape[0]:
         raise InputError(f"member {member} not in 0..{w_in.shape[0] - 1}", source=str(run_dir))
     sac = cfg["method"] == "sac"
-    policy = GaussianPolicy(
+    policy = EnsembleGaussianActor(
         int(w_in.shape[1]),
         int(w_out.shape[2]) // 2,
         int(w_in.shape[2]),

@@ -10,9 +10,9 @@ Shapes: E members, B states, D action dims; q [2, E, B] from `TwinCritic`.
 
 from __future__ import annotations
 
-import math
-
 import torch
+
+from anyfeedback.policies.gaussian import standard_diagonal_log_prob
 
 
 def tanh_gaussian_sample(
@@ -21,7 +21,7 @@ def tanh_gaussian_sample(
     """Reparameterised tanh-Gaussian sample. mean, std, noise [E, B, D] -> (a [E, B, D], logp [E, B])."""
     u = mean + std * noise
     a = torch.tanh(u)
-    logp_u = (-0.5 * noise.pow(2) - std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
+    logp_u = standard_diagonal_log_prob(noise, std)  # log N(u; μ, σ), z = noise
     return a, logp_u - torch.log(1 - a.pow(2) + 1e-6).sum(-1)
 
 

@@ -6,6 +6,8 @@ Shapes: E agents, K evaluation episodes per agent, do observation dims, D action
 Checkpoints and evaluations happen at episode ends, so resuming is bit-exact on CPU: the replay
 buffer, every RNG (torch noise, replay sampler, each environment's task RNG), the networks, the
 optimisers and the duals are restored; metrics.jsonl is truncated to the checkpoint's step.
+Checkpoints are safetensors + JSON (`control.checkpoint`: nothing loaded can run code); each
+episode's state is checked healthy (`control.health`) before it is logged or checkpointed.
 """
 
 from __future__ import annotations
@@ -18,22 +20,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from anyfeedback.control import health
+from anyfeedback.control.checkpoint import (
+    has_checkpoint,
+    load_latest,
+    read_json,
+    refuse_changed,
+    save_checkpoint,
+)
 from anyfeedback.control.config import ControlConfig, MemberSpec
 from anyfeedback.control.envs import EnvBatch, check_task
 from anyfeedback.control.learner import Learner
 from anyfeedback.control.perf import keep_freed_memory
 from anyfeedback.control.replay import NStepReplay
 from anyfeedback.errors import InputError
-from anyfeedback.runs import (
-    MetricsLog,
-    atomic_path,
-    atomic_write_json,
-    jsonable,
-    progress,
-    read_metrics,
-)
+from anyfeedback.runs import MetricsLog, atomic_write_json, jsonable, progress, read_metrics
 
-RESUME_IGNORED = {"steps", "resume", "progress", "out", "threads"}  # may change on resume
+# may change on resume; `steps` only where the longer run equals an uninterrupted one (_resume_state)
+RESUME_IGNORED = {"steps", "resume", "progress", "out", "threads"}
 
 
 def evaluate(learner: Learner, envs: EnvBatch, cfg: ControlConfig, k: int) -> np.ndarray:
@@ -50,7 +54,7 @@ def evaluate(learner: Learner, envs: EnvBatch, cfg: ControlConfig, k: int) -> np
     return total.reshape(e, k).mean(1)
 
 
-def _checkpoint(path: Path, learner, replay, envs, eval_envs, counters: dict) -> None:
+def _checkpoint(out: Path, learner, replay, envs, eval_envs, counters: dict) -> None:
     state = {
         "learner": learner.state_dict(),
         "replay": replay.state_dict(),
@@ -58,35 +62,56 @@ def _checkpoint(path: Path, learner, replay, envs, eval_envs, counters: dict) ->
         "eval_env_rng": eval_envs.rng_states(),
         "counters": counters,
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_checkpoint(out, counters["frames"], state)
 
 
-def _resume(out: Path, cfg: ControlConfig, learner, replay, envs, eval_envs) -> dict:
-    saved = ControlConfig(**{k: v for k, v in _read_json(out / "config.json").items()})
-    diff = [
-        f.name
-        for f in _fields(cfg)
-        if f.name not in RESUME_IGNORED and getattr(saved, f.name) != getattr(cfg, f.name)
-    ]
-    if diff:
-        raise InputError(f"--resume with a different config ({', '.join(diff)})", source=str(out))
-    state = torch.load(out / "checkpoint.pt", weights_only=False)
-    learner.load_state_dict(state["learner"])
-    replay.load_state_dict(state["replay"])
-    envs.set_rng_states(state["env_rng"])
-    eval_envs.set_rng_states(state["eval_env_rng"])
+def _resume_state(out: Path, cfg: ControlConfig, members: list[MemberSpec]) -> dict:
+    """The newest intact checkpoint of `out`, after checking that the run is the same."""
+    state, _ = load_latest(out)
+    refuse_changed(out, cfg, RESUME_IGNORED)
+    c = state["counters"]
+    if c.get("evaluated_off_schedule") and cfg.steps > c["frames"]:
+        # that evaluation advanced the evaluation environments' RNGs and logged a row that an
+        # uninterrupted longer run would not have: continuing would not reproduce that run
+        raise InputError(
+            f"cannot extend: the run ended at env step {c['frames']} with an evaluation off the "
+            f"--eval-every {cfg.eval_every} schedule; start a new run with the longer --steps",
+            field="steps",
+        )
+    if read_json(out / "members.json") != json.loads(json.dumps(jsonable(members))):
+        raise InputError("--resume with different agents (members.json)", source=str(out))
+    return state
+
+
+def _restore(st: _State, state: dict) -> dict:
+    st.learner.load_state_dict(state["learner"])
+    st.replay.load_state_dict(state["replay"])
+    st.envs.set_rng_states(state["env_rng"])
+    st.eval_envs.set_rng_states(state["eval_env_rng"])
+    st.explore.bit_generator.state = state["counters"]["explore_rng"]
     return state["counters"]
 
 
-def _read_json(path: Path):
-    return json.loads(path.read_text())
+# per-update metrics that must stay finite (the others may be NaN by design, e.g. a metric of
+# one method's members in an ensemble that mixes methods)
+WATCHED = ("critic_loss", "q")
 
 
-def _fields(cfg):
-    import dataclasses
-
-    return dataclasses.fields(cfg)
+def check_health(learner: Learner, metrics: list[dict], frames: int) -> None:
+    """Raise `DivergedError` if the learner's parameters or this episode's watched metrics are
+    not healthy (`control.health`)."""
+    where = f"env step {frames}"
+    for m in metrics:
+        health.check_metrics(m, WATCHED, where)
+    named = health.named_parameters(
+        policy=learner.policy,
+        critic=learner.critic,
+        target_policy=learner.target_policy,
+        target_critic=learner.target_critic,
+        dual=learner.duals,
+        log_alpha=learner.log_alpha,
+    )
+    health.check_parameters(named, where)
 
 
 def _log_train(log: MetricsLog, frames: int, members, metrics: list[dict], sps: float) -> None:
@@ -158,17 +183,14 @@ def run(cfg: ControlConfig, members: list[MemberSpec] | None = None) -> dict:
     torch.set_num_threads(cfg.threads)
     keep_freed_memory()
     out = Path(cfg.out)
-    ckpt = out / "checkpoint.pt"
-    if cfg.resume and not ckpt.exists():
-        raise InputError("--resume but no checkpoint.pt", source=str(out))
+    if cfg.resume and not has_checkpoint(out):
+        raise InputError("--resume but no checkpoint", source=str(out))
     # --- setup (or restore) ---
+    saved = _resume_state(out, cfg, members) if cfg.resume else None
     st = _State(cfg, members)
     c = st.counters
-    if cfg.resume:
-        if _read_json(out / "members.json") != json.loads(json.dumps(jsonable(members))):
-            raise InputError("--resume with different agents (members.json)", source=str(out))
-        c = st.counters = _resume(out, cfg, st.learner, st.replay, st.envs, st.eval_envs)
-        st.explore.bit_generator.state = c["explore_rng"]
+    if saved is not None:
+        c = st.counters = _restore(st, saved)
     atomic_write_json(out / "config.json", cfg)
     atomic_write_json(out / "members.json", members)
     log = MetricsLog(out / "metrics.jsonl")
@@ -184,6 +206,7 @@ def run(cfg: ControlConfig, members: list[MemberSpec] | None = None) -> dict:
         while c["episodes"] < total_episodes:
             # --- train one episode; one training row per episode (resume-exact) ---
             metrics = run_episode(cfg, st, members)
+            check_health(st.learner, metrics, c["frames"])
             sps = (c["frames"] - frames0) / (time.perf_counter() - t0)
             if metrics:
                 _log_train(log, c["frames"], members, metrics, sps)
@@ -191,6 +214,7 @@ def run(cfg: ControlConfig, members: list[MemberSpec] | None = None) -> dict:
             done = c["episodes"] == total_episodes
             # --- evaluate, checkpoint (episode boundaries only) ---
             if c["frames"] >= c["next_eval"] or done:
+                c["evaluated_off_schedule"] = c["frames"] < c["next_eval"]
                 returns = evaluate(st.learner, st.eval_envs, cfg, cfg.eval_episodes)
                 for member, ret in zip(members, returns, strict=True):
                     log.log(
@@ -205,7 +229,7 @@ def run(cfg: ControlConfig, members: list[MemberSpec] | None = None) -> dict:
                 while c["next_ckpt"] <= c["frames"]:
                     c["next_ckpt"] += cfg.checkpoint_every
                 c["explore_rng"] = st.explore.bit_generator.state
-                _checkpoint(ckpt, st.learner, st.replay, st.envs, st.eval_envs, c)
+                _checkpoint(out, st.learner, st.replay, st.envs, st.eval_envs, c)
     log.close()
     return _finish(out, members, cfg)
 

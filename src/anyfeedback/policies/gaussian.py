@@ -1,7 +1,8 @@
 """Gaussian policy N(μ, Σ) with a full (Cholesky) or diagonal covariance, batched over runs.
 
-Used by the black-box bandit (one Gaussian per run, no context) and meant for the control
-actor-critic (one Gaussian per state): the distribution maths lives here, the networks elsewhere.
+Used by the black-box bandit (one Gaussian per run, no context) and by the control learners
+(one diagonal Gaussian per state, from `control.nets.EnsembleGaussianActor`): the distribution
+maths lives here, the networks elsewhere.
 
 Shapes: `...` batch dims (runs, states), N samples, D dims.
   mean   [..., D]
@@ -14,6 +15,12 @@ Parameterisation (`from_raw`): `raw` [..., D, D] lower-triangular with the *log*
 Whitened coordinates: `ref.standardize(y) = L_r⁻¹(y − μ_r)` maps π_ref to N(0, I); a policy
 `local` fitted in those coordinates maps back by `ref.compose(local)` = N(μ_r + L_r m, L_r T).
 The map is affine, so KLs and log-ratios are unchanged and log-densities shift by log det L_r.
+
+Diagonal log-density with a sample axis anywhere (`diagonal_log_prob`): the control learners hold
+N actions per state as [..., N, B, D] against a policy [..., B, D], so the sample axis is not the
+one before D that `GaussianPolicy.log_prob` assumes. It sums the per-dimension terms
+Σ_d (−½ z_d² − ln σ_d − ½ ln 2π), an order of float operations the control results depend on
+(bit for bit), where `log_prob` sums the three terms separately.
 """
 
 from __future__ import annotations
@@ -23,9 +30,15 @@ from dataclasses import dataclass
 
 import torch
 
-from anyfeedback.losses.kl import gaussian_kl
+from anyfeedback.losses.kl import gaussian_kl, gaussian_kl_diag
 
-__all__ = ["GaussianPolicy", "raw_from_scale", "scale_from_raw"]
+__all__ = [
+    "GaussianPolicy",
+    "diagonal_log_prob",
+    "raw_from_scale",
+    "scale_from_raw",
+    "standard_diagonal_log_prob",
+]
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -44,6 +57,27 @@ def raw_from_scale(scale: torch.Tensor, *, diagonal: bool) -> torch.Tensor:
         return scale.log()
     strict = torch.tril(scale, diagonal=-1)
     return strict + torch.diag_embed(scale.diagonal(dim1=-2, dim2=-1).log())
+
+
+def standard_diagonal_log_prob(z: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """log N(μ + σ⊙z; μ, diag σ²) = Σ_d (−½ z_d² − ln σ_d − ½ ln 2π) from the standardized point z.
+    z [..., D], std broadcastable to it -> [...]. Takes z itself where the caller drew it (a
+    reparameterised sample), so no (y − μ)/σ round trip changes its rounding."""
+    return (-0.5 * z.pow(2) - std.log() - 0.5 * LOG_2PI).sum(-1)
+
+
+def diagonal_log_prob(
+    y: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, *, sample_dim: int | None = None
+) -> torch.Tensor:
+    """log N(y; μ, diag σ²) summed over D. With `sample_dim`, y has an extra axis there that mean
+    and std lack (e.g. y [..., N, B, D], mean [..., B, D], sample_dim=-3 -> [..., N, B]);
+    without it y, mean and std broadcast as they are -> [...]."""
+    if sample_dim is None:
+        return standard_diagonal_log_prob((y - mean) / std, std)
+    # std is unsqueezed once per use (two autograd nodes): σ's gradient then accumulates in the
+    # order the control results were produced with, bit for bit
+    z = (y - mean.unsqueeze(sample_dim)) / std.unsqueeze(sample_dim)
+    return standard_diagonal_log_prob(z, std.unsqueeze(sample_dim))
 
 
 @dataclass(frozen=True)
@@ -142,6 +176,13 @@ class GaussianPolicy:
             -0.5 * z.pow(2).sum(-1) - self.log_det_scale().unsqueeze(-1) - 0.5 * self.dim * LOG_2PI
         )
 
+    def diagonal_log_prob(self, y: torch.Tensor, *, sample_dim: int = -2) -> torch.Tensor:
+        """`diagonal_log_prob` of a diagonal policy, the sample axis of y at `sample_dim`
+        (default: just before D, as in `log_prob`)."""
+        if not self.diagonal:
+            raise ValueError("diagonal_log_prob needs a diagonal policy")
+        return diagonal_log_prob(y, self.mean, self.scale, sample_dim=sample_dim)
+
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n draws per batch element: [..., n, D] (no gradient through the noise's source)."""
         shape = (*self.mean.shape[:-1], n, self.dim)
@@ -152,6 +193,13 @@ class GaussianPolicy:
         """KL(ref ‖ self), the forward KL of PMPO Eq. 10 / MPO, in closed form (`anyfeedback.losses.kl`).
         Returns [...]."""
         return gaussian_kl(ref.mean, ref.scale, self.mean, self.scale)
+
+    def kl_per_dim_from(self, ref: GaussianPolicy) -> torch.Tensor:
+        """KL(ref ‖ self) per action dimension [..., D], both diagonal (MPO's per-dimension
+        constraints); the sum over D is `kl_from`."""
+        if not (self.diagonal and ref.diagonal):
+            raise ValueError("kl_per_dim_from needs diagonal policies")
+        return gaussian_kl_diag(ref.mean, ref.scale, self.mean, self.scale, per_dim=True)
 
     def entropy(self) -> torch.Tensor:
         """½ D (1 + ln 2π) + ln det L. Returns [...]."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from anyfeedback.control import health
 from anyfeedback.control.aihf.config import AIHFControlConfig
 from anyfeedback.control.aihf.data import Pool, member_feedback
 from anyfeedback.control.sac import tanh_gaussian_sample
@@ -56,7 +57,10 @@ def train_bc(cfg: AIHFControlConfig, pool: Pool, log) -> np.ndarray:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if step % 500 == 0 or step == cfg.bc_steps:
+        if step % 500 == 0 or step == cfg.bc_steps:  # checked healthy before it is logged
+            where = f"BC step {step}"
+            health.check_metrics({"bc_loss": loss.detach()}, ["bc_loss"], where)
+            health.check_parameters(health.named_parameters(policy=learner.policy), where)
             for i, m in enumerate(members):
                 log.log(
                     0,

@@ -31,7 +31,8 @@ class AIHFControlConfig:
     data: str = ""
     """Trajectory pool (.npz from `aihf_control.data.save_pool`): obs, act, reward, quality."""
     out: str = "runs/aihf_control"
-    """Run directory: config.json, metrics.jsonl, summary.json, curves.png, report.md."""
+    """Run directory: config.json, metrics.jsonl, summary.json, curves.png, report.md,
+    checkpoint-<frames>.safetensors."""
     methods: str = "aihf,rlhf,ml-irl,bc"
     """Comma-separated: aihf | rlhf (BT reward on the pairs, then RL) | ml-irl | bc."""
     seed: int = 0
@@ -96,6 +97,10 @@ class AIHFControlConfig:
     """Clean pairs from held-out trajectories for the reward's pairwise accuracy."""
     threads: int = 1
     """torch CPU threads."""
+    checkpoint_every: int = 5000
+    """Env steps between checkpoints (at phase ends; always one at the end, and one after BC)."""
+    resume: bool = False
+    """Continue OUT's run from its newest intact checkpoint, exactly (the config must be unchanged)."""
     progress: bool = True
     """Show a progress bar with ETA."""
 
@@ -116,7 +121,7 @@ class AIHFControlConfig:
         positive(self, "num_seeds", "num_demos", "num_pairs", "segment_length", **_KEBAB)
         positive(self, "reward_hidden", "reward_batch_size", "pair_batch_size", **_KEBAB)
         positive(self, "episodes_per_reward_phase", "hidden", "batch_size", "eval_every", **_KEBAB)
-        positive(self, "eval_episodes", "held_out_pairs", "threads", **_KEBAB)
+        positive(self, "eval_episodes", "held_out_pairs", "threads", "checkpoint_every", **_KEBAB)
         nonneg(self, "steps", "learning_starts", "reward_updates", "reward_warmup_steps", **_KEBAB)
         nonneg(self, "bc_steps", "reward_clip", "demo_weight", "pref_weight", **_KEBAB)
         check_range(self, "reward_lr", 0, low_open=True, **_KEBAB)

@@ -74,28 +74,77 @@ def pool_from_rollouts(parts: dict, *, domain: str, task: str, action_repeat: in
     )
 
 
+POOL_ARRAYS = {"obs": 3, "act": 3, "reward": 2}  # numeric arrays -> their number of dims
+
+
+def _check_pool_array(path: Path, name: str, x: np.ndarray) -> None:
+    """Numeric, POOL_ARRAYS[name] dims, finite (the first bad value named by trajectory and step,
+    1-based)."""
+    src = str(path)
+    if x.dtype.kind not in "fiub":
+        raise InputError(f"must be numeric, got dtype {x.dtype}", source=src, field=name)
+    if x.ndim != POOL_ARRAYS[name]:
+        raise InputError(
+            f"must have {POOL_ARRAYS[name]} dims, got shape {x.shape}", source=src, field=name
+        )
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        m, t = np.argwhere(~np.isfinite(x))[0][:2]
+        value = x[m, t][~np.isfinite(x[m, t])].ravel()[0] if x.ndim == 3 else x[m, t]
+        raise InputError(
+            f"not finite ({value}) in trajectory {m + 1}, step {t + 1}", source=src, field=name
+        )
+
+
+def _scalar(path: Path, z: dict, name: str, kind: type):
+    x = z[name]
+    if x.ndim != 0 or x.dtype.kind not in ("U" if kind is str else "iu"):
+        raise InputError(
+            f"must be a single {kind.__name__}, got {x.dtype} of shape {x.shape}",
+            source=str(path),
+            field=name,
+        )
+    return kind(x)
+
+
 def load_pool(path: str | Path) -> Pool:
+    """Read and validate a pool file (see the module docstring); one InputError line naming the
+    file and the array for anything wrong. Nothing in the file is unpickled."""
+    from anyfeedback.control.npz import read_npz
+
     p = Path(path)
     if not p.is_file():
         raise InputError("trajectory pool not found (make one with save_pool)", source=str(p))
-    try:
-        z = np.load(p)
-        pool = Pool(
-            z["obs"],
-            z["act"],
-            z["reward"],
-            z["quality"].astype(str),
-            str(z["domain"]),
-            str(z["task"]),
-            int(z["action_repeat"]),
-        )
-    except (KeyError, ValueError, OSError) as err:
+    z = read_npz(p, "trajectory pool")
+    need = ("obs", "act", "reward", "quality", "domain", "task", "action_repeat")
+    missing = [k for k in need if k not in z]
+    if missing:
         raise InputError(
-            f"not a trajectory pool: {str(err).splitlines()[0]}", source=str(p)
-        ) from None
+            f"not a trajectory pool: missing {', '.join(missing)}", source=str(p), field=missing[0]
+        )
+    for name in POOL_ARRAYS:
+        _check_pool_array(p, name, z[name])
+    if z["quality"].ndim != 1 or z["quality"].dtype.kind != "U":
+        raise InputError("must be a 1-d array of strings", source=str(p), field="quality")
+    pool = Pool(
+        z["obs"],
+        z["act"],
+        z["reward"],
+        z["quality"].astype(str),
+        _scalar(p, z, "domain", str),
+        _scalar(p, z, "task", str),
+        _scalar(p, z, "action_repeat", int),
+    )
+    if pool.action_repeat < 1:
+        raise InputError(
+            f"must be >= 1, got {pool.action_repeat}", source=str(p), field="action_repeat"
+        )
     m, t = pool.reward.shape
     if pool.obs.shape[:2] != (m, t) or pool.act.shape[:2] != (m, t) or pool.quality.shape != (m,):
         raise InputError("obs/act/reward/quality disagree in trajectories or length", source=str(p))
+    if m == 0 or t == 0:
+        raise InputError("no trajectories", source=str(p), field="reward")
+    if np.abs(pool.act).max() > 1:
+        raise InputError("actions must be in [-1, 1]", source=str(p), field="act")
     return pool
 
 

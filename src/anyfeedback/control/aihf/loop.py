@@ -29,6 +29,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from anyfeedback.control import health
 from anyfeedback.control.aihf.config import AIHFControlConfig
 from anyfeedback.control.aihf.data import (
     Pool,
@@ -204,6 +205,44 @@ class AIHFControl:
             loss.backward()
             opt.step()
 
+    # --- checkpoint ------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything the loop carries between phases (at an episode boundary)."""
+        return {
+            "learner": self.learner.state_dict(),
+            "replay": self.replay.state_dict(),
+            "env_rng": self.envs.rng_states(),
+            "eval_env_rng": self.eval_envs.rng_states(),
+            "reward": self.reward.state_dict(),
+            "reward_opt": self.reward_opt.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "counters": dict(self.episode_state.counters),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.learner.load_state_dict(state["learner"])
+        self.replay.load_state_dict(state["replay"])
+        self.envs.set_rng_states(state["env_rng"])
+        self.eval_envs.set_rng_states(state["eval_env_rng"])
+        self.reward.load_state_dict(state["reward"])
+        self.reward_opt.load_state_dict(state["reward_opt"])
+        self.rng.bit_generator.state = state["rng"]
+        self.episode_state.counters.update(state["counters"])
+
+    def check_health(self, metrics: dict[str, torch.Tensor]) -> None:
+        """Raise `DivergedError` unless the agents, the reward nets and the phase's losses are
+        healthy (`control.health`)."""
+        where = f"env step {self.frames}"
+        health.check_metrics(metrics, WATCHED, where)
+        named = health.named_parameters(
+            policy=self.learner.policy,
+            critic=self.learner.critic,
+            target_critic=self.learner.target_critic,
+            log_alpha=self.learner.log_alpha,
+            reward=self.reward,
+        )
+        health.check_parameters(named, where)
+
     # --- evaluation ------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self) -> dict[str, np.ndarray]:
@@ -236,32 +275,57 @@ def _pearson(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.where(den > 0, (xc * yc).sum(-1) / den.clamp(min=1e-12), torch.zeros_like(den))
 
 
+# per-phase metrics that must stay finite (reward_corr is 0 by definition for a constant row)
+WATCHED = ("critic_loss", "reward/demo_minus_sample")
+
+
 def train_reward_learners(
-    cfg: AIHFControlConfig, pool: Pool, methods: list[str], log, trace: list | None = None
+    cfg: AIHFControlConfig,
+    pool: Pool,
+    methods: list[str],
+    log,
+    trace: list | None = None,
+    *,
+    saved: dict | None = None,
+    save=None,
 ) -> AIHFControl:
     """The loop: warm start, then phases of [policy phase → reward steps], evaluations on the
-    way. Logs per-member rows (kind train / eval) to `log`."""
+    way. Logs per-member rows (kind train / eval) to `log`. `save(frames, state)` checkpoints
+    (every `checkpoint_every` frames and at the end, from a state checked healthy); `saved`, a
+    checkpoint's "learners" state, resumes exactly (no warm start: its result is in the state)."""
     from anyfeedback.runs import progress
 
     run = AIHFControl(cfg, pool, methods, trace)
-    run.warm_start()
+    if saved is None:
+        run.warm_start()
+        next_eval, next_ckpt = cfg.eval_every, cfg.checkpoint_every
+    else:
+        run.load_state_dict(saved)
+        next_eval, next_ckpt = saved["next_eval"], saved["next_ckpt"]
     frames_per_phase = run.ccfg.episode_frames * cfg.episodes_per_reward_phase
     phases = math.ceil(cfg.steps / frames_per_phase)
-    next_eval, t0 = cfg.eval_every, time.perf_counter()
+    t0, frames0 = time.perf_counter(), run.frames
     with progress(
         "aihf-control " + ",".join(methods), phases * frames_per_phase, disable=not cfg.progress
     ) as (bar, task):
-        for k in range(phases):
+        for k in range(run.frames // frames_per_phase, phases):
             m = run.policy_phase()  # (a) policy steps first
             for _ in range(cfg.reward_updates):  # (b) then the reward steps
                 m |= {f"reward/{key}": v for key, v in run.reward_step().items()}
+            run.check_health(m)
             _log_rows(log, run.frames, run.members, "train", m)
             done = k == phases - 1
             if run.frames >= next_eval or done:
                 _log_rows(log, run.frames, run.members, "eval", run.evaluate())
                 while next_eval <= run.frames:
                     next_eval += cfg.eval_every
-            sps = run.frames / (time.perf_counter() - t0)
+            if save is not None and (run.frames >= next_ckpt or done):
+                while next_ckpt <= run.frames:
+                    next_ckpt += cfg.checkpoint_every
+                save(
+                    run.frames, run.state_dict() | {"next_eval": next_eval, "next_ckpt": next_ckpt}
+                )
+            sps = (run.frames - frames0) / (time.perf_counter() - t0)
             bar.update(task, completed=run.frames, info=f"{sps:.0f} env-steps/s")
     return run
 
@@ -277,23 +341,49 @@ def run_aihf_control(cfg: AIHFControlConfig, *, trace: list | None = None) -> di
     report to `cfg.out`. Returns the summary."""
     from anyfeedback.control.aihf.bc import train_bc
     from anyfeedback.control.aihf.report import write_outputs
+    from anyfeedback.control.checkpoint import save_checkpoint
     from anyfeedback.control.envs import check_task
     from anyfeedback.control.perf import keep_freed_memory
     from anyfeedback.runs import MetricsLog, atomic_write_json
 
     pool = load_pool(cfg.data)
     check_task(pool.domain, pool.task)
+    out = Path(cfg.out)
+    saved = _resume_state(out, cfg) if cfg.resume else {}
     torch.set_num_threads(cfg.threads)
     keep_freed_memory()
-    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", cfg)
-    (out / "metrics.jsonl").unlink(missing_ok=True)
+    if not saved:
+        (out / "metrics.jsonl").unlink(missing_ok=True)
     methods = cfg.method_list()
     learners = [m for m in methods if m != "bc"]
     with MetricsLog(out / "metrics.jsonl") as log:
-        if "bc" in methods:
+        if saved:
+            log.truncate_after(saved["frames"])
+        bc_done = bool(saved)  # BC runs first and is checkpointed as done (frames 0)
+        if "bc" in methods and not bc_done:
             train_bc(cfg, pool, log)
+            save_checkpoint(out, 0, {"frames": 0})
         if learners:
-            train_reward_learners(cfg, pool, learners, log, trace)
+
+            def save(frames: int, state: dict) -> None:
+                save_checkpoint(out, frames, {"frames": frames, "learners": state})
+
+            train_reward_learners(
+                cfg, pool, learners, log, trace, saved=saved.get("learners"), save=save
+            )
     return write_outputs(out, cfg)
+
+
+# may change on resume (nothing that changes the run: a longer `steps` would change the replay's
+# capacity and the final evaluation, so it is refused too)
+RESUME_MAY_CHANGE = {"resume", "progress", "out", "threads", "checkpoint_every"}
+
+
+def _resume_state(out: Path, cfg: AIHFControlConfig) -> dict:
+    from anyfeedback.control.checkpoint import load_latest, refuse_changed
+
+    state, _ = load_latest(out)
+    refuse_changed(out, cfg, RESUME_MAY_CHANGE)
+    return state

@@ -82,7 +82,8 @@ class OfflineConfig:
     num_seeds: int = 3
     """seeds; every method of one seed shares its value function, labels, init and batches."""
     out: str = "runs/offline"
-    """run directory: config.json, metrics.jsonl, curves.png, summary.json, report.md, policy.pt."""
+    """run directory: config.json, metrics.jsonl, curves.png, summary.json, report.md,
+    policy.safetensors, checkpoint-<step>.safetensors."""
     domain: str | None = None
     """dm_control domain to evaluate on (default: the dataset's `domain`)."""
     task: str | None = None
@@ -122,6 +123,11 @@ class OfflineConfig:
     """gradient steps between metrics rows."""
     threads: int = 1
     """torch CPU threads."""
+    checkpoint_every: int = 1000
+    """gradient steps between checkpoints within each stage (value fit, BC, the other policies;
+    always one at a stage's end)."""
+    resume: bool = False
+    """continue OUT's run from its newest intact checkpoint, exactly (the config must be unchanged)."""
     progress: bool = True
     """show a progress bar with ETA."""
 
@@ -136,6 +142,7 @@ class OfflineConfig:
         nonneg(self, "value_steps", "policy_steps", **_KEBAB)
         positive(self, "num_seeds", "batch_size", "hidden", "n_step", "eval_episodes", **_KEBAB)
         positive(self, "num_samples", "log_every", "threads", "episode_frames", **_KEBAB)
+        positive(self, "checkpoint_every", **_KEBAB)
         check_choice(self, "kl", ("policy", "sample"), **_KEBAB)
         check_choice(self, "baseline", ("policy", "value"), **_KEBAB)
         check_choice(self, "policy_mean", ("tanh", "linear"), **_KEBAB)

@@ -22,11 +22,11 @@ record (row) and the array, e.g. `data.npz:record 17: field 'rewards': not finit
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from anyfeedback.control.npz import read_npz
 from anyfeedback.control.rollouts import Transitions
 from anyfeedback.errors import InputError
 from anyfeedback.runs import atomic_path
@@ -54,29 +54,6 @@ def save_npz(path: str | Path, tr: Transitions, *, behaviour_ids=None, **meta) -
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
     return path
-
-
-def _open(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise InputError("dataset file not found", source=str(path))
-    if not zipfile.is_zipfile(path):
-        raise InputError("not an NPZ file (numpy.savez archive)", source=str(path))
-    arrays = {}
-    with np.load(path, allow_pickle=False) as npz:
-        for name in npz.files:
-            try:
-                arrays[name] = npz[name]
-            except ValueError:  # object arrays need pickle, which we refuse
-                raise InputError(
-                    "object arrays are not allowed (saved with pickle)",
-                    source=str(path),
-                    field=name,
-                ) from None
-            except Exception as err:  # a corrupt member of the archive
-                raise InputError(
-                    f"unreadable: {str(err).splitlines()[0]}", source=str(path), field=name
-                ) from None
-    return arrays
 
 
 def _check_array(path: Path, name: str, x: np.ndarray, length: int | None) -> None:
@@ -134,7 +111,7 @@ def load_npz(path: str | Path) -> tuple[Transitions, dict]:
     """Validate and load a dataset -> (transitions as float32, metadata {domain, task,
     action_repeat, behaviour_ids} for what the file holds). Raises a one-line InputError."""
     path = Path(path)
-    arrays = _open(path)
+    arrays = read_npz(path)
     for name in REQUIRED:
         if name not in arrays:
             raise InputError(

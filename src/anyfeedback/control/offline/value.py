@@ -72,7 +72,7 @@ class ValueFns(torch.nn.Module):
         chunk: int = 1024,
     ) -> tuple[np.ndarray, np.ndarray]:
         """-> (Q [E, T], baseline [E, T]) on every transition (head means, `chunk` rows at a time).
-        baseline = V(s) of the V net, or with `policy` (an E-member GaussianPolicy, e.g. the BC
+        baseline = V(s) of the V net, or with `policy` (an E-member EnsembleGaussianActor, e.g. the BC
         fit of β) the same Q's mean over N sampled actions, V(s) = mean_j Q(s, clip(a_j)),
         a_j ~ π(·|s): Q's error in s then cancels in Q − V (CRR's "mean" advantage)."""
         e = self.q.members
@@ -96,6 +96,73 @@ class ValueFns(torch.nn.Module):
         return torch.cat(qs, -1).numpy(), torch.cat(vs, -1).numpy()
 
 
+class ValueFit:
+    """The regression of `fit_values`, one `step()` at a time, with `state_dict` /
+    `load_state_dict` for exact resume (nets, target V, Adam, each member's batch RNG)."""
+
+    def __init__(
+        self,
+        tr: Transitions,
+        seeds: list[int],
+        *,
+        batch_size: int,
+        hidden: int,
+        lr: float,
+        gamma: float,
+        n_step: int,
+        tau: float,
+    ) -> None:
+        ret, disc, boot = nstep_targets(
+            tr.rewards, tr.discounts, tr.episode_ids, n=n_step, gamma=gamma
+        )
+        self.obs, self.act = torch.from_numpy(tr.observations), torch.from_numpy(tr.actions)
+        self.boot_obs = torch.from_numpy(tr.next_observations[boot])  # s_{t+n'}  [T, do]
+        self.ret, self.disc = torch.from_numpy(ret), torch.from_numpy(disc)
+        self.fns = ValueFns(self.obs.shape[1], self.act.shape[1], hidden, seeds)
+        self.v_target = copy.deepcopy(self.fns.v).requires_grad_(False)
+        self.opt = torch.optim.Adam(self.fns.parameters(), lr=lr)
+        self.rngs = [np.random.default_rng(s) for s in seeds]
+        self.batch_size, self.tau, self.n = batch_size, tau, len(tr)
+        self.steps = 0
+
+    def step(self) -> dict[str, torch.Tensor]:
+        idx = np.stack([r.integers(0, self.n, self.batch_size) for r in self.rngs])  # [E, B]
+        idx = torch.from_numpy(idx)
+        with torch.no_grad():
+            nxt = self.boot_obs[idx]  # [E, B, do]
+            y = self.ret[idx] + self.disc[idx] * self.v_target(nxt, nxt[..., :0]).mean(0)  # [E, B]
+        q, v = self.fns.values(self.obs[idx], self.act[idx])  # [2, E, B] each
+        loss_q = 0.5 * (q - y).pow(2).mean(-1)  # [2, E]
+        loss_v = 0.5 * (v - y).pow(2).mean(-1)
+        self.opt.zero_grad(set_to_none=True)
+        (loss_q + loss_v).sum().backward()
+        self.opt.step()
+        polyak_(self.v_target, self.fns.v, self.tau)
+        self.steps += 1
+        return {
+            "q_loss": loss_q.detach().mean(0),
+            "v_loss": loss_v.detach().mean(0),
+            "v": v.detach().mean((0, 2)),
+        }
+
+    def state_dict(self) -> dict:
+        return {
+            "fns": self.fns.state_dict(),
+            "v_target": self.v_target.state_dict(),
+            "opt": self.opt.state_dict(),
+            "rngs": [r.bit_generator.state for r in self.rngs],
+            "steps": self.steps,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.fns.load_state_dict(state["fns"])
+        self.v_target.load_state_dict(state["v_target"])
+        self.opt.load_state_dict(state["opt"])
+        for r, st in zip(self.rngs, state["rngs"], strict=True):
+            r.bit_generator.state = st
+        self.steps = state["steps"]
+
+
 def fit_values(
     tr: Transitions,
     seeds: list[int],
@@ -111,34 +178,11 @@ def fit_values(
 ) -> ValueFns:
     """Regress Q and V of E = len(seeds) independent members on the n-step targets above; each
     member draws its own batches (numpy seed = its seed). `on_step(step, metrics)` after each."""
-    ret, disc, boot = nstep_targets(tr.rewards, tr.discounts, tr.episode_ids, n=n_step, gamma=gamma)
-    obs, act = torch.from_numpy(tr.observations), torch.from_numpy(tr.actions)
-    boot_obs = torch.from_numpy(tr.next_observations[boot])  # s_{t+n'}  [T, do]
-    ret, disc = torch.from_numpy(ret), torch.from_numpy(disc)
-    fns = ValueFns(obs.shape[1], act.shape[1], hidden, seeds)
-    v_target = copy.deepcopy(fns.v).requires_grad_(False)
-    opt = torch.optim.Adam(fns.parameters(), lr=lr)
-    rngs = [np.random.default_rng(s) for s in seeds]
+    fit = ValueFit(
+        tr, seeds, batch_size=batch_size, hidden=hidden, lr=lr, gamma=gamma, n_step=n_step, tau=tau
+    )
     for step in range(1, steps + 1):
-        idx = np.stack([r.integers(0, len(tr), batch_size) for r in rngs])  # [E, B]
-        idx = torch.from_numpy(idx)
-        with torch.no_grad():
-            nxt = boot_obs[idx]  # [E, B, do]
-            y = ret[idx] + disc[idx] * v_target(nxt, nxt[..., :0]).mean(0)  # [E, B]
-        q, v = fns.values(obs[idx], act[idx])  # [2, E, B] each
-        loss_q = 0.5 * (q - y).pow(2).mean(-1)  # [2, E]
-        loss_v = 0.5 * (v - y).pow(2).mean(-1)
-        opt.zero_grad(set_to_none=True)
-        (loss_q + loss_v).sum().backward()
-        opt.step()
-        polyak_(v_target, fns.v, tau)
+        metrics = fit.step()
         if on_step is not None:
-            on_step(
-                step,
-                {
-                    "q_loss": loss_q.detach().mean(0),
-                    "v_loss": loss_v.detach().mean(0),
-                    "v": v.detach().mean((0, 2)),
-                },
-            )
-    return fns
+            on_step(step, metrics)
+    return fit.fns
