@@ -52,9 +52,13 @@ def _register() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
+    from anyfeedback.runs import one_line_warnings, set_command_line
+
     _register()
+    set_command_line(sys.argv[1:] if argv is None else list(argv))
     try:
-        result = app(args=argv, standalone_mode=False)
+        with one_line_warnings():
+            result = app(args=argv, standalone_mode=False)
         if isinstance(result, int):  # click returns typer.Exit's code when not standalone
             return result
     except InputError as err:

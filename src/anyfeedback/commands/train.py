@@ -57,8 +57,7 @@ def run_train(config: str | None = None, **flags: Any) -> None:
     from anyfeedback.llm.trainer import NonFiniteLossError
 
     with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.showwarning = _one_line_warning
+        warnings.simplefilter("always")  # shown through cli.main's one-line, once-each hook
         cfg = make_config(config, **flags)
     try:
         result = train(cfg)
@@ -68,10 +67,6 @@ def run_train(config: str | None = None, **flags: Any) -> None:
     typer.echo(
         f"done: {result.steps} steps; model in {result.model_dir}; report {result.out}/report.md"
     )
-
-
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    typer.echo(f"warning: {message}", err=True)
 
 
 def register(app: typer.Typer) -> None:

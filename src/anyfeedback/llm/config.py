@@ -54,8 +54,9 @@ class TrainConfig:
     demo_data: str | None = None
     """Demonstrations for aihf-dpo (a file of {prompt, completion})."""
 
-    alpha: float = 0.5
-    """PMPO α: weight of accepted (α) vs rejected (1−α) feedback (PMPO Eq. 10)."""
+    alpha: float | None = None
+    """PMPO α: weight of accepted (α) vs rejected (1−α) feedback (PMPO Eq. 10); default 0.5,
+    or 1 on accepted-only and 0 on rejected-only data."""
     beta: float | None = None
     """β: PMPO KL weight, DPO/KTO inverse temperature, IPO τ (default per method and α)."""
     pmpo_normalization: str = "per_set"
@@ -153,9 +154,44 @@ class TrainConfig:
     resume: bool = False
     """Continue from the latest checkpoint in --out."""
     tensorboard: bool = False
-    """Also log metrics to TensorBoard under OUT/tensorboard (needs the tensorboard package)."""
+    """Same as --report-to tensorboard (kept for old commands): OUT/tensorboard."""
     progress: bool = True
-    """Show a progress bar with ETA on the console."""
+    """Show a progress bar with ETA on the console (a plain line every --logging-steps when
+    stdout is not a terminal)."""
+
+    # --- ecosystem: dataset splits, evaluation, trackers, Hub (names as in TRL/transformers) ---
+    dataset_config: str | None = None
+    """Configuration (subset) name of a Hub dataset, as `datasets.load_dataset(id, name)`."""
+    split: str = "train"
+    """Split of --data to train on (Hub ids, saved DatasetDicts, split-named local files)."""
+    eval_data: str | None = None
+    """Held-out feedback to evaluate on (default: --data itself with --eval-split)."""
+    eval_split: str | None = None
+    """Split of --eval-data (or of --data) to evaluate on, e.g. test_prefs."""
+    eval_fraction: float = 0.0
+    """Hold out this fraction of --data for evaluation (0: none; seeded by --seed)."""
+    eval_steps: int = 0
+    """Evaluate every N optimizer steps (0: only at the end, when there is an eval set)."""
+    per_device_eval_batch_size: int = 8
+    """Records per evaluation batch per device."""
+    metric_for_best_model: str | None = None
+    """Eval metric that picks the best checkpoint, e.g. eval/loss or eval/rewards/accuracies."""
+    load_best_model_at_end: bool = False
+    """Save the best evaluated weights (by --metric-for-best-model) as the final model."""
+    report_to: str = "none"
+    """Trackers: none | tensorboard | wandb | mlflow | trackio | all, or a comma list."""
+    run_name: str | None = None
+    """Run name shown by the trackers (default: the name of --out)."""
+    push_to_hub: bool = False
+    """Upload the final model directory to the Hugging Face Hub (needs --hub-model-id, a token)."""
+    hub_model_id: str | None = None
+    """Hub repository (owner/name) for --push-to-hub."""
+    logging_steps: int = 10
+    """Print a plain progress line every N steps when stdout is not a terminal."""
+
+    # whether the user set α / β (one-sided data picks them otherwise; `fit.one_sided_defaults`)
+    alpha_given: bool = dataclasses.field(default=False, init=False, repr=False)
+    beta_given: bool = dataclasses.field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         def bad(name: str, problem: str) -> InputError:
@@ -204,9 +240,42 @@ class TrainConfig:
             raise bad("pref_weight", "--demo-weight and --pref-weight are both 0: nothing to learn")
         if self.method == "kto" and self.batch_size < 2:
             raise bad("batch_size", "KTO's reference point needs at least 2 records per batch")
+        self._check_ecosystem_fields()
         self._resolve_beta()
 
+    def _check_ecosystem_fields(self) -> None:
+        """Splits, evaluation, trackers and Hub fields (the block at the end of the class)."""
+        from anyfeedback.trackers import parse_report_to
+
+        def bad(name: str, problem: str) -> InputError:
+            return InputError(problem, source="config", field=name)
+
+        if not 0.0 <= self.eval_fraction < 1.0:
+            raise bad("eval_fraction", f"must be in [0, 1), got {self.eval_fraction}")
+        if self.eval_fraction and (self.eval_data or self.eval_split):
+            raise bad("eval_fraction", "choose --eval-fraction or --eval-data/--eval-split")
+        for name in ("per_device_eval_batch_size", "logging_steps"):
+            if getattr(self, name) < 1:
+                raise bad(name, f"must be >= 1, got {getattr(self, name)}")
+        if self.eval_steps < 0:
+            raise bad("eval_steps", f"must be >= 0, got {self.eval_steps}")
+        has_eval = bool(self.eval_data or self.eval_split or self.eval_fraction)
+        if (self.metric_for_best_model or self.load_best_model_at_end) and not has_eval:
+            raise bad(
+                "metric_for_best_model",
+                "needs an eval set (--eval-data, --eval-split or --eval-fraction)",
+            )
+        if self.load_best_model_at_end and not self.metric_for_best_model:
+            self.metric_for_best_model = "eval/loss"  # transformers' default
+        parse_report_to(self.report_to)
+        if self.push_to_hub and not self.hub_model_id:
+            raise bad("hub_model_id", "--push-to-hub needs --hub-model-id owner/name")
+
     def _resolve_beta(self) -> None:
+        self.alpha_given = self.alpha is not None or self.alpha_given
+        self.beta_given = self.beta is not None or self.beta_given
+        if self.alpha is None:
+            self.alpha = 0.5
         if not 0.0 <= self.alpha <= 1.0:
             raise InputError(f"must be in [0, 1], got {self.alpha}", source="config", field="alpha")
         if self.beta is None:
@@ -229,7 +298,13 @@ class TrainConfig:
         return self.logp_reduction == "mean"
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in config_fields()}
+        from anyfeedback.feedback.loaders import source_name
+
+        values = {f.name: getattr(self, f.name) for f in config_fields()}
+        for name in ("data", "eval_data"):  # in-memory data (Python API) is saved as a name
+            if values[name] is not None:
+                values[name] = source_name(values[name])
+        return values
 
 
 def config_fields() -> list[dataclasses.Field]:

@@ -1,4 +1,5 @@
-"""Run reporting for `anyfeedback train`: peak memory, TensorBoard, plots and `report.md`.
+"""Run reporting for `anyfeedback train`: peak memory, plots and `report.md` (trackers:
+`anyfeedback.trackers`).
 
 `write_report(run_dir)` works from the files a run leaves (`config.json`, `run_info.json`,
 `metrics.jsonl`), so `anyfeedback plot DIR` can redraw any run, finished or killed.
@@ -7,7 +8,6 @@
 from __future__ import annotations
 
 import json
-import math
 import resource
 from pathlib import Path
 from typing import Any
@@ -40,33 +40,6 @@ def peak_memory_mib() -> float:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def require_tensorboard():
-    """`SummaryWriter`, or a one-line InputError if the tensorboard package is missing."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise InputError(
-            "--tensorboard needs the tensorboard package (pip install tensorboard)",
-            source="config",
-        ) from None
-    return SummaryWriter
-
-
-class TensorBoard:
-    """Scalars to OUT/tensorboard (needs the `tensorboard` package; W&B is not supported)."""
-
-    def __init__(self, out: Path) -> None:
-        self.writer = require_tensorboard()(log_dir=str(out / "tensorboard"))
-
-    def log(self, step: int, metrics: dict[str, Any]) -> None:
-        for key, value in metrics.items():
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                self.writer.add_scalar(key, value, step)
-
-    def close(self) -> None:
-        self.writer.close()
 
 
 def _fmt(value: Any) -> str:
