@@ -61,6 +61,15 @@ def current_umask() -> int:
     return mask
 
 
+def follow_umask(directory: str | os.PathLike) -> None:
+    """Give the files under `directory` the modes the umask grants (0644 under 022): some
+    writers (safetensors, mkstemp) create files 0600, so teammates could not read the weights."""
+    mode = 0o666 & ~current_umask()
+    for root, _, files in os.walk(directory):
+        for name in files:
+            os.chmod(os.path.join(root, name), mode)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

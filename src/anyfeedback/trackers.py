@@ -7,7 +7,8 @@ naming the extra, before the model loads. Where a tracker keeps its data:
 
   tensorboard  OUT/tensorboard/<run name>/ (event files)
   wandb        wandb's own settings (WANDB_MODE=offline, WANDB_DIR, WANDB_PROJECT, an API key)
-  mlflow       MLFLOW_TRACKING_URI, else a local file store `file:OUT/mlruns`
+  mlflow       MLFLOW_TRACKING_URI, else a local file store `file:OUT/mlruns` (a file store is
+               allowed: MLFLOW_ALLOW_FILE_STORE=true unless set)
   trackio      trackio's local store (TRACKIO_DIR), or a Space it is set up for
 """
 
@@ -68,7 +69,11 @@ def init_kwargs(names: list[str], run_name: str, out: Path) -> dict[str, dict[st
     if "wandb" in names:
         kwargs["wandb"] = {"name": run_name}
     if "mlflow" in names:
-        if not os.environ.get("MLFLOW_TRACKING_URI"):
+        uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+        if not uri or uri.startswith("file:"):
+            # MLflow 3 refuses its file store unless allowed; a local file store needs no server
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        if not uri:
             import mlflow
 
             mlflow.set_tracking_uri((out / "mlruns").resolve().as_uri())

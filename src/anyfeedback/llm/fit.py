@@ -370,8 +370,8 @@ def _finish_outputs(cfg, info: dict, steps: int, metrics: dict, model_dir: Path,
         write_model_card(
             out / "best_model", **train_card_fields(cfg, info, evaluator_record["step"], best)
         )
-    if cfg.load_best_model_at_end and evaluator_record is not None:
-        steps, shown = evaluator_record["step"], {**shown, **(best or {})}
+    if cfg.load_best_model_at_end and evaluator_record is not None:  # the best, not the last
+        steps, shown = evaluator_record["step"], best
     write_model_card(model_dir, **train_card_fields(cfg, info, steps, shown))
     write_report(out)
     if cfg.push_to_hub:
