@@ -24,6 +24,7 @@ LAYERS = {
     "anyfeedback.runs": 0,
     "anyfeedback.rewards": 0,
     "anyfeedback.trackers": 0,
+    "anyfeedback.usercode": 0,
     "anyfeedback.losses": 1,
     "anyfeedback.policies": 1,
     "anyfeedback.feedback": 1,

@@ -22,7 +22,8 @@ RUN_OPTIONS: list[tuple[str, Any, type, str]] = [
         "rosenbrock",
         str,
         "Function(s), comma-separated: sphere, ellipsoid, rosenbrock, "
-        "schwefel (1.2), schwefel226, rastrigin, ackley, or module:callable ([N,d] -> [N]).",
+        "schwefel (1.2), schwefel226, rastrigin, ackley, or module:callable / file.py:callable "
+        "from the current directory ([N,d] -> [N], numpy arrays or torch tensors).",
     ),
     ("dim", 10, int, "Problem dimension d."),
     (
@@ -59,7 +60,7 @@ RUN_OPTIONS: list[tuple[str, Any, type, str]] = [
     ("workers", 1, int, "Worker processes for CMA-ES (0 = inline)."),
 ]
 SWEEP_OPTIONS: list[tuple[str, Any, type, str]] = [
-    ("function", "sphere", str, "Function (name or module:callable)."),
+    ("function", "sphere", str, "Function (name, module:callable or file.py:callable)."),
     ("dim", 10, int, "Problem dimension d."),
     ("alphas", "0,0.5,1", str, "Comma-separated alpha values."),
     ("betas", "0,0.25,0.5,1,1.5,2,4", str, "Comma-separated beta values (the paper's scale)."),
