@@ -90,6 +90,45 @@ def write_model_card(model_dir: str | Path, **fields: Any) -> Path:
     return path
 
 
+SETTING_KEYS = (
+    "alpha",
+    "beta",
+    "demo_weight",
+    "pref_weight",
+    "learning_rate",
+    "lora_r",
+    "k",
+    "labelling",
+    "iterations",
+)
+DATA_KEYS = ("data", "split", "prompts", "reward", "pairs", "demos")
+
+
+def write_run_card(
+    model_dir: str | Path,
+    config: dict[str, Any],
+    *,
+    method: str,
+    steps: int,
+    metrics: dict[str, Any],
+) -> Path:
+    """The card of a model saved by an online, AIHF, self-play or reward run, from its config."""
+    from anyfeedback.runs import jsonable
+
+    config = jsonable(config)
+    settings = {k: config[k] for k in SETTING_KEYS if config.get(k) is not None}
+    data = {k: config[k] for k in DATA_KEYS if config.get(k)}
+    return write_model_card(
+        model_dir,
+        base_model=str(config.get("model", "?")),
+        method=method,
+        settings=settings,
+        data=data,
+        steps=steps,
+        metrics=metrics,
+    )
+
+
 def train_card_fields(cfg, info: dict[str, Any], steps: int, metrics: dict[str, Any]) -> dict:
     """`write_model_card` fields of an `anyfeedback train` run."""
     from anyfeedback.feedback.loaders import source_name
