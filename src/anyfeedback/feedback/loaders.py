@@ -273,7 +273,10 @@ def _hub_rows(source: str, split: str, name: str | None = None) -> Rows:
     import datasets
 
     try:
-        dataset = datasets.load_dataset(source, name, split=split)
+        if name:
+            dataset = datasets.load_dataset(source, name, split=split)
+        else:
+            dataset = datasets.load_dataset(source, split=split)
     except Exception as err:  # offline, unknown id, missing split: one clean line
         splits = None
         if "split" in str(err).lower():
