@@ -369,3 +369,32 @@ def test_plot_an_online_run_and_refuse_a_bandit_run(tiny_model, feedback_files, 
     (bandit / "results.json").write_text("{}")
     assert main(["plot", str(bandit)]) == 2
     assert "a bandit run" in capsys.readouterr().err
+
+
+def test_hub_dataset_config_and_a_missing_hub_split(monkeypatch):
+    """No network: `datasets.load_dataset` is stubbed; --dataset-config reaches it as `name`, and
+    an unknown split is one line naming the splits the Hub dataset has."""
+    import datasets
+
+    from anyfeedback.errors import InputError
+    from anyfeedback.feedback import load_feedback
+
+    calls = []
+
+    def fake_load(source, name=None, *, split):
+        calls.append((source, name, split))
+        if split != "train_prefs":
+            raise ValueError(
+                f'Unknown split "{split}". Should be one of [train_prefs, test_prefs].'
+            )
+        return datasets.Dataset.from_list([{"prompt": "p", "chosen": "a", "rejected": "b"}])
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    monkeypatch.setattr(
+        datasets, "get_dataset_split_names", lambda source, name=None: ["train_prefs", "test_prefs"]
+    )
+    ds = load_feedback("someone/prefs", split="train_prefs", name="default")
+    assert len(ds) == 1 and calls == [("someone/prefs", "default", "train_prefs")]
+    with pytest.raises(InputError) as err:
+        load_feedback("someone/prefs", split="train")
+    assert str(err.value) == "someone/prefs: no split 'train' (has: train_prefs, test_prefs)"
