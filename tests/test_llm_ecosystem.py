@@ -248,6 +248,13 @@ def test_bad_split_names_the_splits(tiny_model, prefs_dict, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_a_single_file_has_no_other_split(tiny_model, feedback_files, tmp_path, capsys):
+    args = _args(tiny_model, feedback_files["paired"], tmp_path / "r", "--method", "dpo")
+    assert main(args + ["--eval-split", "test"]) == 2
+    err = capsys.readouterr().err
+    assert "--eval-split test: a single file has no splits" in err
+
+
 def test_split_named_files_in_a_directory(feedback_files, tmp_path):
     from anyfeedback.feedback import load_feedback
 

@@ -178,6 +178,18 @@ def _held_out(ds: FeedbackDataset, fraction: float, seed: int):
     )
 
 
+def _check_split(source, split: str, flag: str) -> None:
+    """A single file is one split: asking it for another would silently read the whole file."""
+    from pathlib import Path
+
+    if split != "train" and isinstance(source, (str, Path)) and Path(source).is_file():
+        raise InputError(
+            f"{flag} {split}: a single file has no splits (use a dataset directory, a Hub id, "
+            "--eval-data or --eval-fraction)",
+            source=str(source),
+        )
+
+
 def _eval_dataset(cfg, train: FeedbackDataset):
     """(train, eval or None) after --eval-data / --eval-split / --eval-fraction."""
     if cfg.eval_fraction > 0:
@@ -186,6 +198,7 @@ def _eval_dataset(cfg, train: FeedbackDataset):
         return train, None
     source = cfg.eval_data if cfg.eval_data is not None else cfg.data
     split = cfg.eval_split or "train"
+    _check_split(source, split, "--eval-split")
     return train, load_dataset(source, cfg.data_kind, split=split, name=cfg.dataset_config)
 
 
@@ -215,6 +228,7 @@ def load_training_data(tokenizer, cfg) -> tuple[Encoded, Encoded | None]:
 
 
 def _load_train(tokenizer, cfg):
+    _check_split(cfg.data, cfg.split, "--split")
     raw = load_dataset(cfg.data, cfg.data_kind, split=cfg.split, name=cfg.dataset_config)
     raw, raw_eval = _eval_dataset(cfg, raw)  # held out before pairs are split into samples
     ds = for_method(cfg.method, raw)
