@@ -167,10 +167,13 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def progress(description: str, total: int | None, *, disable: bool | None = None, every: int = 10):
+def progress(
+    description: str, total: int | None, *, disable: bool | None = None, every: int | None = None
+):
     """Progress of a loop: `with progress(..) as (bar, task): bar.update(task, advance=1,
     info=...)`. On a terminal a rich bar with rate and ETA; when stdout is not a terminal (a
-    log file, a pipe) a plain line every `every` steps instead. ANYFEEDBACK_PROGRESS=0 turns
+    log file, a pipe) a plain line every `every` steps instead (default: every 5% of `total`,
+    so a 100k-step control run prints 20 lines, not 10k). ANYFEEDBACK_PROGRESS=0 turns
     both off, =1 forces the bar; `disable=True` (e.g. --no-progress) turns both off."""
     import sys
 
@@ -178,6 +181,8 @@ def progress(description: str, total: int | None, *, disable: bool | None = None
     off = bool(disable) or env == "0"
     rich_bar = not off and (env == "1" or sys.stdout.isatty())
     if not off and not rich_bar:
+        if every is None:
+            every = max(1, total // 20) if total else 10
         plain = _PlainProgress(description, total, every)
 
         @contextlib.contextmanager
