@@ -176,14 +176,14 @@ def test_eval_at_the_reference_is_log2_and_zero_rewards(train_cfg, prefs_dict):
         cfg.data = str(prefs_dict)
         cfg.split = "train_prefs"
         trainer = Trainer(cfg, total_steps=1)
-        trainer.model.train()
+        trainer.policy.train()
         _, _, evals = load_train_eval_data(trainer.tokenizer, cfg)
         assert len(evals.examples) == 12  # 25% of 48, held out before training
         m = evaluate(trainer, evals, cfg)
         assert m["eval/loss"] == pytest.approx(loss, rel=1e-5)
         for key in ("chosen", "rejected", "margins", "accuracies"):
             assert m[f"eval/rewards/{key}"] == pytest.approx(0.0, abs=1e-5)
-        assert trainer.model.training  # evaluation put the policy back in train mode
+        assert trainer.policy.training  # evaluation put the policy back in train mode
 
 
 def test_pmpo_and_kto_eval_names_and_best_model(train_cfg):

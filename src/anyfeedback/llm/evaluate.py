@@ -80,12 +80,15 @@ def evaluate(trainer, data: Encoded, cfg) -> dict[str, float]:
     mine = batches[acc.process_index :: acc.num_processes]
     sums: dict[str, torch.Tensor] = {}
     weights: dict[str, torch.Tensor] = {}
-    was_training = trainer.model.training
-    trainer.model.eval()
+    # the unwrapped policy: a DDP wrapper would broadcast buffers in every forward, and the
+    # processes may hold different numbers of eval batches
+    policy = trainer.policy
+    was_training = policy.training
+    policy.eval()
     try:
         for idx in mine:
             batch = _collate(method, [data.examples[i] for i in idx], pad).to(acc.device)
-            loss, metrics = loss_fn(trainer.model, trainer.ref, batch, cfg, want_kl=True)
+            loss, metrics = loss_fn(policy, trainer.ref, batch, cfg, want_kl=True)
             for key, value in {"loss": loss, **metrics}.items():
                 value = value.detach().float().reshape(())
                 if key == "completion_tokens" or not torch.isfinite(value):
@@ -93,7 +96,7 @@ def evaluate(trainer, data: Encoded, cfg) -> dict[str, float]:
                 sums[key] = sums.get(key, 0.0) + value * len(idx)
                 weights[key] = weights.get(key, 0.0) + float(len(idx))
     finally:
-        trainer.model.train(was_training)
+        policy.train(was_training)
     keys = _metric_keys(method)
     vals = torch.stack([torch.as_tensor(sums.get(k, 0.0), device=acc.device) for k in keys])
     counts = torch.tensor([weights.get(k, 0.0) for k in keys], device=acc.device)
