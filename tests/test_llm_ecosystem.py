@@ -167,6 +167,8 @@ def test_eval_at_the_reference_is_log2_and_zero_rewards(train_cfg, prefs_dict):
     """π_θ = π_ref before any step: every implicit reward β·(ℓ_θ − ℓ_ref) is 0, so the DPO loss
     is −log σ(0) = log 2, margins 0, and no pair is ranked correctly (accuracy counts r_w > r_l,
     strictly, as TRL does). IPO at π_ref: (0 − 1/(2τ))² = 25 for τ = 0.1."""
+    import torch
+
     from anyfeedback.llm.data import load_train_eval_data
     from anyfeedback.llm.evaluate import evaluate
     from anyfeedback.llm.trainer import Trainer
@@ -179,7 +181,13 @@ def test_eval_at_the_reference_is_log2_and_zero_rewards(train_cfg, prefs_dict):
         trainer.policy.train()
         _, _, evals = load_train_eval_data(trainer.tokenizer, cfg)
         assert len(evals.examples) == 12  # 25% of 48, held out before training
+        seen = []  # (training, grad enabled) at every policy forward during evaluation
+        hook = trainer.policy.register_forward_hook(
+            lambda mod, args, out, seen=seen: seen.append((mod.training, torch.is_grad_enabled()))
+        )
         m = evaluate(trainer, evals, cfg)
+        hook.remove()
+        assert len(seen) == 3 and set(seen) == {(False, False)}  # 12 records in batches of 5
         assert m["eval/loss"] == pytest.approx(loss, rel=1e-5)
         for key in ("chosen", "rejected", "margins", "accuracies"):
             assert m[f"eval/rewards/{key}"] == pytest.approx(0.0, abs=1e-5)
