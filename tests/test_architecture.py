@@ -23,6 +23,8 @@ LAYERS = {
     "anyfeedback.configfile": 0,
     "anyfeedback.runs": 0,
     "anyfeedback.rewards": 0,
+    "anyfeedback.trackers": 0,
+    "anyfeedback.usercode": 0,
     "anyfeedback.losses": 1,
     "anyfeedback.policies": 1,
     "anyfeedback.feedback": 1,

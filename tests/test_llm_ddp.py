@@ -50,6 +50,13 @@ def _args(tiny_model, data, out, accumulation: int) -> list[str]:
         "--save-steps",
         "0",
         "--no-progress",
+        # 13 held-out records in eval batches of 5: rank 0 takes two, rank 1 one (uneven)
+        "--eval-fraction",
+        "0.2",
+        "--eval-steps",
+        "3",
+        "--per-device-eval-batch-size",
+        "5",
     ]
 
 
@@ -100,6 +107,12 @@ def test_two_process_ddp_matches_single_process(tiny_model, feedback_files, tmp_
         assert a["samples"] == b["samples"] == 8  # same global batch
         assert a["tokens"] == b["tokens"]
         for key in ("loss", "kl", "logp_accepted", "logp_rejected", "grad_norm"):
+            assert abs(a[key] - b[key]) <= 1e-4 * (1 + abs(a[key])), (key, a[key], b[key])
+        evals = [k for k in a if k.startswith("eval/")]
+        assert (len(evals) == 4) == (a["step"] % 3 == 0) and sorted(evals) == sorted(
+            k for k in b if k.startswith("eval/")
+        )
+        for key in evals:  # the same held-out records, reduced over processes
             assert abs(a[key] - b[key]) <= 1e-4 * (1 + abs(a[key])), (key, a[key], b[key])
     wa = load_file(str(single / "model" / "model.safetensors"))
     wb = load_file(str(ddp / "model" / "model.safetensors"))

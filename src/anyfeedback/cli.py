@@ -52,12 +52,14 @@ def register_commands() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
-    from anyfeedback.runs import configure_threads
+    from anyfeedback.runs import configure_threads, one_line_warnings, set_command_line
 
     configure_threads()  # before any command imports torch (every command: runs.thread_defaults)
     register_commands()
+    set_command_line(sys.argv[1:] if argv is None else list(argv))
     try:
-        result = app(args=argv, standalone_mode=False)
+        with one_line_warnings():
+            result = app(args=argv, standalone_mode=False)
         if isinstance(result, int):  # click returns typer.Exit's code when not standalone
             return result
     except InputError as err:

@@ -3,7 +3,8 @@
 A reward is any callable taking two equal-length lists of strings and returning one finite float
 per completion. `load_reward(spec)` builds one from a string:
   - "sentiment" / "vader": VADER lexicon sentiment (compound score in [−1, 1]) of the completion;
-  - "module:function":     a user callable, imported (the module must be importable);
+  - "module:function":     a user callable: a module importable from the working directory
+                           (no PYTHONPATH needed), or "path/to/file.py:function";
   - a directory or Hub id: a Hugging Face sequence-classification reward model, scored on
                            prompt + completion (one logit, or the last label's logit).
 `checked_scores` validates what a reward returns and names the offending prompt index.
@@ -11,7 +12,6 @@ per completion. `load_reward(spec)` builds one from a string:
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -90,15 +90,9 @@ class SequenceClassifierReward:
 
 
 def _import_callable(spec: str) -> RewardFn:
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise InputError(f"cannot import reward module '{module_name}': {err}") from err
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise InputError(f"reward '{spec}': module '{module_name}' has no callable '{attr}'")
-    return fn
+    from anyfeedback.usercode import import_callable
+
+    return import_callable(spec, field="reward")
 
 
 def load_reward(spec: str, **kwargs) -> RewardFn:

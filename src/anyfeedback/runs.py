@@ -80,12 +80,29 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs follow the umask
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def current_umask() -> int:
+    """The process umask (reading it means setting it; it is put straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(directory: str | os.PathLike) -> None:
+    """Give the files under `directory` the modes the umask grants (0644 under 022): some
+    writers (safetensors, mkstemp) create files 0600, so teammates could not read the weights."""
+    mode = 0o666 & ~current_umask()
+    for root, _, files in os.walk(directory):
+        for name in files:
+            os.chmod(os.path.join(root, name), mode)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -143,10 +160,72 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     return rows
 
 
-def progress(description: str, total: int | None, *, disable: bool | None = None):
-    """A rich progress bar with rate and ETA. Returns a `rich.progress.Progress` context manager;
-    use `task = bar.add_task(...)`-free form: `with progress(..) as (bar, task): bar.advance(task)`.
-    Disabled when stdout is not a terminal unless ANYFEEDBACK_PROGRESS=1."""
+class _PlainProgress:
+    """`rich.progress.Progress`'s `update` for logs: one plain line every `every` steps (and the
+    last), no bar characters or cursor movement, so piped output stays readable."""
+
+    def __init__(self, description: str, total: int | None, every: int) -> None:
+        self.description, self.total, self.every = description, total, max(1, every)
+        self.done, self.start, self._printed, self._first = 0, time.monotonic(), -1, 0
+
+    def update(
+        self, task: int, *, completed: int | None = None, advance: int = 0, info: str = "", **_: Any
+    ) -> None:
+        if completed is not None:
+            self.done, self._printed = completed, completed  # a resumed start: no line yet
+            self.start = time.monotonic()
+            self._first = completed
+            return
+        self.done += advance
+        if self.done % self.every == 0 or self.done == self.total:
+            self._line(info)
+
+    def advance(self, task: int, advance: int = 1) -> None:
+        self.update(task, advance=advance)
+
+    def _line(self, info: str) -> None:
+        if self.done == self._printed:
+            return
+        self._printed = self.done
+        elapsed = time.monotonic() - self.start
+        ran = self.done - self._first
+        of = f"/{self.total}" if self.total else ""
+        eta = ""
+        if self.total and ran > 0:
+            eta = f" eta {_clock(elapsed / ran * (self.total - self.done))}"
+        text = f"{self.description} {self.done}{of} {info}".rstrip()
+        print(f"{text} {_clock(elapsed)}{eta}", flush=True)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def progress(
+    description: str, total: int | None, *, disable: bool | None = None, every: int | None = None
+):
+    """Progress of a loop: `with progress(..) as (bar, task): bar.update(task, advance=1,
+    info=...)`. On a terminal a rich bar with rate and ETA; when stdout is not a terminal (a
+    log file, a pipe) a plain line every `every` steps instead (default: every 5% of `total`,
+    so a 100k-step control run prints 20 lines, not 10k). ANYFEEDBACK_PROGRESS=0 turns
+    both off, =1 forces the bar; `disable=True` (e.g. --no-progress) turns both off."""
+    import sys
+
+    env = os.environ.get("ANYFEEDBACK_PROGRESS", "")
+    off = bool(disable) or env == "0"
+    rich_bar = not off and (env == "1" or sys.stdout.isatty())
+    if not off and not rich_bar:
+        if every is None:
+            every = max(1, total // 20) if total else 10
+        plain = _PlainProgress(description, total, every)
+
+        @contextlib.contextmanager
+        def _plain_ctx():
+            yield plain, 0
+
+        return _plain_ctx()
+
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -156,8 +235,6 @@ def progress(description: str, total: int | None, *, disable: bool | None = None
         TimeRemainingColumn,
     )
 
-    if disable is None:
-        disable = os.environ.get("ANYFEEDBACK_PROGRESS", "") == "0"
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -166,7 +243,7 @@ def progress(description: str, total: int | None, *, disable: bool | None = None
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
-        disable=disable,
+        disable=off,
         transient=False,
     )
 
@@ -177,6 +254,45 @@ def progress(description: str, total: int | None, *, disable: bool | None = None
             yield bar, task
 
     return _ctx()
+
+
+_COMMAND_LINE: list[str] | None = None
+
+
+def set_command_line(argv: list[str]) -> None:
+    """Remember the command line of this process (`anyfeedback …`) for model cards."""
+    global _COMMAND_LINE
+    _COMMAND_LINE = ["anyfeedback", *argv]
+
+
+def command_line() -> str:
+    """The command that made this run, shell-quoted (the Python API: the script's argv)."""
+    import shlex
+    import sys
+
+    argv = _COMMAND_LINE if _COMMAND_LINE is not None else ["python", *sys.argv]
+    return " ".join(shlex.quote(str(a)) for a in argv)
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Show each warning once, as one line `warning: …` on stderr (no source path; a message
+    already shown, e.g. the β bound checked at config time and again by the loss, is not
+    repeated)."""
+    import sys
+    import warnings
+
+    seen: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        if text not in seen:
+            seen.add(text)
+            print(f"warning: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 def plot_metrics(

@@ -15,7 +15,9 @@ follow Hansen et al. (2003) / pycma's `cma.ff`, which PMPO cites:
   ackley       −20 exp(−0.2 √(mean y²)) − exp(mean cos 2πy) + 20 + e   optimum y = 0
 
 A user function `module:callable` (an importable module, searched in the working directory too,
-or `path/to/file.py:callable`) takes [N, d] and returns [N]; it is checked for shape and
+or `path/to/file.py:callable`) takes [N, d] and returns [N], as numpy arrays or torch tensors
+(float64; a torch function is detected by its annotation or by failing on numpy; any result is
+converted to numpy); it is checked for shape and
 finiteness where it is first evaluated (a clear `InputError`, not a crash inside the loop).
 Each function carries its initial box (the first mean is drawn uniformly in it, per seed) and
 σ₀ = ¼ of the box width (pycma's advice: sigma0 ¼–⅓ of the search range).
@@ -23,14 +25,9 @@ Each function carries its initial box (the first mean is drawn uniformly in it, 
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
-import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -117,30 +114,44 @@ FUNCTIONS: dict[str, Function] = {
 
 
 def _load_user_function(spec: str) -> Callable[[np.ndarray], np.ndarray]:
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise InputError(f"expected 'module:callable', got {spec!r}", field="function")
-    try:
-        if module_name.endswith(".py"):  # path/to/file.py:callable
-            location = importlib.util.spec_from_file_location(Path(module_name).stem, module_name)
-            if location is None or not Path(module_name).is_file():
-                raise ImportError(f"no file {module_name}")
-            module = importlib.util.module_from_spec(location)
-            location.loader.exec_module(module)
-        else:  # an importable module; the working directory is searched too (like `python -m`)
-            if os.getcwd() not in sys.path and "" not in sys.path:
-                sys.path.append(os.getcwd())
-            module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise InputError(f"cannot import module {module_name!r}: {err}", field="function") from err
-    obj = module
-    for part in attr.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            raise InputError(f"module {module_name!r} has no attribute {attr!r}", field="function")
-    if not callable(obj):
-        raise InputError(f"{spec!r} is not callable", field="function")
-    return obj
+    from anyfeedback.usercode import import_callable
+
+    return _ArrayAdapter(import_callable(spec, field="function"))
+
+
+class _ArrayAdapter:
+    """A user objective written for numpy or for torch: called with numpy [N, d] float64; if it
+    is annotated for torch tensors, or fails on numpy and works on a torch tensor, it gets a
+    torch float64 tensor from then on. Its result (numpy, torch, list) becomes numpy float64."""
+
+    def __init__(self, fn: Callable) -> None:
+        self.fn = fn
+        self.torch = "Tensor" in str(getattr(fn, "__annotations__", {}).values())
+
+    def __call__(self, y: np.ndarray) -> np.ndarray:
+        if self.torch:
+            return _to_numpy(self.fn(_to_torch(y)))
+        try:
+            return _to_numpy(self.fn(y))
+        except (TypeError, AttributeError) as err:  # e.g. `y.sum(dim=1)`, `torch.sin(y)`
+            try:
+                out = _to_numpy(self.fn(_to_torch(y)))
+            except Exception:
+                raise err from None  # not a torch function either: the numpy error is the one
+            self.torch = True
+            return out
+
+
+def _to_torch(y: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(y))
+
+
+def _to_numpy(value) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor, possibly on a GPU or with grad
+        value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype=np.float64)
 
 
 def resolve_function(spec: str, dim: int) -> Function:

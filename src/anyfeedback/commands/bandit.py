@@ -25,10 +25,6 @@ EXTRAS = (
 FLAG_NAMES = {"functions": "--function"}
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    typer.echo(f"warning: {message}", err=True)
-
-
 def _default_out(kind: str, name: str) -> str:
     """runs/bandit/<functions> or runs/bandit/sweep_<function> (module:callable made safe)."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
@@ -44,7 +40,6 @@ def do_run(build, out: str | None = None, quiet: bool = False) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("default")
-        warnings.showwarning = _one_line_warning
         cfg = build()
         out = out or _default_out("", "+".join(cfg.functions))
         results = run_bandit(cfg, show_progress=not quiet)
@@ -65,7 +60,6 @@ def do_sweep(build, out: str | None = None, quiet: bool = False) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("default")
-        warnings.showwarning = _one_line_warning
         cfg = build()
         out = out or _default_out("sweep_", cfg.function)
         results = run_sweep(cfg, show_progress=not quiet)

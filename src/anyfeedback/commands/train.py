@@ -12,10 +12,6 @@ import typer
 from anyfeedback.commands.options import add_dataclass_command
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    typer.echo(f"warning: {message}", err=True)
-
-
 def _run(cfg) -> None:
     """Train with the config (its β < 1 − α warning is printed as one `warning:` line)."""
     from anyfeedback.llm.fit import train
@@ -35,8 +31,7 @@ def _build_with_warnings(build) -> None:
     import warnings
 
     with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.showwarning = _one_line_warning
+        warnings.simplefilter("always")  # shown once each, one line, by cli.main's hook
         cfg = build()
     _run(cfg)
 

@@ -44,12 +44,11 @@ ALIASES: dict[str, str] = {
     "max_prompt_length": "max_prompt_length",
     "beta": "beta",
     "loss_type": "method",  # sigmoid → dpo, ipo → ipo
-    # fields other parts of issue 16/17 add; until then "not supported yet"
+    # data splits, evaluation, logging, trackers, Hub, output directory
     "dataset_config": "dataset_config",
     "dataset_train_split": "split",
     "dataset_test_split": "eval_split",
-    "per_device_eval_batch_size": "eval_batch_size",
-    "eval_strategy": "eval_strategy",
+    "per_device_eval_batch_size": "per_device_eval_batch_size",
     "eval_steps": "eval_steps",
     "logging_steps": "logging_steps",
     "report_to": "report_to",
@@ -88,6 +87,7 @@ UNSUPPORTED = (
 )
 # TRL options that change nothing here (logging cadence, data-loader plumbing)
 NO_EFFECT = (
+    "eval_strategy",  # evaluation runs whenever an eval set is given, every --eval-steps
     "logging_first_step",
     "logging_strategy",
     "logging_dir",

@@ -11,7 +11,13 @@ Formats: JSON is a list of records or {"data": [...]}; CSV has a header row, hol
 records only, and its label column may read true/false/1/0 (CSV has no booleans); text files
 are UTF-8 (a BOM is ignored). A directory is a saved HF dataset (`dataset_info.json`,
 `state.json` or `dataset_dict.json` inside) or else every supported file in it, sorted by name.
-A missing path of the form `owner/name` is loaded with `datasets.load_dataset(id, split=...)`.
+A missing path of the form `owner/name` is loaded with `datasets.load_dataset(id, name, split=...)`.
+Splits, as `datasets.load_dataset` names them: a saved DatasetDict's keys (e.g. UltraFeedback's
+`train_prefs` / `test_prefs`), a Hub dataset's splits, or, in a plain directory, files named by
+split (`train.jsonl`, `test_prefs.parquet`, `data/train-00000-of-00001.parquet`). A directory
+without split-named files is one split (`train`). A split that does not exist is one line naming
+the ones that do. In-memory sources (the Python API) work too: a `datasets.Dataset`, a
+`DatasetDict` (with `split`), or a list of dicts.
 pyarrow and datasets are imported only when such a source is read.
 """
 
@@ -173,17 +179,69 @@ def _load_saved(path: Path, split: str) -> Rows:
     yield from read_hf_dataset(dataset, str(path), split)
 
 
-def _read_dir(path: Path, split: str) -> Rows:
+def _feedback_files(path: Path) -> list[Path]:
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+    if not files and (path / "data").is_dir():  # the Hub's layout: data/<split>-*.parquet
+        return _feedback_files(path / "data")
+    return files
+
+
+def _split_of(file: Path) -> str:
+    """The split a file name gives, as `datasets.load_dataset` reads a directory: `test.jsonl`,
+    `train_prefs-00000-of-00001.parquet` → `test`, `train_prefs`."""
+    return file.name.split(".")[0].split("-")[0]
+
+
+def _read_dir(path: Path, split: str) -> Rows:
+    files = _feedback_files(path)
     if not files:
         raise InputError("directory holds no feedback files or saved dataset", source=str(path))
-    for f in files:
+    chosen = [f for f in files if _split_of(f) == split]
+    if not chosen:
+        if split != "train":  # a directory without split names is one split, `train`
+            names = sorted({_split_of(f) for f in files})
+            raise InputError(f"no split '{split}' (has: {', '.join(names)})", source=str(path))
+        chosen = files
+    for f in chosen:
         yield from iter_rows(str(f), split=split)[0]
 
 
-def iter_rows(source: str, *, split: str = "train") -> tuple[Rows, bool]:
+def source_name(source: Any) -> str:
+    """A short printable name of a source: the path or id, or e.g. `<Dataset: 64 rows>`."""
+    if isinstance(source, (str, Path)):
+        return str(source)
+    if isinstance(source, list):
+        return f"<list: {len(source)} records>"
+    if hasattr(source, "features"):
+        return f"<Dataset: {len(source)} rows>"
+    if hasattr(source, "keys"):
+        return f"<DatasetDict: {', '.join(source.keys())}>"
+    return f"<{type(source).__name__}>"
+
+
+def _memory_rows(source: Any, split: str) -> Rows:
+    """Rows of an in-memory source: a list of dicts, a `datasets.Dataset` or `DatasetDict`."""
+    name = source_name(source)
+    if isinstance(source, list):
+        for i, value in enumerate(source, 1):
+            where = Where(name, record=i)
+            yield where, _row_dict(value, where)
+        return
+    if not hasattr(source, "keys") and not hasattr(source, "features"):
+        raise InputError(
+            "expected a path, a Hub id, a datasets.Dataset, a DatasetDict or a list of dicts",
+            source=name,
+        )
+    yield from read_hf_dataset(source, name, split)
+
+
+def iter_rows(source: Any, *, split: str = "train", name: str | None = None) -> tuple[Rows, bool]:
     """(rows, from_text): raw rows of any supported source. `from_text` is True for a CSV file
-    (each row's `Where.from_text` says the same per row, which is what a directory needs)."""
+    (each row's `Where.from_text` says the same per row, which is what a directory needs).
+    `name` is a Hub dataset's configuration."""
+    if not isinstance(source, (str, Path)):
+        return _memory_rows(source, split), False
+    source = str(source)
     path = Path(source)
     if path.is_file():
         suffix = path.suffix.lower()
@@ -202,7 +260,7 @@ def iter_rows(source: str, *, split: str = "train") -> tuple[Rows, bool]:
             return _load_saved(path, split), False
         return _read_dir(path, split), False
     if HUB_ID.match(source) and not path.suffix:
-        return _hub_rows(source, split), False
+        return _hub_rows(source, split, name), False
     raise InputError("no such file or directory (a Hub dataset id is owner/name)", source=source)
 
 
@@ -211,12 +269,25 @@ def _first_line(err: Exception) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def _hub_rows(source: str, split: str) -> Rows:
+def _hub_rows(source: str, split: str, name: str | None = None) -> Rows:
     import datasets
 
     try:
-        dataset = datasets.load_dataset(source, split=split)
+        if name:
+            dataset = datasets.load_dataset(source, name, split=split)
+        else:
+            dataset = datasets.load_dataset(source, split=split)
     except Exception as err:  # offline, unknown id, missing split: one clean line
+        splits = None
+        if "split" in str(err).lower():
+            try:
+                splits = datasets.get_dataset_split_names(source, name)
+            except Exception:  # the id itself is unreachable: keep the original message
+                splits = None
+        if splits and split not in splits:
+            raise InputError(
+                f"no split '{split}' (has: {', '.join(splits)})", source=source
+            ) from None
         raise InputError(
             f"no such local file, and not loadable as a Hub dataset: {_first_line(err)}",
             source=source,
@@ -225,10 +296,11 @@ def _hub_rows(source: str, split: str) -> Rows:
 
 
 def load_feedback(
-    source: str | Path,
+    source: Any,
     *,
     kind: str | None = None,
     split: str = "train",
+    name: str | None = None,
     problems: list[InputError] | None = None,
     max_problems: int = 20,
 ) -> FeedbackDataset:
@@ -238,13 +310,17 @@ def load_feedback(
     'demonstration', 'prompt-only'; 'prompt' also works; 'prompt-only' reads the prompts of
     records of any kind, the other fields going to `extra`). Raises `InputError` (one line, naming
     file, line/record and field) at the first problem — or, when a `problems` list is passed,
-    collects up to `max_problems` problems there, skips those records and goes on."""
+    collects up to `max_problems` problems there, skips those records and goes on.
+    `source` may also be in memory (a `datasets.Dataset`, `DatasetDict` or list of dicts);
+    `name` is a Hub dataset's configuration (`datasets.load_dataset(id, name)`)."""
     from anyfeedback.feedback.adapters import parse_source
 
-    adapter, raw_source, split = parse_source(str(source), split)
-    source = str(source)
+    adapter, raw_source = None, source
+    if isinstance(source, (str, Path)):
+        adapter, raw_source, split = parse_source(str(source), split)
+    source = source_name(source)
     kind = normalise_kind(kind, source) if kind is not None else None
-    rows, _ = iter_rows(raw_source, split=split)
+    rows, _ = iter_rows(raw_source, split=split, name=name)
     if adapter is not None:  # dataset-specific schema → our fields (feedback/adapters.py)
         rows = ((where, adapter(row, where, kind)) for where, row in rows)
     records, first_where = [], None

@@ -5,6 +5,10 @@ accelerate.
     result = train(TrainConfig(model="path/or/name", data="feedback.jsonl", method="pmpo",
                                alpha=0.5, beta=0.5, out="runs/pmpo"))
 
+`data` may also be a Hub id (with `split=`, `dataset_config=`), a saved `DatasetDict`
+directory, a `datasets.Dataset`, a `DatasetDict` or a list of dicts; `eval_data` /
+`eval_split` / `eval_fraction` add an eval set (docs/ecosystem.md).
+
 Building blocks for other loops (e.g. online sample → label → train):
 `Trainer(cfg, total_steps=…, model=…, tokenizer=…).train_step([batch, …])` takes one optimizer
 step; batches come from `collate_unpaired` / `collate_pairs` / `collate_demos` over `Example`s

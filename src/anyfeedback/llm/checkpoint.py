@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from anyfeedback.runs import atomic_write_json
+from anyfeedback.runs import atomic_write_json, follow_umask
 
 PREFIX = "step-"
 
@@ -78,6 +78,7 @@ def save_checkpoint(
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     torch.save(_rng_state(), tmp / "rng.pt")
     atomic_write_json(tmp / "trainer_state.json", {**state, "step": step})
+    follow_umask(tmp)
     _fsync_dir(tmp)
     if final.exists():  # re-saving the same step (e.g. after a resume): replace it
         shutil.rmtree(final)
@@ -152,6 +153,7 @@ def save_final_model(policy: torch.nn.Module, tokenizer, out: Path, *, merge_lor
     model.save_pretrained(str(tmp))
     model.config.use_cache = use_cache
     tokenizer.save_pretrained(str(tmp))
+    follow_umask(tmp)  # safetensors writes 0600
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)

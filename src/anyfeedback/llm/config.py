@@ -58,8 +58,9 @@ class ObjectiveConfig:
     method: str = "pmpo"
     """Objective: pmpo | dpo | ipo | kto | sft | aihf-dpo (self-play-aihf and rloo are trained by
     `anyfeedback self-play` and `anyfeedback aihf`)."""
-    alpha: float = 0.5
-    """PMPO α: weight of accepted (α) vs rejected (1−α) feedback (PMPO Eq. 10)."""
+    alpha: float | None = None
+    """PMPO α: weight of accepted (α) vs rejected (1−α) feedback (PMPO Eq. 10); default 0.5,
+    or 1 on accepted-only and 0 on rejected-only data."""
     beta: float | None = None
     """β: PMPO KL weight, DPO/KTO inverse temperature, IPO τ (default per method and α)."""
     pmpo_normalization: str = "per_set"
@@ -85,6 +86,10 @@ class ObjectiveConfig:
     log_kl_every: int = 10
     """DPO/IPO/KTO/SFT: compute the dense KL(π_ref‖π_θ) diagnostic every N steps (0: never)."""
 
+    # whether the user set α / β (one-sided data picks them otherwise; `fit.one_sided_defaults`)
+    alpha_given: bool = dataclasses.field(default=False, init=False, repr=False)
+    beta_given: bool = dataclasses.field(default=False, init=False, repr=False)
+
     def __post_init__(self) -> None:
         check_choice(self, "method", METHODS)
         check_choice(self, "pmpo_normalization", ("per_set", "global"))
@@ -105,6 +110,10 @@ class ObjectiveConfig:
         self._resolve_beta()
 
     def _resolve_beta(self) -> None:
+        self.alpha_given = self.alpha is not None or self.alpha_given
+        self.beta_given = self.beta is not None or self.beta_given
+        if self.alpha is None:
+            self.alpha = 0.5
         check_range(self, "alpha", 0.0, 1.0)
         if self.beta is None:
             if self.method == "pmpo":
@@ -186,9 +195,22 @@ class OptimConfig:
     resume: bool = False
     """Continue from the latest checkpoint in --out."""
     tensorboard: bool = False
-    """Also log metrics to TensorBoard under OUT/tensorboard (needs the tensorboard package)."""
+    """Same as --report-to tensorboard (kept for old commands): OUT/tensorboard."""
     progress: bool = True
-    """Show a progress bar with ETA on the console."""
+    """Show a progress bar with ETA on the console (a plain line every --logging-steps when
+    stdout is not a terminal)."""
+
+    # --- trackers and the Hub (names as in transformers/TRL) ---
+    report_to: str = "none"
+    """Trackers: none | tensorboard | wandb | mlflow | trackio | all, or a comma list."""
+    run_name: str | None = None
+    """Run name shown by the trackers (default: the name of --out)."""
+    push_to_hub: bool = False
+    """Upload the final model directory to the Hugging Face Hub (needs --hub-model-id, a token)."""
+    hub_model_id: str | None = None
+    """Hub repository (owner/name) for --push-to-hub."""
+    logging_steps: int = 10
+    """Print a plain progress line every N steps when stdout is not a terminal."""
 
     def __post_init__(self) -> None:
         check_choice(self, "lr_scheduler_type", ("constant", "linear", "cosine"))
@@ -200,6 +222,12 @@ class OptimConfig:
             raise _bad("max_steps", f"must be >= 1 or -1 (use epochs), got {self.max_steps}")
         if self.bf16 and self.fp16:
             raise _bad("fp16", "choose either --bf16 or --fp16")
+        positive(self, "logging_steps")
+        from anyfeedback.trackers import parse_report_to
+
+        parse_report_to(self.report_to)
+        if self.push_to_hub and not self.hub_model_id:
+            raise _bad("hub_model_id", "--push-to-hub needs --hub-model-id owner/name")
 
 
 @dataclass
@@ -251,6 +279,25 @@ class TrainConfig(PolicyStepConfig):
     """Length-bucketed batches: sort within chunks of --bucket-batches batches to cut padding."""
     bucket_batches: int = 64
     """Batches per length-sorting chunk (bigger sorts better, shuffles less)."""
+    # dataset splits and evaluation (names as in transformers/TRL)
+    dataset_config: str | None = None
+    """Configuration (subset) name of a Hub dataset, as `datasets.load_dataset(id, name)`."""
+    split: str = "train"
+    """Split of --data to train on (Hub ids, saved DatasetDicts, split-named local files)."""
+    eval_data: str | None = None
+    """Held-out feedback to evaluate on (default: --data itself with --eval-split)."""
+    eval_split: str | None = None
+    """Split of --eval-data (or of --data) to evaluate on, e.g. test_prefs."""
+    eval_fraction: float = 0.0
+    """Hold out this fraction of --data for evaluation (0: none; seeded by --seed)."""
+    eval_steps: int = 0
+    """Evaluate every N optimizer steps (0: only at the end, when there is an eval set)."""
+    per_device_eval_batch_size: int = 8
+    """Records per evaluation batch per device."""
+    metric_for_best_model: str | None = None
+    """Eval metric that picks the best checkpoint, e.g. eval/loss or eval/rewards/accuracies."""
+    load_best_model_at_end: bool = False
+    """Save the best evaluated weights (by --metric-for-best-model) as the final model."""
 
     def __post_init__(self) -> None:
         check_choice(self, "method", METHODS)
@@ -262,6 +309,31 @@ class TrainConfig(PolicyStepConfig):
         PolicyStepConfig.__post_init__(self)
         if self.method == "kto" and self.batch_size < 2:
             raise _bad("batch_size", "KTO's reference point needs at least 2 records per batch")
+        self._check_eval_fields()
+
+    def _check_eval_fields(self) -> None:
+        check_range(self, "eval_fraction", 0.0, 1.0, high_open=True)
+        if self.eval_fraction and (self.eval_data or self.eval_split):
+            raise _bad("eval_fraction", "choose --eval-fraction or --eval-data/--eval-split")
+        positive(self, "per_device_eval_batch_size")
+        nonneg(self, "eval_steps")
+        has_eval = bool(self.eval_data or self.eval_split or self.eval_fraction)
+        if (self.metric_for_best_model or self.load_best_model_at_end) and not has_eval:
+            raise _bad(
+                "metric_for_best_model",
+                "needs an eval set (--eval-data, --eval-split or --eval-fraction)",
+            )
+        if self.load_best_model_at_end and not self.metric_for_best_model:
+            self.metric_for_best_model = "eval/loss"  # transformers' default
+
+    def to_dict(self) -> dict[str, Any]:
+        from anyfeedback.feedback.loaders import source_name
+
+        values = super().to_dict()
+        for name in ("data", "eval_data"):  # in-memory data (Python API) is saved as a name
+            if values[name] is not None:
+                values[name] = source_name(values[name])
+        return values
 
 
 def _bad(name: str, problem: str) -> InputError:

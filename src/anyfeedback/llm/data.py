@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from anyfeedback.errors import InputError
+from anyfeedback.feedback import FeedbackDataset
 from anyfeedback.llm.records import Unpaired, for_method, load_dataset
 
 Text = str | list[dict[str, Any]]
@@ -162,12 +163,83 @@ def encode_records(
     return Encoded(examples, kind, n_trunc, n_seq)
 
 
+def _held_out(ds: FeedbackDataset, fraction: float, seed: int):
+    """(train, eval): a seeded random `fraction` of the records held out (at least one)."""
+    import random
+
+    n = len(ds.records)
+    k = max(1, round(fraction * n))
+    if k >= n:
+        raise InputError(
+            f"--eval-fraction {fraction} of {n} records leaves none to train on", source=ds.source
+        )
+    held = set(random.Random(seed).sample(range(n), k))
+    train = [r for i, r in enumerate(ds.records) if i not in held]
+    test = [r for i, r in enumerate(ds.records) if i in held]
+    return (
+        FeedbackDataset(ds.kind, train, ds.source),
+        FeedbackDataset(ds.kind, test, f"{ds.source} (held out)"),
+    )
+
+
+def _check_split(source, split: str, flag: str) -> None:
+    """A single file is one split: asking it for another would silently read the whole file."""
+    from pathlib import Path
+
+    if split != "train" and isinstance(source, (str, Path)) and Path(source).is_file():
+        raise InputError(
+            f"{flag} {split}: a single file has no splits (use a dataset directory, a Hub id, "
+            "--eval-data or --eval-fraction)",
+            source=str(source),
+        )
+
+
+def _eval_dataset(cfg, train: FeedbackDataset):
+    """(train, eval or None) after --eval-data / --eval-split / --eval-fraction."""
+    if cfg.eval_fraction > 0:
+        return _held_out(train, cfg.eval_fraction, cfg.seed)
+    if not (cfg.eval_data or cfg.eval_split):
+        return train, None
+    source = cfg.eval_data if cfg.eval_data is not None else cfg.data
+    split = cfg.eval_split or "train"
+    _check_split(source, split, "--eval-split")
+    return train, load_dataset(source, cfg.data_kind, split=split, name=cfg.dataset_config)
+
+
+def load_train_eval_data(tokenizer, cfg) -> tuple[Encoded, Encoded | None, Encoded | None]:
+    """(train, demos, eval): --data's --split (and --demo-data for aihf-dpo, the eval set of
+    --eval-data / --eval-split / --eval-fraction), loaded, checked and tokenised."""
+    data, demos, raw_eval = _load_train(tokenizer, cfg)
+    evals = None
+    if raw_eval is not None:
+        if cfg.method == "kto" and len(raw_eval) < 2:
+            raise InputError("kto's eval set needs at least 2 records", source=raw_eval.source)
+        evals = encode_records(
+            tokenizer,
+            raw_eval.records,
+            raw_eval.kind,
+            max_length=cfg.max_length,
+            add_eos=cfg.add_eos,
+            source=raw_eval.source,
+        )
+    return data, demos, evals
+
+
 def load_training_data(tokenizer, cfg) -> tuple[Encoded, Encoded | None]:
     """Load, check and tokenise --data (and --demo-data for aihf-dpo) for `cfg.method`."""
-    ds = for_method(cfg.method, load_dataset(cfg.data, cfg.data_kind))
+    data, demos, _ = _load_train(tokenizer, cfg)
+    return data, demos
+
+
+def _load_train(tokenizer, cfg):
+    _check_split(cfg.data, cfg.split, "--split")
+    raw = load_dataset(cfg.data, cfg.data_kind, split=cfg.split, name=cfg.dataset_config)
+    raw, raw_eval = _eval_dataset(cfg, raw)  # held out before pairs are split into samples
+    ds = for_method(cfg.method, raw)
+    raw_eval = for_method(cfg.method, raw_eval) if raw_eval is not None else None
     if cfg.method == "kto" and len(ds) < 2:
         raise InputError(
-            "kto needs at least 2 records (its reference point pairs them)", source=cfg.data
+            "kto needs at least 2 records (its reference point pairs them)", source=ds.source
         )
     data = encode_records(
         tokenizer,
@@ -175,7 +247,7 @@ def load_training_data(tokenizer, cfg) -> tuple[Encoded, Encoded | None]:
         ds.kind,
         max_length=cfg.max_length,
         add_eos=cfg.add_eos,
-        source=cfg.data,
+        source=ds.source,
         max_prompt_length=cfg.max_prompt_length,
     )
     demos = None
@@ -198,7 +270,7 @@ def load_training_data(tokenizer, cfg) -> tuple[Encoded, Encoded | None]:
             source=cfg.demo_data,
             max_prompt_length=cfg.max_prompt_length,
         )
-    return data, demos
+    return data, demos, raw_eval
 
 
 def unpaired_examples(
@@ -217,4 +289,11 @@ def unpaired_examples(
     ).examples
 
 
-__all__ = ["Encoded", "Example", "encode_records", "load_training_data", "unpaired_examples"]
+__all__ = [
+    "Encoded",
+    "Example",
+    "encode_records",
+    "load_train_eval_data",
+    "load_training_data",
+    "unpaired_examples",
+]

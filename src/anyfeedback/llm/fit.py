@@ -3,8 +3,10 @@
 setup    check config, load tokenizer and data (every input error is raised here, before the
          model loads), plan the batches, build the `Trainer`, resume if asked
 loop     for each optimizer step: collate this process's micro-batches → `train_step` →
-         log (console, metrics.jsonl, TensorBoard) → checkpoint every --save-steps
-finish   save the final model (save_pretrained), report.md and metrics.png
+         log (console, metrics.jsonl, --report-to trackers) → evaluate every --eval-steps →
+         checkpoint every --save-steps
+finish   evaluate, save the final model (save_pretrained; the best evaluated one with
+         --load-best-model-at-end) with its model card, report.md and metrics.png, push to the Hub
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from anyfeedback.errors import InputError
 from anyfeedback.llm.batching import BatchPlan, collate_demos, collate_pairs, collate_unpaired
 from anyfeedback.llm.checkpoint import latest_checkpoint
 from anyfeedback.llm.config import TrainConfig
-from anyfeedback.llm.data import Encoded, load_training_data
+from anyfeedback.llm.data import Encoded, load_train_eval_data
+from anyfeedback.llm.evaluate import eval_metric_name, evaluate, is_better
 from anyfeedback.llm.model import load_tokenizer
-from anyfeedback.llm.report import TensorBoard, require_tensorboard, write_report
+from anyfeedback.llm.report import write_report
 from anyfeedback.llm.trainer import NonFiniteLossError, Trainer
 from anyfeedback.runs import MetricsLog, atomic_write_json, progress
+from anyfeedback.trackers import Trackers, parse_report_to, require_trackers
 
 
 @dataclass
@@ -134,11 +138,52 @@ def _warn_config_changes(cfg: TrainConfig, saved_path: Path) -> None:
         return
     saved = json.loads(saved_path.read_text(encoding="utf-8"))
     harmless = {"resume", "max_steps", "num_epochs", "save_steps", "progress", "tensorboard"}
+    harmless |= {"report_to", "run_name", "logging_steps", "push_to_hub", "hub_model_id"}
+    harmless |= {"eval_steps", "per_device_eval_batch_size"}
     # a field added since the run was saved (absent from its config.json) is not a change
     current = {k: v for k, v in cfg.to_dict().items() if k in saved and k not in harmless}
     changed = sorted(k for k, v in current.items() if saved[k] != v)
     if changed:
         warnings.warn(f"resuming with changed settings: {', '.join(changed)}", stacklevel=3)
+
+
+def one_sided_defaults(cfg: TrainConfig, data: Encoded) -> str | None:
+    """PMPO on accepted-only (rejected-only) data: α not given → α = 1 (α = 0, β = 2 unless
+    given), said in the returned line; a given α that ignores the only set present is refused
+    (it would train with loss 0). docs/algorithms.md#pmpo"""
+    if cfg.method != "pmpo" or data.kind != "unpaired":
+        return None
+    n_acc = sum(bool(e.accepted) for e in data.examples)
+    only = "accepted" if n_acc == len(data.examples) else "rejected" if n_acc == 0 else None
+    if only is None:
+        return None
+    useless = 0.0 if only == "accepted" else 1.0
+    if cfg.alpha_given and cfg.alpha == useless:
+        raise InputError(
+            f"--alpha {cfg.alpha:g} gives the {only} records weight 0 and the data holds only "
+            f"{only} records: nothing to learn (leave --alpha out, or use "
+            f"--alpha {1 - useless:g})",
+            source="config",
+            field="alpha",
+        )
+    if cfg.alpha_given:
+        return None
+    cfg.alpha = 1.0 - useless
+    if not cfg.beta_given:
+        cfg.beta = 0.0 if only == "accepted" else 2.0
+    return f"note: the data holds only {only} records: using α={cfg.alpha:g}, β={cfg.beta:g}"
+
+
+def _check_outputs(cfg: TrainConfig) -> None:
+    """Trackers' packages and Hub access, before the model loads."""
+    names = parse_report_to(cfg.report_to)
+    if cfg.tensorboard and "tensorboard" not in names:
+        names.append("tensorboard")
+    require_trackers(names)
+    if cfg.push_to_hub:
+        from anyfeedback.llm.card import check_hub_access
+
+        check_hub_access(cfg.hub_model_id)
 
 
 def _setup(cfg: TrainConfig):
@@ -147,8 +192,10 @@ def _setup(cfg: TrainConfig):
 
     out = Path(cfg.out)
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    _check_outputs(cfg)
     tokenizer = load_tokenizer(cfg)
-    data, demos = load_training_data(tokenizer, cfg)
+    data, demos, evals = load_train_eval_data(tokenizer, cfg)
+    note = one_sided_defaults(cfg, data)
     plan = _plan(cfg, data, world, cfg.seed, cfg.batch_size)
     demo_plan = None
     if demos is not None:
@@ -161,10 +208,12 @@ def _setup(cfg: TrainConfig):
             print(f"resume: no checkpoint in {out / 'checkpoints'}; starting from step 0")
         else:
             _warn_config_changes(cfg, out / "config.json")
-    if cfg.tensorboard:
-        require_tensorboard()
     trainer = Trainer(cfg, total_steps=total, tokenizer=tokenizer, resume_from=resume_from)
+    if note and trainer.accelerator.is_main_process:
+        print(note)
     info = _data_info(cfg, data, demos, plan, total)
+    if evals is not None:
+        info["eval_records"] = len(evals.examples)
     ref_samples = None
     if demos is not None and cfg.demo_mode == "contrastive":
         ref_samples = _reference_samples(trainer, demos, cfg, out)
@@ -176,7 +225,7 @@ def _setup(cfg: TrainConfig):
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", cfg.to_dict())
         atomic_write_json(out / "run_info.json", info)
-    return out, trainer, plan, collate, total, info
+    return out, trainer, plan, collate, total, info, evals
 
 
 def _describe(metrics: dict) -> str:
@@ -195,15 +244,59 @@ def _debug_sigkill(step: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+class _Evaluator:
+    """Evaluation every --eval-steps and at the end; keeps the best weights in OUT/best_model
+    when --metric-for-best-model is set (its score in OUT/best_model/best.json)."""
+
+    def __init__(self, cfg: TrainConfig, trainer: Trainer, evals: Encoded | None, out: Path):
+        import json
+
+        self.cfg, self.trainer, self.evals = cfg, trainer, evals
+        self.best_dir = out / "best_model"
+        self.metric = eval_metric_name(cfg.metric_for_best_model or "") if evals else None
+        self.best = None
+        saved = self.best_dir / "best.json"
+        if self.metric and cfg.metric_for_best_model and saved.is_file():  # resumed run
+            self.best = json.loads(saved.read_text(encoding="utf-8")).get("value")
+
+    def due(self, step: int) -> bool:
+        every = self.cfg.eval_steps
+        return self.evals is not None and bool(every) and step % every == 0
+
+    def __call__(self, step: int) -> dict:
+        metrics = evaluate(self.trainer, self.evals, self.cfg)
+        if self.cfg.metric_for_best_model:
+            if self.metric not in metrics:
+                raise InputError(
+                    f"no eval metric {self.metric} (has: {', '.join(sorted(metrics))})",
+                    source="config",
+                    field="metric_for_best_model",
+                )
+            if is_better(self.metric, metrics[self.metric], self.best):
+                self.best = metrics[self.metric]
+                self.trainer.save_model(self.best_dir)
+                if self.trainer.accelerator.is_main_process:
+                    record = {"metric": self.metric, "value": self.best, "step": step}
+                    atomic_write_json(self.best_dir / "best.json", record)
+        return metrics
+
+
 def train(cfg: TrainConfig) -> TrainResult:
     """Fine-tune `cfg.model` on `cfg.data` with `cfg.method`; see `TrainConfig` for the knobs."""
-    out, trainer, plan, collate, total, info = _setup(cfg)
+    out, trainer, plan, collate, total, info, evals = _setup(cfg)
     main = trainer.accelerator.is_main_process
     rank = trainer.accelerator.process_index
     log = MetricsLog(out / "metrics.jsonl") if main else None
-    tb = None
-    if main and cfg.tensorboard:
-        tb = TensorBoard(out)
+    names = parse_report_to(cfg.report_to) + (["tensorboard"] if cfg.tensorboard else [])
+    trackers = Trackers(
+        trainer.accelerator,
+        list(dict.fromkeys(names)),
+        project="anyfeedback",
+        run_name=cfg.run_name or out.resolve().name,
+        out=out,
+        config=cfg.to_dict(),
+    )
+    evaluator = _Evaluator(cfg, trainer, evals, out)
     if log is not None:
         log.truncate_after(trainer.step)  # drop lines after the checkpoint being resumed
         print(
@@ -213,8 +306,9 @@ def train(cfg: TrainConfig) -> TrainResult:
         )
     metrics: dict = {}
     show = main and cfg.progress
+    desc = f"train {cfg.method}"
     try:
-        with progress(f"train {cfg.method}", total, disable=not show) as (bar, task):
+        with progress(desc, total, disable=not show, every=cfg.logging_steps) as (bar, task):
             bar.update(task, completed=trainer.step)
             while trainer.step < total:
                 start = time.perf_counter()
@@ -223,10 +317,11 @@ def train(cfg: TrainConfig) -> TrainResult:
                 metrics = trainer.train_step(batches)
                 metrics = trainer.timing_metrics(metrics, time.perf_counter() - start)
                 metrics["epoch"] = step / plan.steps_per_epoch
+                if evaluator.due(trainer.step) or (evals is not None and trainer.step == total):
+                    metrics.update(evaluator(trainer.step))
                 if log is not None:
                     log.log(trainer.step, **metrics)
-                if tb is not None:
-                    tb.log(trainer.step, metrics)
+                trackers.log(trainer.step, metrics)
                 bar.update(task, advance=1, info=_describe(metrics))
                 if cfg.save_steps and trainer.step % cfg.save_steps == 0:
                     trainer.save_checkpoint(out, {"epoch": trainer.step / plan.steps_per_epoch})
@@ -240,13 +335,50 @@ def train(cfg: TrainConfig) -> TrainResult:
     finally:
         if log is not None:
             log.close()
-        if tb is not None:
-            tb.close()
-    model_dir = trainer.save_model(out / "model")
+        trackers.end()
+    model_dir = _final_model(cfg, trainer, evaluator, out)
     if main:
-        write_report(out)
+        _finish_outputs(cfg, info, trainer.step, metrics, model_dir, out)
     close_process_group(trainer)  # waits for every rank (barrier) before the teardown
     return TrainResult(out, model_dir, trainer.step, metrics)
+
+
+def _final_model(cfg: TrainConfig, trainer: Trainer, evaluator: _Evaluator, out: Path) -> Path:
+    """OUT/model: the last weights, or the best evaluated ones with --load-best-model-at-end."""
+    import shutil
+
+    model_dir = out / "model"
+    if cfg.load_best_model_at_end and evaluator.best_dir.is_dir():
+        if trainer.accelerator.is_main_process:
+            shutil.rmtree(model_dir, ignore_errors=True)
+            shutil.copytree(evaluator.best_dir, model_dir)
+            (model_dir / "best.json").unlink(missing_ok=True)
+        trainer.accelerator.wait_for_everyone()
+        return model_dir
+    return trainer.save_model(model_dir)
+
+
+def _finish_outputs(cfg, info: dict, steps: int, metrics: dict, model_dir: Path, out: Path):
+    """Model cards (final and best model), report.md / metrics.png, and the Hub upload."""
+    import json
+
+    from anyfeedback.llm.card import push_to_hub, train_card_fields, write_model_card
+
+    shown = {k: v for k, v in metrics.items() if k == "loss" or k.startswith("eval/")}
+    best = evaluator_record = None
+    if (out / "best_model" / "best.json").is_file():
+        evaluator_record = json.loads((out / "best_model" / "best.json").read_text())
+        best = {evaluator_record["metric"]: evaluator_record["value"]}
+        write_model_card(
+            out / "best_model", **train_card_fields(cfg, info, evaluator_record["step"], best)
+        )
+    if cfg.load_best_model_at_end and evaluator_record is not None:  # the best, not the last
+        steps, shown = evaluator_record["step"], best
+    write_model_card(model_dir, **train_card_fields(cfg, info, steps, shown))
+    write_report(out)
+    if cfg.push_to_hub:
+        url = push_to_hub(model_dir, cfg.hub_model_id)
+        print(f"pushed {model_dir} to {url}")
 
 
 def close_process_group(trainer=None) -> None:

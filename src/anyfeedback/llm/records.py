@@ -28,11 +28,14 @@ from anyfeedback.feedback import (
 __all__ = ["Demonstration", "Paired", "Unpaired", "for_method", "load_dataset", "load_records"]
 
 
-def load_dataset(source: str, kind: str | None = None) -> FeedbackDataset:
-    """Validated records of a feedback file, directory or dataset id; empty data is an error."""
-    ds = load_feedback(source, kind=kind)
+def load_dataset(
+    source, kind: str | None = None, *, split: str = "train", name: str | None = None
+) -> FeedbackDataset:
+    """Validated records of a feedback file, directory, dataset id or in-memory dataset (its
+    `split`, and a Hub dataset's configuration `name`); empty data is an error."""
+    ds = load_feedback(source, kind=kind, split=split, name=name)
     if len(ds) == 0:
-        raise InputError("the dataset is empty (no records)", source=source)
+        raise InputError("the dataset is empty (no records)", source=ds.source)
     return ds
 
 

@@ -1,4 +1,5 @@
-"""Run reporting for `anyfeedback train`: peak memory, TensorBoard, plots and `report.md`.
+"""Run reporting for `anyfeedback train`: peak memory, plots and `report.md` (trackers:
+`anyfeedback.trackers`).
 
 `write_report(run_dir)` works from the files a run leaves (`config.json`, `run_info.json`,
 `metrics.jsonl`), so `anyfeedback plot DIR` can redraw any run, finished or killed.
@@ -7,7 +8,6 @@
 from __future__ import annotations
 
 import json
-import math
 import resource
 from pathlib import Path
 from typing import Any
@@ -42,33 +42,6 @@ def peak_memory_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def require_tensorboard():
-    """`SummaryWriter`, or a one-line InputError if the tensorboard package is missing."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise InputError(
-            "--tensorboard needs the tensorboard package (pip install tensorboard)",
-            source="config",
-        ) from None
-    return SummaryWriter
-
-
-class TensorBoard:
-    """Scalars to OUT/tensorboard (needs the `tensorboard` package; W&B is not supported)."""
-
-    def __init__(self, out: Path) -> None:
-        self.writer = require_tensorboard()(log_dir=str(out / "tensorboard"))
-
-    def log(self, step: int, metrics: dict[str, Any]) -> None:
-        for key, value in metrics.items():
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                self.writer.add_scalar(key, value, step)
-
-    def close(self) -> None:
-        self.writer.close()
-
-
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -84,6 +57,43 @@ def _window_means(rows: list[dict], keys: list[str], n: int = 10) -> dict[str, f
     return out
 
 
+SKIP_KEYS = {"step", "time", "epoch"}
+DATA_KEYS = ("data", "prompts", "pairs", "demos")
+
+
+def plot_keys(rows: list[dict]) -> list[str]:
+    """What to draw: the trainer's keys when the run logged them (`anyfeedback train`), else
+    every numeric metric in the order first logged (online, aihf, self-play, reward runs)."""
+    keys = [k for k in PLOT_KEYS if any(k in r for r in rows)]
+    if keys:
+        return keys
+    seen: dict[str, None] = {}
+    for row in rows:
+        for k, v in row.items():
+            if k not in SKIP_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool):
+                seen.setdefault(k, None)
+    return list(seen)
+
+
+def _settings(config: dict[str, Any]) -> str:
+    """`method **m**, α=…, β=…` with β resolved as the run resolved it (None = the default)."""
+    from anyfeedback.llm.config import DEFAULT_BETA, _pmpo_default_beta
+
+    method = config.get("method", "?")
+    parts = [f"method **{method}**"]
+    alpha, beta = config.get("alpha"), config.get("beta")
+    if method == "pmpo":
+        alpha = 0.5 if alpha is None else alpha
+        parts.append(f"α={alpha}")
+    if beta is None and method == "pmpo":
+        beta = f"{_pmpo_default_beta(alpha)} (default)"
+    elif beta is None and method in DEFAULT_BETA:
+        beta = f"{DEFAULT_BETA[method]} (default)"
+    if beta is not None:
+        parts.append(f"β={beta}")
+    return ", ".join(parts)
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Draw `metrics.png` and write `report.md` for a run directory; returns the report path."""
     run = Path(run_dir)
@@ -93,15 +103,15 @@ def write_report(run_dir: str | Path) -> Path:
     rows = read_metrics(metrics_file)
     config = _read_json(run / "config.json")
     info = _read_json(run / "run_info.json")
-    png = plot_metrics(rows, PLOT_KEYS, run / "metrics.png", title=str(config.get("method", "")))
-    keys = [k for k in PLOT_KEYS if any(k in r for r in rows)]
+    keys = plot_keys(rows)
+    png = plot_metrics(rows, keys, run / "metrics.png", title=str(config.get("method", "")))
     first, last = _window_means(rows[:10], keys), _window_means(rows, keys)
     lines = [f"# Training run `{run.name}`", ""]
-    lines += [
-        f"- model: `{config.get('model', '?')}`, method **{config.get('method', '?')}**, "
-        f"α={config.get('alpha')}, β={config.get('beta')}",
-        f"- data: `{config.get('data', '?')}`",
-    ]
+    lines.append(f"- model: `{config.get('model', '?')}`, {_settings(config)}")
+    for key in DATA_KEYS:
+        if config.get(key):
+            split = f" (split {config['split']})" if key == "data" and config.get("split") else ""
+            lines.append(f"- {key}: `{config[key]}`{split}")
     for key, value in info.items():
         lines.append(f"- {key.replace('_', ' ')}: {_fmt(value)}")
     lines.append(f"- steps logged: {len(rows)} (last step {rows[-1]['step'] if rows else '-'})")

@@ -56,6 +56,23 @@ def seed_everything(seed: int) -> None:
         np.random.seed(seed % 2**32)
 
 
+def _tracker_options(cfg) -> dict:
+    """`log_with` / `project_config` for the `Accelerator`: the trackers of --report-to (and the
+    old --tensorboard), TensorBoard writing under OUT/tensorboard (anyfeedback.trackers)."""
+    from anyfeedback.trackers import parse_report_to
+
+    names = parse_report_to(getattr(cfg, "report_to", None))
+    if getattr(cfg, "tensorboard", False) and "tensorboard" not in names:
+        names.append("tensorboard")
+    if not names:
+        return {}
+    from accelerate.utils import ProjectConfiguration
+
+    out = os.path.abspath(cfg.out)
+    project = ProjectConfiguration(project_dir=out, logging_dir=os.path.join(out, "tensorboard"))
+    return {"log_with": names, "project_config": project}
+
+
 class Trainer:
     """Policy, π_ref, optimizer and schedule for `cfg`; `train_step` takes one optimizer step.
 
@@ -83,7 +100,9 @@ class Trainer:
         AcceleratorState._reset_state()  # one process may run several trainers (precisions)
         # several processes without a GPU: accelerate only sets up gloo DDP when told "cpu"
         cpu_ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-        self.accelerator = acc = Accelerator(mixed_precision=mp, cpu=cpu_ddp)
+        self.accelerator = acc = Accelerator(
+            mixed_precision=mp, cpu=cpu_ddp, **_tracker_options(cfg)
+        )
         self.cfg = cfg
         self.total_steps = total_steps
         seed_everything(cfg.seed)

@@ -302,5 +302,12 @@ def run_aihf(cfg: AIHFConfig, *, trace: list | None = None) -> AIHFResult:
     final = {k: v for k, v in row.items() if k.startswith("eval/")}
     run.trainer.save_model(out / "policy")
     save_final_model(run.rm, run.rm_tok, out / "reward_model", merge_lora=False)
+    from anyfeedback.llm.card import write_run_card
+
+    steps = run.trainer.step
+    write_run_card(out / "policy", cfg.to_dict(), method="rloo", steps=steps, metrics=final)
+    write_run_card(
+        out / "reward_model", cfg.to_dict(), method="reward-model", steps=steps, metrics=final
+    )
     write_outputs(out, "AIHF (Algorithm 1)", start, final, cfg.to_dict())
     return AIHFResult(out, cfg.iterations, start, final)

@@ -178,4 +178,9 @@ def run_self_play(cfg: SelfPlayConfig, *, trace: list | None = None) -> SelfPlay
         else ("SPIN" if cfg.demo_weight > 0 else "iterated DPO (reference π_t)")
     )
     write_outputs(out, title, start, final, cfg.to_dict())
+    from anyfeedback.llm.card import write_run_card
+
+    write_run_card(
+        out / "model", cfg.to_dict(), method="self-play-aihf", steps=trainer.step, metrics=final
+    )
     return SelfPlayResult(out, cfg.iterations, start, final)

@@ -172,6 +172,13 @@ def run_online(cfg: OnlineConfig) -> OnlineResult:
         tcfg=tcfg,
     )
     trainer.save_model(out / "model")
+    if dist.main:
+        from anyfeedback.llm.card import write_run_card
+
+        scores = {"eval/reward_mean": final.reward_mean, "eval/win_rate": final.win_rate}
+        write_run_card(
+            out / "model", cfg.to_dict(), method=cfg.method, steps=trainer.step, metrics=scores
+        )
     from anyfeedback.llm.fit import close_process_group
 
     close_process_group(trainer)

@@ -143,6 +143,10 @@ def train_reward(cfg: RewardConfig) -> RewardResult:
         out, model_dir, total, start_acc, acc, eval_loss, len(train_pairs), len(eval_pairs)
     )
     _write_outputs(out, result)
+    from anyfeedback.llm.card import write_run_card
+
+    scores = {"eval/accuracy": acc, "eval/loss": eval_loss}
+    write_run_card(model_dir, cfg.to_dict(), method="reward-model", steps=total, metrics=scores)
     return result
 
 
