@@ -100,8 +100,9 @@ def trl_markdown() -> str:
         + "; other loss types are refused",
         "warmup_ratio": "used when `warmup_steps` is 0: ceil(ratio × steps), as transformers",
         "max_prompt_length": "keeps the prompt's last tokens (TRL's keep_end); `train` only",
-        "logging_steps": "every step is logged to metrics.jsonl; a note, no effect, until the "
-        "field exists",
+        "logging_steps": "a plain progress line every N steps when stdout is not a terminal "
+        "(`train`; every step is in metrics.jsonl)",
+        "dataset_test_split": "held-out split, evaluated every `--eval-steps` and at the end",
         "num_train_epochs": "whole epochs",
     }
     for alias, field in ALIASES.items():
