@@ -4,6 +4,10 @@ A run directory holds `config.json` (resolved config), `metrics.jsonl` (one JSON
 logged step), plots (`*.png`) and `report.md`. Files that must never be seen half-written
 (configs, results, checkpoints) go through `atomic_write_*`: write to a temp file in the same
 directory, fsync, then `os.replace`.
+
+Every command opens its run directory with `prepare_output_dir`, which refuses a non-empty `--out`
+unless `--resume` or `--overwrite`, and records in `OUT/.anyfeedback-run.json` the entries runs
+created there, so `--overwrite` deletes only those (a user's own files are never touched).
 """
 
 from __future__ import annotations
@@ -13,11 +17,16 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from anyfeedback.errors import InputError
+
+MANIFEST = ".anyfeedback-run.json"
 
 
 def jsonable(value: Any) -> Any:
@@ -192,3 +201,94 @@ def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
         fig.savefig(tmp, dpi=dpi, format="png")
     plt.close(fig)
     return path
+
+
+def _entries(path: Path) -> set[str]:
+    return set(os.listdir(path)) - {MANIFEST} if path.is_dir() else set()
+
+
+def _read_manifest(path: Path) -> list[str] | None:
+    """Names recorded as created by runs in `path`, or None when there is no (usable) record."""
+    try:
+        data = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        names = data["created"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(names, list):
+        return None
+    # only plain names directly under OUT: a tampered record must not reach outside it
+    return [
+        n for n in names if isinstance(n, str) and n not in ("", ".", "..") and Path(n).name == n
+    ]
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+@contextlib.contextmanager
+def prepare_output_dir(
+    out: str | os.PathLike | None, *, resume: bool = False, overwrite: bool = False
+) -> Iterator[Path]:
+    """Open the run directory `out` for one run; a context manager around the whole run.
+
+    Refused (InputError, nothing written): an empty `out`, a file, both flags, and a directory
+    that is not empty unless `resume` (continue the run there) or `overwrite` (first delete the
+    entries earlier runs recorded as theirs; anything else, e.g. a user's own files, stays and a
+    directory without that record is refused). If the run raises InputError (its input checks
+    failed), every entry it created is removed again, so a rejected run leaves `out` as it was.
+    On any other exit the entries created are added to the record (`MANIFEST`)."""
+    if out is None or not str(out).strip():
+        raise InputError("must name a directory, got an empty string", field="out")
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path} is a file, not a directory", field="out")
+    if resume and overwrite:
+        raise InputError("choose either --resume or --overwrite, not both", field="overwrite")
+    present, recorded = _entries(path), _read_manifest(path)
+    if present and not resume:
+        if not overwrite:
+            raise InputError(
+                f"{path} is not empty; pass --resume to continue the run there, --overwrite to "
+                "replace an earlier run's outputs, or choose another directory",
+                field="out",
+            )
+        if recorded is None:
+            raise InputError(
+                f"{path} holds files no anyfeedback run recorded as its own ({MANIFEST} is "
+                "missing); --overwrite replaces only a run's outputs: choose another directory",
+                field="out",
+            )
+    if resume and recorded is None:
+        recorded = sorted(present)  # --resume names this directory a run of this command
+    recorded = recorded or []
+    if overwrite:
+        for name in recorded:
+            _remove(path / name)
+        recorded = []
+    top = path.absolute()
+    while not top.parent.exists():  # the outermost directory this run creates, if any
+        top = top.parent
+    created_root = not top.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    start = _entries(path)
+    atomic_write_json(path / MANIFEST, {"created": recorded})
+    try:
+        yield path
+    except InputError:
+        for name in _entries(path) - start:
+            _remove(path / name)
+        if created_root:
+            shutil.rmtree(top, ignore_errors=True)
+        elif not recorded and not start:
+            (path / MANIFEST).unlink(missing_ok=True)
+        else:
+            atomic_write_json(path / MANIFEST, {"created": recorded})
+        raise
+    finally:
+        if path.is_dir() and (path / MANIFEST).exists():
+            made = sorted(set(recorded) | (_entries(path) - start))
+            atomic_write_json(path / MANIFEST, {"created": made})

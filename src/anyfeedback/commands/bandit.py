@@ -99,6 +99,14 @@ def _signature(options, *, with_ctx: bool) -> inspect.Signature:
             "out", inspect.Parameter.KEYWORD_ONLY, default=out_opt, annotation=Optional[str]
         )
     )
+    overwrite = typer.Option(
+        False, help="Replace the outputs of an earlier run in --out (only files a run writes)."
+    )
+    params.append(
+        inspect.Parameter(
+            "overwrite", inspect.Parameter.KEYWORD_ONLY, default=overwrite, annotation=bool
+        )
+    )
     quiet = typer.Option(False, "--quiet", help="No progress bar.")
     params.append(
         inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=quiet, annotation=bool)
@@ -136,23 +144,25 @@ def _default_out(kind: str, name: str) -> str:
     return f"runs/bandit/{kind}{safe}"
 
 
-def do_run(out: str | None = None, quiet: bool = False, **kw: Any) -> None:
+def do_run(out: str | None = None, quiet: bool = False, overwrite: bool = False, **kw: Any) -> None:
     """Build the config, run every (function, method, seed) and write the run directory."""
     import warnings
 
     from anyfeedback.bandit.config import DEFAULT_METHODS, BanditConfig
     from anyfeedback.bandit.outputs import write_run_outputs
     from anyfeedback.bandit.run import run_bandit
+    from anyfeedback.runs import prepare_output_dir
 
     kw["functions"] = tuple(_split(kw.pop("function")))
-    out = out or _default_out("", "+".join(kw["functions"]))
+    out = _default_out("", "+".join(kw["functions"])) if out is None else out
     kw["methods"] = tuple(_split(kw["methods"])) if kw["methods"] else DEFAULT_METHODS
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         warnings.showwarning = _one_line_warning
         cfg = BanditConfig(**kw)
-        results = run_bandit(cfg, show_progress=not quiet)
-    report = write_run_outputs(results, out)
+        with prepare_output_dir(out, overwrite=overwrite):
+            results = run_bandit(cfg, show_progress=not quiet)
+            report = write_run_outputs(results, out)
     diverged = sum(r["diverged"] for r in results["runs"])
     typer.echo(
         f"done: {len(results['runs'])} runs in {results['seconds']:.1f} s "
@@ -160,22 +170,26 @@ def do_run(out: str | None = None, quiet: bool = False, **kw: Any) -> None:
     )
 
 
-def do_sweep(out: str | None = None, quiet: bool = False, **kw: Any) -> None:
+def do_sweep(
+    out: str | None = None, quiet: bool = False, overwrite: bool = False, **kw: Any
+) -> None:
     """Run the α × β grid and write sweep.json, heatmap.png and report.md."""
     import warnings
 
     from anyfeedback.bandit.outputs import write_sweep_outputs
     from anyfeedback.bandit.sweep import SweepConfig, run_sweep
+    from anyfeedback.runs import prepare_output_dir
 
-    out = out or _default_out("sweep_", kw["function"])
+    out = _default_out("sweep_", kw["function"]) if out is None else out
     kw["alphas"] = _floats(kw["alphas"], "alphas")
     kw["betas"] = _floats(kw["betas"], "betas")
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         warnings.showwarning = _one_line_warning
         cfg = SweepConfig(**kw)
-        results = run_sweep(cfg, show_progress=not quiet)
-    report = write_sweep_outputs(results, out)
+        with prepare_output_dir(out, overwrite=overwrite):
+            results = run_sweep(cfg, show_progress=not quiet)
+            report = write_sweep_outputs(results, out)
     typer.echo(f"done: sweep in {results['seconds']:.1f} s; heat map {out}/heatmap.png, {report}")
 
 

@@ -42,9 +42,11 @@ def register(app: typer.Typer) -> None:
         --seed 0 --out runs/walker
         """
         from anyfeedback.control.train import run
+        from anyfeedback.runs import prepare_output_dir
 
         cfg = ControlConfig(**kwargs)
-        summary = run(cfg)
+        with prepare_output_dir(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite):
+            summary = run(cfg)
         for name, s in summary.items():
             typer.echo(f"{name}: final eval return {s['final_eval_return']}  ({cfg.out})")
 

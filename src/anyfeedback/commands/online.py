@@ -13,13 +13,15 @@ def _run(cfg) -> None:
 
     from anyfeedback.llm.online.loop import run_online
     from anyfeedback.llm.trainer import NonFiniteLossError
+    from anyfeedback.runs import prepare_output_dir
 
     def one_line(message, category, *args, **kwargs):
         typer.echo(f"warning: {message}", err=True)
 
     warnings.showwarning = one_line
     try:
-        result = run_online(cfg)
+        with prepare_output_dir(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite):
+            result = run_online(cfg)
     except NonFiniteLossError as err:
         typer.echo(f"error: {err}; the last checkpoint in {cfg.out} is intact", err=True)
         raise typer.Exit(1) from None

@@ -55,13 +55,15 @@ def run_train(config: str | None = None, **flags: Any) -> None:
     from anyfeedback.llm.config import make_config
     from anyfeedback.llm.fit import train
     from anyfeedback.llm.trainer import NonFiniteLossError
+    from anyfeedback.runs import prepare_output_dir
 
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = _one_line_warning
         cfg = make_config(config, **flags)
     try:
-        result = train(cfg)
+        with prepare_output_dir(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite):
+            result = train(cfg)
     except NonFiniteLossError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None

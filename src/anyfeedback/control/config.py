@@ -43,6 +43,8 @@ class ControlConfig:
     """agents trained side by side as one batched program (stacked parameters), seeds seed..+n-1."""
     out: str = "runs/control"
     """run directory: config.json, metrics.jsonl, curves.png, checkpoint.pt."""
+    overwrite: bool = False
+    """Replace the outputs of an earlier run in --out (only files a run writes)."""
     resume: bool = False
     """continue from OUT/checkpoint.pt (bit-exact on CPU)."""
     alpha: float | None = None

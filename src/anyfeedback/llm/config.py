@@ -49,6 +49,8 @@ class TrainConfig:
     `anyfeedback self-play` and `anyfeedback aihf`)."""
     out: str = "runs/train"
     """Run directory: config, metrics, checkpoints, final model, report."""
+    overwrite: bool = False
+    """Replace the outputs of an earlier run in --out (only files a run writes)."""
     data_kind: str | None = None
     """Force the record kind of --data (unpaired | paired | demonstration) instead of inferring it."""
     demo_data: str | None = None

@@ -29,6 +29,8 @@ class AIHFControlConfig:
     """Trajectory pool (.npz from `aihf_control.data.save_pool`): obs, act, reward, quality."""
     out: str = "runs/aihf_control"
     """Run directory: config.json, metrics.jsonl, summary.json, curves.png, report.md."""
+    overwrite: bool = False
+    """Replace the outputs of an earlier run in --out (only files a run writes)."""
     methods: str = "aihf,rlhf,ml-irl,bc"
     """Comma-separated: aihf | rlhf (BT reward on the pairs, then RL) | ml-irl | bc."""
     seed: int = 0

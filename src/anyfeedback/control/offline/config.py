@@ -78,6 +78,8 @@ class OfflineConfig:
     """seeds; every method of one seed shares its value function, labels, init and batches."""
     out: str = "runs/offline"
     """run directory: config.json, metrics.jsonl, curves.png, summary.json, report.md, policy.pt."""
+    overwrite: bool = False
+    """Replace the outputs of an earlier run in --out (only files a run writes)."""
     domain: str | None = None
     """dm_control domain to evaluate on (default: the dataset's `domain`)."""
     task: str | None = None

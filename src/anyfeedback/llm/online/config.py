@@ -30,6 +30,8 @@ class OnlineConfig:
     """Reward: 'sentiment' (VADER), 'module:function', or a sequence-classification model."""
     out: str = "runs/online"
     """Run directory: config, metrics, checkpoints, final model, report."""
+    overwrite: bool = False
+    """Replace the outputs of an earlier run in --out (only files a run writes)."""
     method: str = "pmpo"
     """Update: pmpo (on accepted/rejected), dpo (best vs worst per prompt), kto (on the labels)."""
     alpha: float = 0.5
