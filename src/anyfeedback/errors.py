@@ -7,6 +7,12 @@ normal exception; the CLI prints `error: <message>` on one line, no traceback, a
 from __future__ import annotations
 
 EXIT_USAGE = 2
+EXIT_DIVERGED = 1
+
+
+class DivergenceError(RuntimeError):
+    """Training diverged (non-finite or exploding loss, gradients or parameters); the run stopped
+    before keeping the bad state. The CLI prints `error: <message>` on one line and exits 1."""
 
 
 class InputError(ValueError):

@@ -111,10 +111,52 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     p = Path(path)
     if not p.exists():
         return rows
-    for line in p.read_text(encoding="utf-8").splitlines():
+    for number, raw in enumerate(p.read_bytes().splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:  # the runs write ASCII JSON: this is not a metrics file
+            raise InputError("is not UTF-8 text", source=str(p), line=number) from None
         with contextlib.suppress(json.JSONDecodeError):
             rows.append(json.loads(line))
     return rows
+
+
+def check_resume_config(saved_path: str | os.PathLike, current: dict[str, Any], *, ignore=()):
+    """On --resume: InputError (one line naming every changed field, saved → now) when `current`
+    differs from the run's saved config in a field not in `ignore`. No saved config: no check."""
+    path = Path(saved_path)
+    if not path.is_file():
+        return
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(
+            f"is not a run's JSON config ({type(err).__name__})", source=str(path)
+        ) from None
+    if not isinstance(saved, dict):
+        raise InputError("is not a run's JSON config (not an object)", source=str(path))
+    now = jsonable(current)
+    changed = [
+        f"{k} ({saved.get(k)!r} -> {v!r})"
+        for k, v in now.items()
+        if k not in ignore and k in saved and saved[k] != v
+    ]
+    if changed:
+        raise InputError(
+            f"--resume with changed settings: {', '.join(changed)}; resume with the run's "
+            "settings or start a new run in another --out",
+            field="resume",
+        )
+    return saved
+
+
+def debug_sigkill(step: int) -> None:
+    """Test hook: ANYFEEDBACK_DEBUG_SIGKILL_AFTER_STEP=k makes the process SIGKILL itself after
+    step k (no cleanup, like an external kill), so resume tests need no timing races."""
+    import signal
+
+    if os.environ.get("ANYFEEDBACK_DEBUG_SIGKILL_AFTER_STEP") == str(step):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def progress(description: str, total: int | None, *, disable: bool | None = None):

@@ -91,7 +91,10 @@ class OnlineConfig:
     save_steps: int = 50
     """Checkpoint every N steps (0: only the final model)."""
     resume: bool = False
-    """Continue from the latest checkpoint in --out."""
+    """Continue from the latest checkpoint in --out (--steps may grow; other settings may not)."""
+    stop_on_collapse: bool = False
+    """Stop (exit 1, last checkpoint kept) on a collapse warning or a held-out win rate vs the
+    start model below 0.1."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -127,9 +130,13 @@ class OnlineConfig:
                 raise bad(name, f"must be >= 1, got {getattr(self, name)}")
         if self.method == "dpo" and self.k < 2:
             raise bad("k", "DPO needs at least 2 samples per prompt (best vs worst)")
+        if self.labelling in ("rank", "group-mean") and self.k < 2:
+            raise bad("k", f"--labelling {self.labelling} compares the samples of a prompt: >= 2")
         for name in ("k_accept", "k_reject", "eval_every", "save_steps", "micro_batch_size"):
             if getattr(self, name) < 0:
                 raise bad(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.labelling == "rank" and not 0 < self.k_accept + self.k_reject <= self.k:
+            raise bad("k_accept", f"k_accept + k_reject must be in 1..k={self.k}")
         if self.temperature <= 0 or not 0 < self.top_p <= 1:
             raise bad("temperature", "temperature must be > 0 and top_p in (0, 1]")
 
