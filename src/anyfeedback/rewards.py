@@ -3,7 +3,8 @@
 A reward is any callable taking two equal-length lists of strings and returning one finite float
 per completion. `load_reward(spec)` builds one from a string:
   - "sentiment" / "vader": VADER lexicon sentiment (compound score in [−1, 1]) of the completion;
-  - "module:function":     a user callable, imported (the module must be importable);
+  - "module:function":     a user callable, imported (the module must be importable), or
+    "file.py:function"     loaded from that file: the only code run from a user's inputs;
   - a directory or Hub id: a Hugging Face sequence-classification reward model, scored on
                            prompt + completion (one logit, or the last label's logit).
 `checked_scores` validates what a reward returns and names the offending prompt index.
@@ -11,7 +12,6 @@ per completion. `load_reward(spec)` builds one from a string:
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -90,11 +90,24 @@ class SequenceClassifierReward:
 
 
 def _import_callable(spec: str) -> RewardFn:
-    module_name, _, attr = spec.partition(":")
+    module_name, _, attr = spec.rpartition(":")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise InputError(f"cannot import reward module '{module_name}': {err}") from err
+        if module_name.endswith(".py"):
+            import importlib.util
+
+            if not Path(module_name).is_file():
+                raise ImportError(f"no file {module_name}")
+            loc = importlib.util.spec_from_file_location(Path(module_name).stem, module_name)
+            module = importlib.util.module_from_spec(loc)
+            loc.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except Exception as err:  # ImportError, SyntaxError, or whatever the module raises on import
+        where = f" (line {err.lineno})" if isinstance(err, SyntaxError) and err.lineno else ""
+        raise InputError(
+            f"cannot import reward module '{module_name}'{where}: {type(err).__name__}: {err}",
+            field="reward",
+        ) from None
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise InputError(f"reward '{spec}': module '{module_name}' has no callable '{attr}'")
@@ -111,8 +124,12 @@ def load_reward(spec: str, **kwargs) -> RewardFn:
     if Path(spec).is_dir() or looks_like_hub_id:
         try:
             return SequenceClassifierReward(spec, **kwargs)
-        except OSError as err:
-            raise InputError(f"reward model '{spec}' could not be loaded: {err}") from err
+        except Exception as err:  # OSError, a bogus config.json (ValueError), missing weights
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise InputError(
+                f"reward model '{spec}' could not be loaded: {type(err).__name__}: {first}",
+                field="reward",
+            ) from None
     raise InputError(
         f"unknown reward '{spec}': use 'sentiment', 'module:function', "
         "or a sequence-classification model directory / Hub id"

@@ -291,6 +291,7 @@ def prepare_output_dir(
     if resume and overwrite:
         raise InputError("choose either --resume or --overwrite, not both", field="overwrite")
     present, recorded = _entries(path), _read_manifest(path)
+    old_manifest = (path / MANIFEST).read_bytes() if (path / MANIFEST).is_file() else None
     if present and not resume:
         if not overwrite:
             raise InputError(
@@ -325,12 +326,21 @@ def prepare_output_dir(
             _remove(path / name)
         if created_root:
             shutil.rmtree(top, ignore_errors=True)
-        elif not recorded and not start:
+        elif old_manifest is None:
             (path / MANIFEST).unlink(missing_ok=True)
         else:
-            atomic_write_json(path / MANIFEST, {"created": recorded})
+            with atomic_path(path / MANIFEST) as tmp:
+                tmp.write_bytes(old_manifest)
         raise
-    finally:
-        if path.is_dir() and (path / MANIFEST).exists():
-            made = sorted(set(recorded) | (_entries(path) - start))
-            atomic_write_json(path / MANIFEST, {"created": made})
+    except BaseException:
+        _record(path, recorded, start)
+        raise
+    else:
+        _record(path, recorded, start)
+
+
+def _record(path: Path, recorded: list[str], start: set[str]) -> None:
+    """Add the entries this run created to the run directory's record."""
+    if path.is_dir() and (path / MANIFEST).exists():
+        made = sorted(set(recorded) | (_entries(path) - start))
+        atomic_write_json(path / MANIFEST, {"created": made})

@@ -131,8 +131,12 @@ def _load_user_function(spec: str) -> Callable[[np.ndarray], np.ndarray]:
             if os.getcwd() not in sys.path and "" not in sys.path:
                 sys.path.append(os.getcwd())
             module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise InputError(f"cannot import module {module_name!r}: {err}", field="function") from err
+    except Exception as err:  # ImportError, SyntaxError, or whatever the module raises on import
+        where = f" (line {err.lineno})" if isinstance(err, SyntaxError) and err.lineno else ""
+        raise InputError(
+            f"cannot import module {module_name!r}{where}: {type(err).__name__}: {err}",
+            field="function",
+        ) from None
     obj = module
     for part in attr.split("."):
         obj = getattr(obj, part, None)
@@ -163,7 +167,20 @@ def resolve_function(spec: str, dim: int) -> Function:
 
 def evaluate(function: Function, y: np.ndarray) -> np.ndarray:
     """f(y) for y [N, d] -> float64 [N], with the output's shape checked (user functions)."""
-    out = np.asarray(function(y), dtype=np.float64)
+    try:
+        raw = function(y)
+    except Exception as err:  # the user's function failed: name it, not our loop
+        raise InputError(
+            f"function {function.name!r} raised {type(err).__name__}: {err}", field="function"
+        ) from None
+    try:
+        out = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"function {function.name!r} returned {type(raw).__name__} values that are not "
+            "numbers; it must return finite floats",
+            field="function",
+        ) from None
     if out.shape != (y.shape[0],):
         out = out.reshape(-1) if out.size == y.shape[0] else out
         if out.shape != (y.shape[0],):

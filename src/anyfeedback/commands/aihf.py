@@ -52,7 +52,9 @@ def register(app: typer.Typer) -> None:
         AIHFConfig,
         _run_aihf,
         "AIHF (Algorithm 1): alternate RLOO policy steps with a KL penalty to π_ref and one "
-        "reward step on w_D·(demonstration ≻ fresh policy sample) + w_P·Bradley–Terry(pairs).",
+        "reward step on w_D·(demonstration ≻ fresh policy sample) + w_P·Bradley–Terry(pairs). "
+        "User code: a --gold-reward given as module:function or file.py:function is imported "
+        "and run; it is the only code this command executes from its inputs (docs/safety.md).",
     )
     add_dataclass_command(
         app,

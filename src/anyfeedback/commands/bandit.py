@@ -151,6 +151,7 @@ def do_run(out: str | None = None, quiet: bool = False, overwrite: bool = False,
     from anyfeedback.bandit.config import DEFAULT_METHODS, BanditConfig
     from anyfeedback.bandit.outputs import write_run_outputs
     from anyfeedback.bandit.run import run_bandit
+    from anyfeedback.errors import check_finite_fields
     from anyfeedback.runs import prepare_output_dir
 
     kw["functions"] = tuple(_split(kw.pop("function")))
@@ -160,6 +161,7 @@ def do_run(out: str | None = None, quiet: bool = False, overwrite: bool = False,
         warnings.simplefilter("default")
         warnings.showwarning = _one_line_warning
         cfg = BanditConfig(**kw)
+        check_finite_fields(cfg)
         with prepare_output_dir(out, overwrite=overwrite):
             results = run_bandit(cfg, show_progress=not quiet)
             report = write_run_outputs(results, out)
@@ -178,6 +180,7 @@ def do_sweep(
 
     from anyfeedback.bandit.outputs import write_sweep_outputs
     from anyfeedback.bandit.sweep import SweepConfig, run_sweep
+    from anyfeedback.errors import check_finite_fields
     from anyfeedback.runs import prepare_output_dir
 
     out = _default_out("sweep_", kw["function"]) if out is None else out
@@ -187,6 +190,7 @@ def do_sweep(
         warnings.simplefilter("default")
         warnings.showwarning = _one_line_warning
         cfg = SweepConfig(**kw)
+        check_finite_fields(cfg)
         with prepare_output_dir(out, overwrite=overwrite):
             results = run_sweep(cfg, show_progress=not quiet)
             report = write_sweep_outputs(results, out)
@@ -195,7 +199,9 @@ def do_sweep(
 
 def register(app: typer.Typer) -> None:
     bandit = typer.Typer(
-        help="Black-box optimisation from preferences: PMPO, DPO, MPO, CEM, CMA-ES (PMPO Fig. 1).",
+        help="Black-box optimisation from preferences: PMPO, DPO, MPO, CEM, CMA-ES (PMPO Fig. 1). "
+        "User code: a --function given as module:callable or file.py:callable is imported and "
+        "run; it is the only code this command executes from its inputs (docs/safety.md).",
         invoke_without_command=True,
         no_args_is_help=False,
     )

@@ -42,9 +42,11 @@ def register(app: typer.Typer) -> None:
         --seed 0 --out runs/walker
         """
         from anyfeedback.control.train import run
+        from anyfeedback.errors import check_finite_fields
         from anyfeedback.runs import prepare_output_dir
 
         cfg = ControlConfig(**kwargs)
+        check_finite_fields(cfg)
         with prepare_output_dir(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite):
             summary = run(cfg)
         for name, s in summary.items():

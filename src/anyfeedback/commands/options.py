@@ -59,7 +59,11 @@ def add_dataclass_command(app: typer.Typer, name: str, cls: type, run: Callable,
         annotations[f.name] = Optional[base]
 
     def command(config: str | None = None, **flags: Any) -> None:
-        run(build_config(cls, config, flags))
+        from anyfeedback.errors import check_finite_fields
+
+        cfg = build_config(cls, config, flags)
+        check_finite_fields(cfg)
+        run(cfg)
 
     command.__signature__ = inspect.Signature(params)
     command.__annotations__ = annotations

@@ -52,15 +52,20 @@ def run_train(config: str | None = None, **flags: Any) -> None:
     """Build the config (defaults ← --config file ← flags) and train."""
     import warnings
 
+    from transformers.utils import logging as hf_logging
+
+    from anyfeedback.errors import check_finite_fields
     from anyfeedback.llm.config import make_config
     from anyfeedback.llm.fit import train
     from anyfeedback.llm.trainer import NonFiniteLossError
     from anyfeedback.runs import prepare_output_dir
 
+    hf_logging.disable_progress_bar()  # one line per problem on stderr, as every command
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = _one_line_warning
         cfg = make_config(config, **flags)
+    check_finite_fields(cfg)
     try:
         with prepare_output_dir(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite):
             result = train(cfg)

@@ -141,11 +141,11 @@ class ControlConfig:
             "threads",
         ):
             value = getattr(self, name)
-            if value < (0 if name == "steps" else 1):
-                raise InputError(
-                    f"must be {'>= 0' if name == 'steps' else '>= 1'}, got {value}",
-                    field=name.replace("_", "-"),
-                )
+            if value < 1:  # --steps 0 would write a run of nothing
+                raise InputError(f"must be >= 1, got {value}", field=name.replace("_", "-"))
+        for name in ("gamma", "tau"):  # a discount and an averaging rate
+            if not 0 < getattr(self, name) <= 1:
+                raise InputError(f"must be in (0, 1], got {getattr(self, name)}", field=name)
         if self.labels not in LABELS:
             raise InputError(f"unknown labels '{self.labels}'; choose from {', '.join(LABELS)}")
         if self.score_precision not in SCORE_PRECISIONS:

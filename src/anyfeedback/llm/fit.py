@@ -126,7 +126,15 @@ def _reference_samples(trainer: Trainer, demos: Encoded, cfg, out: Path) -> list
 
 
 # Fields a resume may change: how the run is shown and saved, and its length (`_check_resume`).
-RESUME_FREE = ("resume", "overwrite", "save_steps", "save_total_limit", "progress", "tensorboard")
+RESUME_FREE = (
+    "out",
+    "resume",
+    "overwrite",
+    "save_steps",
+    "save_total_limit",
+    "progress",
+    "tensorboard",
+)
 EXTENDABLE = ("max_steps", "num_epochs")
 
 

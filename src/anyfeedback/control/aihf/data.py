@@ -75,27 +75,42 @@ def pool_from_rollouts(parts: dict, *, domain: str, task: str, action_repeat: in
 
 
 def load_pool(path: str | Path) -> Pool:
+    """A pool saved by `save_pool`; anything else (not an NPZ, truncated, missing or non-numeric
+    arrays, wrong shapes, NaN/inf values) is one InputError line naming the file and array."""
+    import zipfile
+
     p = Path(path)
     if not p.is_file():
         raise InputError("trajectory pool not found (make one with save_pool)", source=str(p))
+    if not zipfile.is_zipfile(p):
+        raise InputError("not an NPZ file (numpy.savez archive)", source=str(p))
     try:
-        z = np.load(p)
-        pool = Pool(
-            z["obs"],
-            z["act"],
-            z["reward"],
-            z["quality"].astype(str),
-            str(z["domain"]),
-            str(z["task"]),
-            int(z["action_repeat"]),
-        )
-    except (KeyError, ValueError, OSError) as err:
-        raise InputError(
-            f"not a trajectory pool: {str(err).splitlines()[0]}", source=str(p)
-        ) from None
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in ("obs", "act", "reward", "quality")}
+            meta = (str(z["domain"]), str(z["task"]), int(z["action_repeat"]))
+    except Exception as err:  # a missing member, a truncated or corrupt archive, pickled data
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise InputError(f"not a trajectory pool: {first}", source=str(p)) from None
+    for name, ndim in (("obs", 3), ("act", 3), ("reward", 2)):
+        x = arrays[name]
+        if x.dtype.kind not in "fiu" or x.ndim != ndim:
+            raise InputError(f"must be a numeric {ndim}-d array", source=str(p), field=name)
+        if not np.isfinite(x).all():
+            raise InputError("has NaN or infinite values", source=str(p), field=name)
+    pool = Pool(
+        **{k: arrays[k] for k in ("obs", "act", "reward")},
+        quality=arrays["quality"].astype(str),
+        domain=meta[0],
+        task=meta[1],
+        action_repeat=meta[2],
+    )
     m, t = pool.reward.shape
     if pool.obs.shape[:2] != (m, t) or pool.act.shape[:2] != (m, t) or pool.quality.shape != (m,):
         raise InputError("obs/act/reward/quality disagree in trajectories or length", source=str(p))
+    if m == 0 or t == 0:
+        raise InputError("holds no trajectories", source=str(p), field="reward")
+    if meta[2] < 1:
+        raise InputError("must be >= 1", source=str(p), field="action_repeat")
     return pool
 
 

@@ -46,7 +46,7 @@ from anyfeedback.runs import MetricsLog, atomic_write_json, check_resume_config,
 # trained policy loses to where it started on 9 prompts in 10).
 COLLAPSE_WIN_RATE = 0.1
 # Fields `--resume` may change; `steps` extends the run exactly (the online schedule is constant).
-RESUME_FREE = ("resume", "overwrite", "save_steps", "progress", "steps", "stop_on_collapse")
+RESUME_FREE = ("out", "resume", "overwrite", "save_steps", "progress", "steps", "stop_on_collapse")
 
 
 class CollapseWarning(UserWarning):

@@ -75,7 +75,7 @@ def train_reward(cfg: RewardConfig) -> RewardResult:
     out = Path(cfg.out)
     resume_from = None
     if cfg.resume:  # length may grow: the schedule is constant and the data order per epoch
-        free = ("resume", "overwrite", "save_steps", "progress", "max_steps", "num_epochs")
+        free = ("out", "resume", "overwrite", "save_steps", "progress", "max_steps", "num_epochs")
         check_resume_config(out / "config.json", cfg.to_dict(), ignore=free)
         resume_from = intact_checkpoint(out / "checkpoints")
     train_pairs, eval_pairs = split_pairs(cfg)
