@@ -62,7 +62,12 @@ def _open(path: Path) -> dict[str, np.ndarray]:
     if not zipfile.is_zipfile(path):
         raise InputError("not an NPZ file (numpy.savez archive)", source=str(path))
     arrays = {}
-    with np.load(path, allow_pickle=False) as npz:
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except Exception as err:  # a corrupt archive: bad header, truncated, not an npy inside
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise InputError(f"unreadable NPZ archive: {first}", source=str(path)) from None
+    with npz:
         for name in npz.files:
             try:
                 arrays[name] = npz[name]
@@ -94,7 +99,7 @@ def _check_array(path: Path, name: str, x: np.ndarray, length: int | None) -> No
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             value = x[i].ravel()[~np.isfinite(x[i].ravel())][0]
-            raise InputError(f"not finite ({value})", source=src, record=i, field=name)
+            raise InputError(f"not finite ({value})", source=src, record=i + 1, field=name)
 
 
 def _check_range(path: Path, name: str, x: np.ndarray, lo: float, hi: float) -> None:
@@ -104,7 +109,7 @@ def _check_range(path: Path, name: str, x: np.ndarray, lo: float, hi: float) -> 
         raise InputError(
             f"must be in [{lo:g}, {hi:g}], got {x[i].ravel().tolist()}",
             source=str(path),
-            record=i,
+            record=i + 1,  # 1-based, as every line and record number the CLI prints
             field=name,
         )
 
@@ -121,7 +126,7 @@ def _episode_ids(path: Path, arrays: dict) -> np.ndarray:
             raise InputError(
                 "must be non-decreasing (episodes stored contiguously)",
                 source=str(path),
-                record=int(drops[0]) + 1,
+                record=int(drops[0]) + 2,  # 1-based number of the record that goes back
                 field="episode_ids",
             )
         return ids.astype(np.int64)
