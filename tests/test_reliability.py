@@ -345,7 +345,42 @@ def test_loading_is_data_only_outside_control():
 
 def test_help_states_the_only_user_code(capsys):
     for command in (["online"], ["aihf"], ["bandit"]):
-        with pytest.raises(SystemExit):
-            main([*command, "--help"]) and None
-        text = " ".join(capsys.readouterr().out.split())
+        assert main([*command, "--help"]) == 0
+        text = " ".join(capsys.readouterr().out.replace("│", " ").split())
         assert "only code this command executes" in text, command
+
+
+# --- bandit: kill -9 and resume gives the uninterrupted results ---------------------------------
+
+
+def _without_timings(value):
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items() if "seconds" not in k}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
+
+
+def test_bandit_sigkill_then_resume_gives_the_same_results(tmp_path, capsys):
+    args = ["bandit", "run", "--function", "sphere", "--dim", "2", "--evals", "80"]
+    args += ["--methods", "pmpo-ar,cma-es", "--seeds", "3", "--workers", "0", "--quiet"]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    assert main([*args, "--out", str(full)]) == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYFEEDBACK_DEBUG")}
+    env.update(OMP_NUM_THREADS="1", ANYFEEDBACK_DEBUG_SIGKILL_AFTER_STEP="3")  # engine + 2 CMA
+    cmd = [sys.executable, "-m", "anyfeedback.cli", *args, "--out", str(killed)]
+    proc = subprocess.run(cmd, env=env, capture_output=True)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    assert sorted(p.name for p in (killed / "pieces").iterdir()) == [
+        "cma-0.json",
+        "cma-1.json",
+        "config.json",
+        "engine.json",
+        "engine.npz",
+    ]
+    assert not (killed / "results.json").exists()
+    assert main([*args, "--out", str(killed), "--seeds", "4", "--resume"]) == 2
+    assert "seeds (3 -> 4)" in capsys.readouterr().err
+    assert main([*args, "--out", str(killed), "--resume"]) == 0
+    a, b = (json.loads((o / "results.json").read_text()) for o in (full, killed))
+    assert _without_timings(a) == _without_timings(b)

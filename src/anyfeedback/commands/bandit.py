@@ -75,7 +75,7 @@ SWEEP_OPTIONS: list[tuple[str, Any, type, str]] = [
 ]
 
 
-def _signature(options, *, with_ctx: bool) -> inspect.Signature:
+def _signature(options, *, with_ctx: bool, resume: bool = False) -> inspect.Signature:
     params = []
     if with_ctx:
         params.append(
@@ -107,6 +107,15 @@ def _signature(options, *, with_ctx: bool) -> inspect.Signature:
             "overwrite", inspect.Parameter.KEYWORD_ONLY, default=overwrite, annotation=bool
         )
     )
+    if resume:
+        res = typer.Option(
+            False, help="Continue a killed run in --out: finished pieces are not rerun."
+        )
+        params.append(
+            inspect.Parameter(
+                "resume", inspect.Parameter.KEYWORD_ONLY, default=res, annotation=bool
+            )
+        )
     quiet = typer.Option(False, "--quiet", help="No progress bar.")
     params.append(
         inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=quiet, annotation=bool)
@@ -114,9 +123,9 @@ def _signature(options, *, with_ctx: bool) -> inspect.Signature:
     return inspect.Signature(params)
 
 
-def _set_signature(fn, options, *, with_ctx: bool) -> None:
+def _set_signature(fn, options, *, with_ctx: bool, resume: bool = False) -> None:
     """Give `fn(**kw)` the typed signature typer reads (as `anyfeedback train` does)."""
-    sig = _signature(options, with_ctx=with_ctx)
+    sig = _signature(options, with_ctx=with_ctx, resume=resume)
     fn.__signature__ = sig
     fn.__annotations__ = {p.name: p.annotation for p in sig.parameters.values()} | {"return": None}
 
@@ -144,12 +153,19 @@ def _default_out(kind: str, name: str) -> str:
     return f"runs/bandit/{kind}{safe}"
 
 
-def do_run(out: str | None = None, quiet: bool = False, overwrite: bool = False, **kw: Any) -> None:
+def do_run(
+    out: str | None = None,
+    quiet: bool = False,
+    overwrite: bool = False,
+    resume: bool = False,
+    **kw: Any,
+) -> None:
     """Build the config, run every (function, method, seed) and write the run directory."""
     import warnings
 
     from anyfeedback.bandit.config import DEFAULT_METHODS, BanditConfig
     from anyfeedback.bandit.outputs import write_run_outputs
+    from anyfeedback.bandit.pieces import Pieces
     from anyfeedback.bandit.run import run_bandit
     from anyfeedback.errors import check_finite_fields
     from anyfeedback.runs import prepare_output_dir
@@ -162,8 +178,9 @@ def do_run(out: str | None = None, quiet: bool = False, overwrite: bool = False,
         warnings.showwarning = _one_line_warning
         cfg = BanditConfig(**kw)
         check_finite_fields(cfg)
-        with prepare_output_dir(out, overwrite=overwrite):
-            results = run_bandit(cfg, show_progress=not quiet)
+        with prepare_output_dir(out, resume=resume, overwrite=overwrite) as path:
+            pieces = Pieces(path / "pieces", cfg, resume=resume)
+            results = run_bandit(cfg, show_progress=not quiet, pieces=pieces)
             report = write_run_outputs(results, out)
     diverged = sum(r["diverged"] for r in results["runs"])
     typer.echo(
@@ -214,14 +231,14 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(0)
         do_run(**kw)
 
-    _set_signature(group, RUN_OPTIONS, with_ctx=True)
+    _set_signature(group, RUN_OPTIONS, with_ctx=True, resume=True)
     group.__doc__ = "Black-box optimisation from preferences (`run` is the default command)."
     bandit.callback()(group)
 
     def run(**kw: Any) -> None:
         do_run(**kw)
 
-    _set_signature(run, RUN_OPTIONS, with_ctx=False)
+    _set_signature(run, RUN_OPTIONS, with_ctx=False, resume=True)
     run.__doc__ = "Optimise functions with every method over seeds; write results.json, plots."
     bandit.command("run")(run)
 
