@@ -384,3 +384,64 @@ def test_bandit_sigkill_then_resume_gives_the_same_results(tmp_path, capsys):
     assert main([*args, "--out", str(killed), "--resume"]) == 0
     a, b = (json.loads((o / "results.json").read_text()) for o in (full, killed))
     assert _without_timings(a) == _without_timings(b)
+
+
+# --- self-play: kill -9 inside an iteration, resume: the uninterrupted run ----------------------
+
+
+def test_self_play_sigkill_mid_iteration_then_resume_is_bit_identical(
+    tiny_model, feedback_files, tmp_path
+):
+    from anyfeedback.llm.tiny import toy_feedback
+
+    demos = write_jsonl(tmp_path / "demos.jsonl", toy_feedback(8, seed=5)["demos"])
+    args = ["self-play", "--model", str(tiny_model), "--demos", str(demos)]
+    args += ["--pairs", str(feedback_files["paired"]), "--learning-rate", "1e-3"]
+    args += ["--max-new-tokens", "4", "--iterations", "2", "--epochs", "1", "--batch-size", "4"]
+    args += ["--save-steps", "1", "--no-progress"]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    assert main([*args, "--out", str(full)]) == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYFEEDBACK_DEBUG")}
+    env.update(OMP_NUM_THREADS="1", ANYFEEDBACK_PROGRESS="0")
+    env["ANYFEEDBACK_DEBUG_SIGKILL_AFTER_STEP"] = "3"  # 2 steps per iteration: inside the 2nd
+    cmd = [sys.executable, "-m", "anyfeedback.cli", *args, "--out", str(killed)]
+    proc = subprocess.run(cmd, env=env, capture_output=True)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    assert main([*args, "--out", str(killed), "--resume"]) == 0
+
+    def losses(out):
+        return [(r["step"], r.get("loss")) for r in map(json.loads, (out / "metrics.jsonl").open())]
+
+    assert losses(killed) == losses(full) and len(losses(full)) == 5
+    assert _same(_weights(full), _weights(killed))
+
+
+def test_aihf_sigkill_then_resume_is_bit_identical(tiny_model, feedback_files, tmp_path):
+    """Policy and reward model both restored: 3 iterations, killed after the 2nd, resumed."""
+    args = ["aihf", "--model", str(tiny_model), "--demos", str(feedback_files["demos"])]
+    args += ["--pairs", str(feedback_files["paired"]), "--learning-rate", "1e-3"]
+    args += ["--max-new-tokens", "4", "--iterations", "3", "--policy-steps", "1"]
+    args += ["--prompts-per-step", "2", "--k", "2", "--reward-batch-size", "4"]
+    args += ["--save-steps", "1", "--no-progress"]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    assert main([*args, "--out", str(full)]) == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYFEEDBACK_DEBUG")}
+    env.update(OMP_NUM_THREADS="1", ANYFEEDBACK_PROGRESS="0")
+    env["ANYFEEDBACK_DEBUG_SIGKILL_AFTER_STEP"] = "2"
+    cmd = [sys.executable, "-m", "anyfeedback.cli", *args, "--out", str(killed)]
+    proc = subprocess.run(cmd, env=env, capture_output=True)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    assert main([*args, "--out", str(killed), "--resume"]) == 0
+
+    def rows(out):
+        drop = ("time", "time_s", "policy/step_time_s", "policy/tokens_per_s")
+        return [
+            {k: v for k, v in r.items() if k not in drop and "per_s" not in k and "time" not in k}
+            for r in map(json.loads, (out / "metrics.jsonl").open())
+        ]
+
+    assert rows(killed) == rows(full)
+    for name in ("policy", "reward_model"):
+        a = load_file(str(full / name / "model.safetensors"))
+        b = load_file(str(killed / name / "model.safetensors"))
+        assert _same(a, b), name

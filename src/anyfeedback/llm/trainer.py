@@ -114,6 +114,14 @@ class Trainer:
         # the bound of `_check_parameters`, kept in the checkpoint so a resume uses the same one
         self.state.setdefault("param_norm0", float(self._param_norm()))
 
+    def resume(self, path) -> None:
+        """Restore checkpoint `path` after construction (a loop that first copies the start
+        model): weights, π_ref, optimizer, scheduler, RNG and step, as `resume_from=` does."""
+        from anyfeedback.llm import checkpoint as ckpt
+
+        self.ref.load_state_dict(ckpt.load_weights(path, self.policy))
+        self.state = ckpt.load_training_state(path, self.optimizer, self.scheduler)
+
     def shared_prompt_ok(self) -> bool:
         """Can pairs share their prompt in one row with this model (see `pack_shared`)?"""
         from anyfeedback.llm.model import shared_prompt_supported
