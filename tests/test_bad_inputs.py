@@ -156,6 +156,8 @@ OWN = [
     ("aihf-demos-not-utf8", [*AIHF, "--demos", "{latin1_jsonl}"]),
     ("aihf-pairs-unpaired", [*AIHF, "--pairs", "{unpaired}"]),
     ("aihf-gold-syntax-error", [*AIHF, "--gold-reward", "{syntax_py}:f"]),
+    ("self-play-gold-missing-function", [*SELF, "--gold-reward", "{bandit_py}:missing"]),
+    ("self-play-gold-no-module", [*SELF, "--gold-reward", "no_such_module:f"]),
     ("aihf-temperature-0", [*AIHF, "--temperature", "0"]),
     ("self-play-beta-negative", [*SELF, "--beta", "-1"]),
     ("self-play-iterations-0", [*SELF, "--iterations", "0"]),

@@ -445,3 +445,30 @@ def test_aihf_sigkill_then_resume_is_bit_identical(tiny_model, feedback_files, t
         a = load_file(str(full / name / "model.safetensors"))
         b = load_file(str(killed / name / "model.safetensors"))
         assert _same(a, b), name
+
+
+def test_online_sigkill_then_resume_is_bit_identical(tiny_model, feedback_files, tmp_path):
+    args = ["online", "--model", str(tiny_model), "--prompts", str(feedback_files["paired"])]
+    args += ["--reward", "custom_rewards:toy_sentiment", "--k", "4", "--prompts-per-step", "3"]
+    args += ["--steps", "3", "--max-new-tokens", "6", "--learning-rate", "1e-3"]
+    args += ["--eval-every", "2", "--eval-prompts", "4", "--save-steps", "1", "--no-progress"]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    tests_dir = str(Path(__file__).parent)
+    sys.path.insert(0, tests_dir)  # custom_rewards, in-process
+    try:
+        assert main([*args, "--out", str(full)]) == 0
+    finally:
+        sys.path.remove(tests_dir)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYFEEDBACK_DEBUG")}
+    env.update(
+        OMP_NUM_THREADS="1", ANYFEEDBACK_PROGRESS="0", ANYFEEDBACK_DEBUG_SIGKILL_AFTER_STEP="2"
+    )
+    env["PYTHONPATH"] = os.pathsep.join([tests_dir, env.get("PYTHONPATH", "")])
+    cmd = [sys.executable, "-m", "anyfeedback.cli", *args, "--out", str(killed)]
+    proc = subprocess.run(cmd, env=env, capture_output=True)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    env.pop("ANYFEEDBACK_DEBUG_SIGKILL_AFTER_STEP")
+    subprocess.run([*cmd, "--resume"], env=env, check=True, capture_output=True)
+    assert _same(_weights(full), _weights(killed))
+    steps = [r["step"] for r in map(json.loads, (killed / "metrics.jsonl").open())]
+    assert steps == [0, 1, 2, 3]

@@ -280,6 +280,10 @@ def run_aihf(cfg: AIHFConfig, *, trace: list | None = None) -> AIHFResult:
     out = Path(cfg.out)
     if cfg.resume:
         check_resume_config(out / "config.json", cfg.to_dict(), ignore=RESUME_FREE)
+    if cfg.gold_reward:  # a bad --gold-reward is an input error now, not after training
+        from anyfeedback.rewards import load_reward
+
+        load_reward(cfg.gold_reward)
     run = AIHF(cfg, trace)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", cfg.to_dict())

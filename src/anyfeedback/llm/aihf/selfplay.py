@@ -81,6 +81,10 @@ def run_self_play(cfg: SelfPlayConfig, *, trace: list | None = None) -> SelfPlay
     if cfg.resume:
         check_resume_config(out / "config.json", cfg.to_dict(), ignore=RESUME_FREE)
         ckpt = intact_checkpoint(out / "checkpoints")
+    if cfg.gold_reward:  # a bad --gold-reward is an input error now, not after training
+        from anyfeedback.rewards import load_reward
+
+        load_reward(cfg.gold_reward)
     data = load_run_data(cfg)
     use_demos = cfg.demo_weight > 0 and bool(data.demos)
     use_pairs = cfg.pref_weight > 0 and bool(data.pairs)

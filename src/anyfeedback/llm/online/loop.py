@@ -40,7 +40,13 @@ from anyfeedback.llm.online.steps import (
 from anyfeedback.llm.prompts import encode_prompts, load_prompt_source, prompts_for_step
 from anyfeedback.llm.trainer import Trainer, seed_everything
 from anyfeedback.rewards import load_reward
-from anyfeedback.runs import MetricsLog, atomic_write_json, check_resume_config, progress
+from anyfeedback.runs import (
+    MetricsLog,
+    atomic_write_json,
+    check_resume_config,
+    debug_sigkill,
+    progress,
+)
 
 # --stop-on-collapse: a held-out win rate against the start model below this is a collapse (the
 # trained policy loses to where it started on 9 prompts in 10).
@@ -155,6 +161,7 @@ def run_online(cfg: OnlineConfig) -> OnlineResult:
                 bar.update(task, advance=1, info=f"reward {row['train/reward_mean']:+.3f}")
                 if cfg.save_steps and step % cfg.save_steps == 0:
                     trainer.save_checkpoint(out)
+                debug_sigkill(step)
     finally:
         if log is not None:
             log.close()
