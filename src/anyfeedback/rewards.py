@@ -93,8 +93,6 @@ def _import_callable(spec: str) -> RewardFn:
     module_name, _, attr = spec.rpartition(":")
     try:
         if module_name.endswith(".py"):
-            import importlib.util
-
             if not Path(module_name).is_file():
                 raise ImportError(f"no file {module_name}")
             loc = importlib.util.spec_from_file_location(Path(module_name).stem, module_name)
