@@ -12,6 +12,8 @@ per completion. `load_reward(spec)` builds one from a string:
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
