@@ -472,3 +472,23 @@ def test_online_sigkill_then_resume_is_bit_identical(tiny_model, feedback_files,
     assert _same(_weights(full), _weights(killed))
     steps = [r["step"] for r in map(json.loads, (killed / "metrics.jsonl").open())]
     assert steps == [0, 1, 2, 3]
+
+
+def test_stop_on_collapse_stops_only_when_asked():
+    from types import SimpleNamespace
+
+    from anyfeedback.errors import DivergenceError
+    from anyfeedback.llm.online.loop import _stop_on_collapse
+
+    low = {"eval/win_rate": 0.05, "train/reward_mean": 0.0}
+    warned = {"train/collapse_detected": 1}
+    fine = {"eval/win_rate": 0.5}
+    off = SimpleNamespace(stop_on_collapse=False, out="o")
+    on = SimpleNamespace(stop_on_collapse=True, out="o")
+    for row in (low, warned, fine):
+        _stop_on_collapse(off, row, 4)  # watched and logged, not stopped
+    _stop_on_collapse(on, fine, 4)
+    with pytest.raises(DivergenceError, match="step 4: held-out win rate 0.05 < 0.1"):
+        _stop_on_collapse(on, low, 4)
+    with pytest.raises(DivergenceError, match="collapse warning"):
+        _stop_on_collapse(on, warned, 4)
