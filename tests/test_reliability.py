@@ -323,3 +323,13 @@ def test_stop_on_collapse_stops_only_when_asked():
         _stop_on_collapse(on, low, 4)
     with pytest.raises(DivergenceError, match="collapse warning"):
         _stop_on_collapse(on, warned, 4)
+
+
+def test_guard_keeps_the_work_of_a_run_that_fails_mid_way(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(InputError):
+        with prepare_output_dir(out) as path:
+            (path / "checkpoints" / "step-000002").mkdir(parents=True)
+            raise InputError("reward returned nan", field="reward")
+    assert (out / "checkpoints" / "step-000002").is_dir()
+    assert json.loads((out / MANIFEST).read_text())["created"] == ["checkpoints"]

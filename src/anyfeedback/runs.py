@@ -281,8 +281,10 @@ def prepare_output_dir(
     that is not empty unless `resume` (continue the run there) or `overwrite` (first delete the
     entries earlier runs recorded as theirs; anything else, e.g. a user's own files, stays and a
     directory without that record is refused). If the run raises InputError (its input checks
-    failed), every entry it created is removed again, so a rejected run leaves `out` as it was.
-    On any other exit the entries created are added to the record (`MANIFEST`)."""
+    failed), every entry it created is removed again, so a rejected run leaves `out` as it was —
+    unless it had saved a checkpoint (an input problem met mid-run, e.g. a reward returning NaN
+    at step 3): that work is kept for --resume. On any other exit the entries created are added
+    to the record (`MANIFEST`)."""
     if out is None or not str(out).strip():
         raise InputError("must name a directory, got an empty string", field="out")
     path = Path(out)
@@ -322,7 +324,11 @@ def prepare_output_dir(
     try:
         yield path
     except InputError:
-        for name in _entries(path) - start:
+        made = _entries(path) - start
+        if any("checkpoint" in name or name == "pieces" for name in made):
+            _record(path, recorded, start)  # the run got going: keep its work
+            raise
+        for name in made:
             _remove(path / name)
         if created_root:
             shutil.rmtree(top, ignore_errors=True)
