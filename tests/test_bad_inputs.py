@@ -236,7 +236,10 @@ TYPED = [
     ("reward-config-max-steps-2.5", REWARD, {"max_steps": 2.5}),
     ("aihf-config-iterations-2.5", AIHF, {"iterations": 2.5}),
 ]
-CASES += [(n, [*b, "--config", "{cfg_" + n + "}", "--out", "{out}"]) for n, b, _ in TYPED]
+# (placeholder names without dots: str.format reads "a.5" as an attribute)
+CASES += [
+    (n, [*b, "--config", "{cfg_%s}" % n.replace(".", "_"), "--out", "{out}"]) for n, b, _ in TYPED
+]
 
 BANDIT_PY = """import numpy as np
 def raises(y):
@@ -315,7 +318,7 @@ def files(tmp_path, tiny_model, feedback_files):
     f["cfg_broken"] = str(t / "broken.yaml")
     for name, _, values in TYPED:
         (t / f"{name}.json").write_text(json.dumps(values))
-        f["cfg_" + name] = str(t / f"{name}.json")
+        f["cfg_" + name.replace(".", "_")] = str(t / f"{name}.json")
     f["pool_npz"] = str(_pool(t / "pool.npz"))
     blob = (t / "pool.npz").read_bytes()
     (t / "truncated.npz").write_bytes(blob[: len(blob) // 2])
