@@ -238,7 +238,8 @@ TYPED = [
 ]
 # (placeholder names without dots: str.format reads "a.5" as an attribute)
 CASES += [
-    (n, [*b, "--config", "{cfg_%s}" % n.replace(".", "_"), "--out", "{out}"]) for n, b, _ in TYPED
+    (n, [*b, "--config", "{cfg_" + n.replace(".", "_") + "}", "--out", "{out}"])
+    for n, b, _ in TYPED
 ]
 
 BANDIT_PY = """import numpy as np
