@@ -25,12 +25,14 @@ class Pieces:
     """The `pieces/` directory of one run (None: keep nothing, e.g. the Python API)."""
 
     def __init__(self, root: Path | None, cfg, *, resume: bool) -> None:
-        self.root = root
-        if root is None:
-            return
-        if resume:
+        self.root, self.cfg = root, cfg
+        if root is not None and resume:
             check_resume_config(root / "config.json", jsonable(cfg), ignore=RESUME_FREE)
-        atomic_write_json(root / "config.json", cfg)
+
+    def _start(self) -> None:
+        """Save the config with the first piece (a run rejected before it leaves nothing)."""
+        if not (self.root / "config.json").is_file():
+            atomic_write_json(self.root / "config.json", self.cfg)
 
     def engine(self) -> EngineResult | None:
         if self.root is None or not (self.root / "engine.json").is_file():
@@ -55,6 +57,7 @@ class Pieces:
     def save_engine(self, out: EngineResult) -> None:
         if self.root is None:
             return
+        self._start()
         arrays = dict(f_mean=out.f_mean, best=out.best, diverged_at=out.diverged_at)
         arrays.update(final_f_mean=out.final_f_mean)
         arrays.update({f"diag/{k}": v for k, v in out.diagnostics.items()})
@@ -68,6 +71,7 @@ class Pieces:
 
     def save_cma(self, i: int, out: dict) -> None:
         if self.root is not None:
+            self._start()
             atomic_write_json(self.root / f"cma-{i}.json", out)
 
     @staticmethod
