@@ -79,7 +79,9 @@ def _open(path: Path) -> dict[str, np.ndarray]:
                 ) from None
             except Exception as err:  # a corrupt member of the archive
                 raise InputError(
-                    f"unreadable: {str(err).splitlines()[0]}", source=str(path), field=name
+                    f"unreadable: {(str(err).splitlines() or [type(err).__name__])[0]}",
+                    source=str(path),
+                    field=name,
                 ) from None
     return arrays
 
