@@ -43,24 +43,24 @@ def _reward_args(tiny_model, pairs, out) -> list[str]:
         str(pairs),
         "--out",
         str(out),
-        *("--max-steps", "6", "--batch-size", "4", "--learning-rate", "3e-3"),
-        *("--eval-fraction", "0.25", "--eval-every", "3", "--save-steps", "2", "--no-progress"),
+        *("--max-steps", "4", "--batch-size", "4", "--learning-rate", "3e-3"),
+        *("--eval-fraction", "0.25", "--eval-every", "2", "--save-steps", "2", "--no-progress"),
     ]
 
 
 def test_reward_sigkill_then_resume_is_bit_identical(tiny_model, tmp_path):
     from anyfeedback.llm.tiny import toy_feedback
 
-    pairs = write_jsonl(tmp_path / "pairs.jsonl", toy_feedback(24, seed=3)["paired"])
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", toy_feedback(16, seed=3)["paired"])
     full, killed = tmp_path / "full", tmp_path / "killed"
     assert main(_reward_args(tiny_model, pairs, full)) == 0
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANYFEEDBACK_DEBUG")}
     env.update(OMP_NUM_THREADS="1", ANYFEEDBACK_PROGRESS="0")
-    env["ANYFEEDBACK_DEBUG_SIGKILL_AFTER_STEP"] = "5"
+    env["ANYFEEDBACK_DEBUG_SIGKILL_AFTER_STEP"] = "3"
     cmd = [sys.executable, "-m", "anyfeedback.cli", *_reward_args(tiny_model, pairs, killed)]
     proc = subprocess.run(cmd, env=env, capture_output=True)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
-    assert [p.name for p in list_checkpoints(killed / "checkpoints")][-1] == "step-000004"
+    assert [p.name for p in list_checkpoints(killed / "checkpoints")][-1] == "step-000002"
     assert main([*_reward_args(tiny_model, pairs, killed), "--resume"]) == 0
 
     def rows(out):
