@@ -21,7 +21,7 @@ from anyfeedback.control.checkpoint import (
     save_checkpoint,
 )
 from anyfeedback.control.health import check_parameters
-from anyfeedback.errors import DivergedError
+from anyfeedback.errors import DivergenceError
 
 
 class Payload:
@@ -100,9 +100,9 @@ def test_save_keeps_two_and_damage_is_detected(tmp_path, capsys):
 def test_health_check_names_the_parameter():
     ok = [("a", torch.ones(3)), ("b", torch.ones(2, 2))]
     check_parameters(ok, "step 1")
-    with pytest.raises(DivergedError, match="'b' has norm nan"):
+    with pytest.raises(DivergenceError, match="'b' has norm nan"):
         check_parameters([ok[0], ("b", torch.tensor([1.0, float("nan")]))], "step 1")
-    with pytest.raises(DivergedError, match="'a' has norm 2e"):
+    with pytest.raises(DivergenceError, match="'a' has norm 2e"):
         check_parameters([("a", torch.full((4,), 1e6))], "step 1")
 
 

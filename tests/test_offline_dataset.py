@@ -84,12 +84,12 @@ CASES = {
         lambda a: a.update(rewards=a["rewards"][:5]),
         "field 'rewards': has 5 rows but observations has 6",
     ),
-    "nan": (_nan_reward, "record 4: field 'rewards': not finite (nan)"),
-    "range": (_bad_action, "record 1: field 'actions': must be in [-1, 1]"),
+    "nan": (_nan_reward, "record 5: field 'rewards': not finite (nan)"),
+    "range": (_bad_action, "record 2: field 'actions': must be in [-1, 1]"),
     "shape": (lambda a: a.update(actions=a["actions"][:, 0]), "field 'actions': must have 2 dims"),
     "order": (
         lambda a: a.update(episode_ids=np.array([0, 1, 1, 0, 1, 1])),
-        "record 3: field 'episode_ids': must be non-decreasing",
+        "record 4: field 'episode_ids': must be non-decreasing",
     ),
     "pickle": (_object_array, "field 'rewards': object arrays are not allowed"),
 }
@@ -122,5 +122,5 @@ def test_cli_exit_2_and_nothing_written(tmp_path, capsys):
     code = main(["offline", "--dataset", str(tmp_path / "bad.npz"), "--out", str(out)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0
-    assert err == f"error: {tmp_path / 'bad.npz'}:record 4: field 'rewards': not finite (nan)"
+    assert err == f"error: {tmp_path / 'bad.npz'}:record 5: field 'rewards': not finite (nan)"
     assert not out.exists()

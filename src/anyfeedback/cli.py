@@ -11,7 +11,7 @@ import sys
 import typer
 
 from anyfeedback import __version__
-from anyfeedback.errors import EXIT_DIVERGED, EXIT_USAGE, DivergedError, InputError
+from anyfeedback.errors import EXIT_DIVERGED, EXIT_USAGE, DivergenceError, InputError
 
 app = typer.Typer(
     name="anyfeedback",
@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except DivergedError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except DivergenceError as err:
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return EXIT_DIVERGED
     except typer.Exit as ex:
         return ex.exit_code
@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         # usage errors (unknown option, bad value) from the click bundled with typer: they
         # carry `show()` and `exit_code` (2); anything else is a bug and keeps its traceback
         if hasattr(err, "show") and isinstance(getattr(err, "exit_code", None), int):
-            err.show()
+            text = err.format_message() if hasattr(err, "format_message") else str(err)
+            print(f"error: {' '.join(text.split())}", file=sys.stderr)  # one line, as InputError
             return err.exit_code
         raise
     return 0

@@ -10,9 +10,10 @@ EXIT_USAGE = 2
 EXIT_DIVERGED = 1
 
 
-class DivergedError(RuntimeError):
-    """A run stopped because its state stopped being healthy (non-finite or exploding parameters,
-    Q values or losses). One line; the CLI prints it and exits 1; the last checkpoint is intact."""
+class DivergenceError(RuntimeError):
+    """A run stopped because its state stopped being healthy (non-finite or exploding loss,
+    gradients, parameters or Q values), before keeping the bad state. One line: the CLI prints
+    `error: <message>` and exits 1; the last healthy checkpoint is intact."""
 
 
 class InputError(ValueError):
@@ -46,3 +47,17 @@ class InputError(ValueError):
         parts = [p for p in (head, f"field '{self.field}'" if self.field else "") if p]
         text = ": ".join(parts + [self.problem])
         return " ".join(text.split())  # guarantee a single line
+
+
+def check_finite_fields(config: object) -> None:
+    """InputError naming the first number of a config dataclass (or a tuple of numbers in it)
+    that is NaN or infinite: no setting of this package means anything at NaN or ±inf."""
+    import dataclasses
+    import math
+
+    for f in dataclasses.fields(config):  # type: ignore[arg-type]
+        value = getattr(config, f.name)
+        values = value if isinstance(value, tuple) else (value,)
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise InputError(f"must be a finite number, got {v}", source="config", field=f.name)

@@ -4,7 +4,8 @@ A reward is any callable taking two equal-length lists of strings and returning 
 per completion. `load_reward(spec)` builds one from a string:
   - "sentiment" / "vader": VADER lexicon sentiment (compound score in [−1, 1]) of the completion;
   - "module:function":     a user callable: a module importable from the working directory
-                           (no PYTHONPATH needed), or "path/to/file.py:function";
+                           (no PYTHONPATH needed), or "path/to/file.py:function" — the only
+                           code this package runs from a user's inputs;
   - a directory or Hub id: a Hugging Face sequence-classification reward model, scored on
                            prompt + completion (one logit, or the last label's logit).
 `checked_scores` validates what a reward returns and names the offending prompt index.
@@ -105,8 +106,12 @@ def load_reward(spec: str, **kwargs) -> RewardFn:
     if Path(spec).is_dir() or looks_like_hub_id:
         try:
             return SequenceClassifierReward(spec, **kwargs)
-        except OSError as err:
-            raise InputError(f"reward model '{spec}' could not be loaded: {err}") from err
+        except Exception as err:  # OSError, a bogus config.json (ValueError), missing weights
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise InputError(
+                f"reward model '{spec}' could not be loaded: {type(err).__name__}: {first}",
+                field="reward",
+            ) from None
     raise InputError(
         f"unknown reward '{spec}': use 'sentiment', 'module:function', "
         "or a sequence-classification model directory / Hub id"

@@ -184,7 +184,7 @@ class BanditConfig:
                 raise InputError(problem, field=name)
         if len(set(self.methods)) != len(self.methods):
             raise InputError("a method is listed twice", field="methods")
-        self.resolved = [self.resolve(spec) for spec in self.methods]
+        self.resolved = [self._resolve_checked(spec) for spec in self.methods]
 
     @property
     def iterations(self) -> int:
@@ -193,6 +193,15 @@ class BanditConfig:
     @property
     def n_accepted(self) -> int:
         return self.samples // 2
+
+    def _resolve_checked(self, spec: str) -> MethodSpec:
+        """`resolve`, with a value that is not a number (pmpo:alpha=abc) as one InputError."""
+        try:
+            return self.resolve(spec)
+        except InputError:
+            raise
+        except (TypeError, ValueError) as err:
+            raise InputError(f"{spec!r}: {err}", field="methods") from None
 
     def resolve(self, spec: str) -> MethodSpec:
         """Fill a method's options with the defaults; warn if PMPO's β < 1 − α (docs/algorithms.md#pmpo-kl)."""

@@ -174,7 +174,20 @@ def resolve_function(spec: str, dim: int) -> Function:
 
 def evaluate(function: Function, y: np.ndarray) -> np.ndarray:
     """f(y) for y [N, d] -> float64 [N], with the output's shape checked (user functions)."""
-    out = np.asarray(function(y), dtype=np.float64)
+    try:
+        raw = function(y)
+    except Exception as err:  # the user's function failed: name it, not our loop
+        raise InputError(
+            f"function {function.name!r} raised {type(err).__name__}: {err}", field="function"
+        ) from None
+    try:
+        out = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"function {function.name!r} returned {type(raw).__name__} values that are not "
+            "numbers; it must return finite floats",
+            field="function",
+        ) from None
     if out.shape != (y.shape[0],):
         out = out.reshape(-1) if out.size == y.shape[0] else out
         if out.shape != (y.shape[0],):

@@ -21,7 +21,9 @@ from anyfeedback.bandit.config import BanditConfig, MethodSpec
 from anyfeedback.bandit.engine import Block, EngineConfig, run_engine
 from anyfeedback.bandit.functions import Function, check_finite_start, resolve_function
 from anyfeedback.bandit.methods import CEM, DPO, MPO, PMPO
+from anyfeedback.bandit.pieces import Pieces
 from anyfeedback.bandit.report import assemble_results
+from anyfeedback.runs import debug_sigkill
 
 
 def starting_points(function: Function, dim: int, seed: int, sigma0: float | None):
@@ -87,9 +89,12 @@ def run_bandit(
     *,
     show_progress: bool = True,
     on_iteration: Callable[[int], None] | None = None,
+    pieces: Pieces | None = None,
 ) -> dict:
-    """Run the whole grid of `cfg`; returns the results dict (see `report.assemble_results`)."""
+    """Run the whole grid of `cfg`; returns the results dict (see `report.assemble_results`).
+    With `pieces`, finished pieces are kept there and those already there are not rerun."""
     start = time.perf_counter()
+    pieces = pieces or Pieces(None, cfg, resume=False)
     functions = [resolve_function(name, cfg.dim) for name in cfg.functions]
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
     starts = {
@@ -114,16 +119,18 @@ def run_bandit(
                 )
                 cma_tasks.append((spec.label, task))
 
+    cma_done = {i: pieces.cma(i) for i in range(len(cma_tasks))}
+    todo = [i for i, out in cma_done.items() if out is None]
     pool, futures = None, []
-    if cma_tasks and cfg.workers > 0:
+    if todo and cfg.workers > 0:
         # fork: the worker runs numpy + pycma only; spawn would re-import an unguarded __main__
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         pool = cf.ProcessPoolExecutor(max_workers=cfg.workers, mp_context=ctx)
-        futures = [pool.submit(run_cma, task) for _, task in cma_tasks]
+        futures = {i: pool.submit(run_cma, cma_tasks[i][1]) for i in todo}
 
-    engine_out = None
-    if rows:
+    engine_out = pieces.engine()
+    if rows and engine_out is None:
         x0 = np.stack([starts[(f.name, s)][0] for f, _, s in rows])
         sigma0 = np.array([starts[(f.name, s)][1] for f, _, s in rows])
         engine_blocks = [
@@ -137,15 +144,18 @@ def run_bandit(
             )
         finally:
             torch.set_num_threads(threads)
+        pieces.save_engine(engine_out)
+        debug_sigkill(1)  # test hook: a kill after the first piece
 
     try:
-        if pool is not None:
-            cma_out = [fut.result() for fut in futures]
-        else:
-            cma_out = [run_cma(task) for _, task in cma_tasks]
+        for n, i in enumerate(todo, start=2):
+            cma_done[i] = futures[i].result() if pool is not None else run_cma(cma_tasks[i][1])
+            pieces.save_cma(i, cma_done[i])
+            debug_sigkill(n)
     finally:
         if pool is not None:
             pool.shutdown()
+    cma_out = [cma_done[i] for i in range(len(cma_tasks))]
     cma_runs = [(label, task, out) for (label, task), out in zip(cma_tasks, cma_out, strict=True)]
     return assemble_results(cfg, rows, engine_out, cma_runs, time.perf_counter() - start)
 

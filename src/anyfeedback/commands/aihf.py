@@ -18,8 +18,10 @@ def _run_aihf(cfg) -> None:
 
     hf_logging.disable_progress_bar()
     from anyfeedback.llm.aihf.loop import run_aihf
+    from anyfeedback.runs import prepare_output_dir
 
-    r = run_aihf(cfg)
+    with prepare_output_dir(cfg.out, resume=getattr(cfg, "resume", False), overwrite=cfg.overwrite):
+        r = run_aihf(cfg)
     typer.echo(
         f"done: {r.iterations} iterations; start: {_fmt(r.start)}; final: {_fmt(r.final)}; "
         f"policy in {r.out / 'policy'}, reward model in {r.out / 'reward_model'}"
@@ -31,8 +33,10 @@ def _run_self_play(cfg) -> None:
 
     hf_logging.disable_progress_bar()
     from anyfeedback.llm.aihf.selfplay import run_self_play
+    from anyfeedback.runs import prepare_output_dir
 
-    r = run_self_play(cfg)
+    with prepare_output_dir(cfg.out, resume=getattr(cfg, "resume", False), overwrite=cfg.overwrite):
+        r = run_self_play(cfg)
     typer.echo(
         f"done: {r.iterations} iterations; start: {_fmt(r.start)}; final: {_fmt(r.final)}; "
         f"model in {r.out / 'model'}"
@@ -48,7 +52,9 @@ def register(app: typer.Typer) -> None:
         AIHFConfig,
         _run_aihf,
         "AIHF (Algorithm 1): alternate RLOO policy steps with a KL penalty to π_ref and one "
-        "reward step on w_D·(demonstration ≻ fresh policy sample) + w_P·Bradley–Terry(pairs).",
+        "reward step on w_D·(demonstration ≻ fresh policy sample) + w_P·Bradley–Terry(pairs). "
+        "User code: a --gold-reward given as module:function or file.py:function is imported "
+        "and run; it is the only code this command executes from its inputs (docs/safety.md).",
         aliases=True,
     )
     add_dataclass_command(

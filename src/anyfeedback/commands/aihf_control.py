@@ -10,8 +10,11 @@ from anyfeedback.commands.options import add_dataclass_command
 
 def _run(cfg) -> None:
     from anyfeedback.control.aihf.loop import run_aihf_control
+    from anyfeedback.runs import prepare_output_dir
 
-    summary = run_aihf_control(cfg)
+    resume = getattr(cfg, "resume", False)  # --resume: the control helper's branch
+    with prepare_output_dir(cfg.out, resume=resume, overwrite=cfg.overwrite):
+        summary = run_aihf_control(cfg)
     for name, m in summary["methods"].items():
         typer.echo(
             f"{name}: true return {m['mean']:.1f} ± {m['std']:.1f} over "

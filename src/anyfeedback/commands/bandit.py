@@ -20,7 +20,17 @@ from anyfeedback.commands.options import Extra, config_command
 
 EXTRAS = (
     Extra("out", None, Optional[str], "Output directory (default: runs/bandit/<function(s)>)."),
+    Extra(
+        "overwrite",
+        False,
+        bool,
+        "Replace the outputs of an earlier run in --out (only files a run writes).",
+    ),
     Extra("quiet", False, bool, "No progress bar."),
+)
+RUN_EXTRAS = (
+    *EXTRAS,
+    Extra("resume", False, bool, "Continue a killed run in --out: finished pieces are not rerun."),
 )
 FLAG_NAMES = {"functions": "--function"}
 
@@ -31,19 +41,29 @@ def _default_out(kind: str, name: str) -> str:
     return f"runs/bandit/{kind}{safe}"
 
 
-def do_run(build, out: str | None = None, quiet: bool = False) -> None:
+def do_run(
+    build,
+    out: str | None = None,
+    quiet: bool = False,
+    overwrite: bool = False,
+    resume: bool = False,
+) -> None:
     """Build the config, run every (function, method, seed) and write the run directory."""
     import warnings
 
     from anyfeedback.bandit.outputs import write_run_outputs
+    from anyfeedback.bandit.pieces import Pieces
     from anyfeedback.bandit.run import run_bandit
+    from anyfeedback.runs import prepare_output_dir
 
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         cfg = build()
         out = out or _default_out("", "+".join(cfg.functions))
-        results = run_bandit(cfg, show_progress=not quiet)
-    report = write_run_outputs(results, out)
+        with prepare_output_dir(out, resume=resume, overwrite=overwrite) as path:
+            pieces = Pieces(path / "pieces", cfg, resume=resume)
+            results = run_bandit(cfg, show_progress=not quiet, pieces=pieces)
+            report = write_run_outputs(results, out)
     diverged = sum(r["diverged"] for r in results["runs"])
     typer.echo(
         f"done: {len(results['runs'])} runs in {results['seconds']:.1f} s "
@@ -51,19 +71,21 @@ def do_run(build, out: str | None = None, quiet: bool = False) -> None:
     )
 
 
-def do_sweep(build, out: str | None = None, quiet: bool = False) -> None:
+def do_sweep(build, out: str | None = None, quiet: bool = False, overwrite: bool = False) -> None:
     """Run the α × β grid and write sweep.json, heatmap.png and report.md."""
     import warnings
 
     from anyfeedback.bandit.outputs import write_sweep_outputs
     from anyfeedback.bandit.sweep import run_sweep
+    from anyfeedback.runs import prepare_output_dir
 
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         cfg = build()
         out = out or _default_out("sweep_", cfg.function)
-        results = run_sweep(cfg, show_progress=not quiet)
-    report = write_sweep_outputs(results, out)
+        with prepare_output_dir(out, overwrite=overwrite):
+            results = run_sweep(cfg, show_progress=not quiet)
+            report = write_sweep_outputs(results, out)
     typer.echo(f"done: sweep in {results['seconds']:.1f} s; heat map {out}/heatmap.png, {report}")
 
 
@@ -71,27 +93,29 @@ def register(app: typer.Typer) -> None:
     from anyfeedback.bandit.config import BanditConfig, SweepConfig
 
     bandit = typer.Typer(
-        help="Black-box optimisation from preferences: PMPO, DPO, MPO, CEM, CMA-ES (PMPO Fig. 1).",
+        help="Black-box optimisation from preferences: PMPO, DPO, MPO, CEM, CMA-ES (PMPO Fig. 1). "
+        "User code: a --function given as module:callable or file.py:callable is imported and "
+        "run; it is the only code this command executes from its inputs (docs/safety.md).",
         invoke_without_command=True,
         no_args_is_help=False,
     )
 
-    def group(ctx: typer.Context, build, given: bool, out=None, quiet=False) -> None:
+    def group(ctx: typer.Context, build, given: bool, out=None, **extras) -> None:
         if ctx.invoked_subcommand is not None:
             return
         if out is None and not given:  # bare `anyfeedback bandit`: help
             typer.echo(ctx.get_help())
             raise typer.Exit(0)
-        do_run(build, out=out, quiet=quiet)
+        do_run(build, out=out, **extras)
 
-    kw = dict(flag_names=FLAG_NAMES, extra=EXTRAS)
+    run_kw = dict(flag_names=FLAG_NAMES, extra=RUN_EXTRAS)
     bandit.callback()(
         config_command(
             BanditConfig,
             group,
             "Black-box optimisation from preferences (`run` is the default command).",
             with_ctx=True,
-            **kw,
+            **run_kw,
         )
     )
     bandit.command("run")(
@@ -100,7 +124,7 @@ def register(app: typer.Typer) -> None:
             lambda cfg_build, **extras: do_run(cfg_build, **extras),
             "Optimise functions with every method over seeds; write results.json, plots.",
             lazy=True,
-            **kw,
+            **run_kw,
         )
     )
     bandit.command("sweep")(

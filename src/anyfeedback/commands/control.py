@@ -14,8 +14,10 @@ from anyfeedback.commands.options import add_dataclass_command
 
 def _run(cfg) -> None:
     from anyfeedback.control.train import run
+    from anyfeedback.runs import prepare_output_dir
 
-    summary = run(cfg)
+    with prepare_output_dir(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite):
+        summary = run(cfg)
     for name, s in summary.items():
         typer.echo(f"{name}: final eval return {s['final_eval_return']}  ({cfg.out})")
 

@@ -11,8 +11,10 @@ def _run(cfg) -> None:
     from pathlib import Path
 
     from anyfeedback.llm.demo.run import run_demo
+    from anyfeedback.runs import prepare_output_dir
 
-    report = run_demo(Path(cfg.out), quick=cfg.quick, log=typer.echo)
+    with prepare_output_dir(cfg.out, overwrite=cfg.overwrite):
+        report = run_demo(Path(cfg.out), quick=cfg.quick, log=typer.echo)
     typer.echo(f"report: {report.resolve()}")
 
 

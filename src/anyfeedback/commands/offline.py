@@ -9,8 +9,11 @@ from anyfeedback.commands.options import add_dataclass_command
 
 def _run(cfg) -> None:
     from anyfeedback.control.offline.train import run
+    from anyfeedback.runs import prepare_output_dir
 
-    summary = run(cfg)
+    resume = getattr(cfg, "resume", False)  # --resume: the control helper's branch
+    with prepare_output_dir(cfg.out, resume=resume, overwrite=cfg.overwrite):
+        summary = run(cfg)
     for method, s in summary["methods"].items():
         typer.echo(
             f"{method}: eval return {s['mean']:.1f} ± {s['std']:.1f} over "

@@ -12,8 +12,10 @@ def _run(cfg) -> None:
 
     hf_logging.disable_progress_bar()
     from anyfeedback.llm.reward.train import train_reward
+    from anyfeedback.runs import prepare_output_dir
 
-    r = train_reward(cfg)
+    with prepare_output_dir(cfg.out, resume=getattr(cfg, "resume", False), overwrite=cfg.overwrite):
+        r = train_reward(cfg)
     typer.echo(
         f"done: {r.steps} steps on {r.n_train} pairs; held-out pairwise accuracy "
         f"{r.start_accuracy:.3f} → {r.accuracy:.3f} on {r.n_eval} pairs; reward model "

@@ -14,11 +14,16 @@ from anyfeedback.commands.options import add_dataclass_command
 
 def _run(cfg) -> None:
     """Train with the config (its β < 1 − α warning is printed as one `warning:` line)."""
+    from transformers.utils import logging as hf_logging
+
     from anyfeedback.llm.fit import train
     from anyfeedback.llm.trainer import NonFiniteLossError
+    from anyfeedback.runs import prepare_output_dir
 
+    hf_logging.disable_progress_bar()  # one line per problem on stderr, as every command
     try:
-        result = train(cfg)
+        with prepare_output_dir(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite):
+            result = train(cfg)
     except NonFiniteLossError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None

@@ -11,7 +11,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from anyfeedback.configfile import check_choice, positive
+from anyfeedback.configfile import check_choice, check_range, positive
 from anyfeedback.errors import InputError
 
 if TYPE_CHECKING:
@@ -46,6 +46,8 @@ class ControlConfig:
     """agents trained side by side as one batched program (stacked parameters), seeds seed..+n-1."""
     out: str = "runs/control"
     """run directory: config.json, metrics.jsonl, curves.png, checkpoint-<frames>.safetensors."""
+    overwrite: bool = False
+    """Replace the outputs of an earlier run in --out (only files a run writes)."""
     resume: bool = False
     """continue from OUT's newest intact checkpoint (bit-exact on CPU)."""
     alpha: float | None = None
@@ -141,6 +143,8 @@ class ControlConfig:
         check_choice(self, "policy_mean", ("tanh", "linear"), **_KEBAB)
         check_choice(self, "squash", ("clip", "tanh"), **_KEBAB)
         check_choice(self, "cov", ("decoupled", "joint"), **_KEBAB)
+        check_range(self, "gamma", 0, 1, low_open=True, **_KEBAB)  # a discount
+        check_range(self, "tau", 0, 1, low_open=True, **_KEBAB)  # an averaging rate
         import math
 
         if not 0 < self.epsilon < math.log(self.num_samples):

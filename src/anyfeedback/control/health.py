@@ -1,7 +1,7 @@
 """Divergence checks for the control trainers (`control`, `offline`, `aihf-control`): a state is
 healthy when every parameter tensor has a finite norm below `PARAM_NORM_MAX` and the watched
 per-update metrics (critic loss, Q, losses) are finite. The trainers check before they log or
-checkpoint, so a checkpoint always holds a healthy state; on failure they raise `DivergedError`
+checkpoint, so a checkpoint always holds a healthy state; on failure they raise `DivergenceError`
 (the CLI prints one line and exits 1) and leave the last checkpoint as it was.
 
 One fused `torch._foreach_norm` over the parameters per check: the cost is one read of the
@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import torch
 
-from anyfeedback.errors import DivergedError
+from anyfeedback.errors import DivergenceError
 
 # Per-tensor L2 norm above which a parameter counts as exploded. A hidden layer of width 256 with
 # PyTorch's default init has norm ≈ 9 per member, trained ones stay in the tens to hundreds; one
@@ -23,23 +23,23 @@ PARAM_NORM_MAX = 1e6
 
 
 def check_parameters(named: Iterable[tuple[str, torch.Tensor]], where: str) -> None:
-    """Raise `DivergedError` naming the first parameter whose norm is not finite or too large."""
+    """Raise `DivergenceError` naming the first parameter whose norm is not finite or too large."""
     names, tensors = zip(*[(n, p.detach()) for n, p in named], strict=True)
     norms = torch.stack(torch._foreach_norm(list(tensors))).double()
     bad = ~(norms.isfinite() & (norms <= PARAM_NORM_MAX))
     if bad.any():
         i = int(bad.nonzero()[0, 0])
-        raise DivergedError(
+        raise DivergenceError(
             f"diverged at {where}: parameter '{names[i]}' has norm {float(norms[i]):.3g} "
             f"(finite and <= {PARAM_NORM_MAX:g} expected)"
         )
 
 
 def check_metrics(metrics: dict[str, torch.Tensor], keys: Iterable[str], where: str) -> None:
-    """Raise `DivergedError` if any of `keys` present in `metrics` holds a non-finite value."""
+    """Raise `DivergenceError` if any of `keys` present in `metrics` holds a non-finite value."""
     for key in keys:
         if key in metrics and not bool(torch.isfinite(metrics[key]).all()):
-            raise DivergedError(f"diverged at {where}: non-finite {key}")
+            raise DivergenceError(f"diverged at {where}: non-finite {key}")
 
 
 def named_parameters(**modules: torch.nn.Module | dict[str, torch.Tensor] | torch.Tensor):

@@ -22,7 +22,7 @@ def read_npz(path: Path, what: str = "dataset") -> dict[str, np.ndarray]:
     try:
         npz = np.load(path, allow_pickle=False)
     except Exception as err:  # a zip that is not an npz
-        raise InputError(f"unreadable: {str(err).splitlines()[0]}", source=str(path)) from None
+        raise InputError(f"unreadable: {_first_line(err)}", source=str(path)) from None
     with npz:
         for name in npz.files:
             try:
@@ -35,6 +35,12 @@ def read_npz(path: Path, what: str = "dataset") -> dict[str, np.ndarray]:
                 ) from None
             except Exception as err:  # a corrupt member of the archive
                 raise InputError(
-                    f"unreadable: {str(err).splitlines()[0]}", source=str(path), field=name
+                    f"unreadable: {_first_line(err)}", source=str(path), field=name
                 ) from None
     return arrays
+
+
+def _first_line(err: Exception) -> str:
+    """The first line of an exception's message, or its type when the message is empty (numpy
+    raises a bare EOFError for some truncated members)."""
+    return (str(err).splitlines() or [type(err).__name__])[0]

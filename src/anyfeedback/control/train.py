@@ -98,7 +98,7 @@ WATCHED = ("critic_loss", "q")
 
 
 def check_health(learner: Learner, metrics: list[dict], frames: int) -> None:
-    """Raise `DivergedError` if the learner's parameters or this episode's watched metrics are
+    """Raise `DivergenceError` if the learner's parameters or this episode's watched metrics are
     not healthy (`control.health`)."""
     where = f"env step {frames}"
     for m in metrics:

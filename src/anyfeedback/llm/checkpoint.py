@@ -6,24 +6,31 @@
   optimizer.pt           optimizer state dict (tensors and numbers only)
   scheduler.pt           learning-rate scheduler state dict
   rng.pt                 torch (CPU and CUDA) RNG states as tensors
+  checksums.json         SHA-256 of every file above (checked on resume)
   trainer_state.json     step, epoch, position in the epoch, tokens seen
 
-The directory is written under a temporary name and renamed (`os.replace`) when complete, so a
-crash never leaves a half checkpoint under a `step-*` name. Everything loads with
+The directory is written under a temporary name, re-read and verified (the saved tensors equal the
+live ones and are finite, every file matches its checksum), and only then renamed (`os.replace`)
+and older checkpoints removed: a crash or a bad state never replaces the last good checkpoint.
+On resume `intact_checkpoint` takes the newest checkpoint whose files match their checksums and
+falls back to an older one with one warning line. Everything loads with
 `torch.load(..., weights_only=True)` or safetensors; nothing user-supplied is pickled.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from anyfeedback.errors import InputError
 from anyfeedback.runs import atomic_write_json, follow_umask
 
 PREFIX = "step-"
@@ -70,13 +77,17 @@ def save_checkpoint(
     tmp = root / f".tmp-{PREFIX}{step:06d}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_file(trainable_state(policy), str(tmp / "policy.safetensors"))
+    weights = trainable_state(policy)
+    save_file(weights, str(tmp / "policy.safetensors"))
+    ref = {}
     if reference_state:
         ref = {n: t.detach().to("cpu", copy=True).contiguous() for n, t in reference_state.items()}
         save_file(ref, str(tmp / "reference.safetensors"))
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     torch.save(_rng_state(), tmp / "rng.pt")
+    _verify_saved(tmp, weights, ref)
+    atomic_write_json(tmp / "checksums.json", _checksums(tmp))
     atomic_write_json(tmp / "trainer_state.json", {**state, "step": step})
     follow_umask(tmp)
     _fsync_dir(tmp)
@@ -87,6 +98,70 @@ def save_checkpoint(
     for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _verify_saved(tmp: Path, weights: dict, ref: dict) -> None:
+    """Re-read the written tensors: equal to the live state and finite, or no checkpoint."""
+    for name, live in (("policy.safetensors", weights), ("reference.safetensors", ref)):
+        if not live:
+            continue
+        saved = load_file(str(tmp / name))
+        ok = saved.keys() == live.keys() and all(torch.equal(saved[k], live[k]) for k in live)
+        finite = all(torch.isfinite(t).all() for t in saved.values() if t.is_floating_point())
+        if not (ok and finite):
+            shutil.rmtree(tmp, ignore_errors=True)
+            problem = "differs from the model after re-reading" if not ok else "is not finite"
+            raise RuntimeError(f"checkpoint not written: {name} {problem}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _checksums(ckpt: Path) -> dict[str, str]:
+    names = sorted(p.name for p in ckpt.iterdir() if p.is_file() and not p.name.startswith("."))
+    return {
+        n: _sha256(ckpt / n) for n in names if n not in ("checksums.json", "trainer_state.json")
+    }
+
+
+def checkpoint_problem(ckpt: Path) -> str | None:
+    """Why checkpoint `ckpt` cannot be resumed (a missing or changed file), or None if intact."""
+    try:
+        json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
+        expected = json.loads((ckpt / "checksums.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return f"unreadable ({type(err).__name__})"
+    if not isinstance(expected, dict) or "policy.safetensors" not in expected:
+        return "checksums.json lists no policy.safetensors"
+    for name, digest in expected.items():
+        if Path(name).name != name or not (ckpt / name).is_file():
+            return f"{name} is missing"
+        if _sha256(ckpt / name) != digest:
+            return f"{name} does not match its checksum"
+    return None
+
+
+def intact_checkpoint(root: Path) -> Path | None:
+    """The newest checkpoint under `root` that passes `checkpoint_problem`; each newer corrupt
+    one is named in a warning line on stderr. InputError if there are checkpoints but none is
+    intact; None if there are none."""
+    found = list_checkpoints(root)
+    for ckpt in reversed(found):
+        problem = checkpoint_problem(ckpt)
+        if problem is None:
+            return ckpt
+        print(
+            f"warning: checkpoint {ckpt} is corrupt ({problem}); trying an older one",
+            file=sys.stderr,
+        )
+    if found:
+        raise InputError("no intact checkpoint to resume from", source=str(root))
+    return None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -119,10 +194,15 @@ def latest_checkpoint(root: Path) -> Path | None:
 def load_weights(path: Path, policy: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Copy the checkpoint's trainable tensors into `policy`; return the reference tensors."""
     weights = load_file(str(path / "policy.safetensors"))
-    params = dict(policy.named_parameters())
-    missing = [n for n in weights if n not in params]
-    if missing:
-        raise RuntimeError(f"checkpoint {path} does not match the model: unknown {missing[:3]}")
+    params = {n: p for n, p in policy.named_parameters() if p.requires_grad}
+    unknown = sorted(set(weights) ^ set(params))
+    shapes = [n for n in weights if n in params and weights[n].shape != params[n].shape]
+    if unknown or shapes:
+        what = f"unknown or missing {unknown[:2]}" if unknown else f"shape of {shapes[0]}"
+        raise InputError(
+            f"checkpoint {path} does not match --model ({what}); resume with the run's model",
+            field="model",
+        )
     with torch.no_grad():
         for n, t in weights.items():
             params[n].copy_(t)

@@ -194,6 +194,8 @@ class OptimConfig:
     """Checkpoints to keep (oldest deleted first)."""
     resume: bool = False
     """Continue from the latest checkpoint in --out."""
+    overwrite: bool = False
+    """Replace the outputs of an earlier run in --out (only files a run writes)."""
     tensorboard: bool = False
     """Same as --report-to tensorboard (kept for old commands): OUT/tensorboard."""
     progress: bool = True

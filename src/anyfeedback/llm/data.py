@@ -155,7 +155,7 @@ def encode_records(
         prompts, comps = [r.prompt for r in records], [(r.completion,) for r in records]
     examples, n_trunc = [], 0
     for i, ids in enumerate(encode_texts(tokenizer, prompts, comps, add_eos=add_eos)):
-        prompt, cut, n = truncate(ids, max_length, i, source, max_prompt_length)
+        prompt, cut, n = truncate(ids, max_length, i + 1, source, max_prompt_length)  # 1-based
         n_trunc += n
         label = records[i].label if kind == "unpaired" else None
         examples.append(Example(prompt, cut, None if label is None else bool(label)))

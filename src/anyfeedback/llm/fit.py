@@ -17,14 +17,14 @@ from pathlib import Path
 
 from anyfeedback.errors import InputError
 from anyfeedback.llm.batching import BatchPlan, collate_demos, collate_pairs, collate_unpaired
-from anyfeedback.llm.checkpoint import latest_checkpoint
+from anyfeedback.llm.checkpoint import intact_checkpoint, latest_checkpoint
 from anyfeedback.llm.config import TrainConfig
 from anyfeedback.llm.data import Encoded, load_train_eval_data
 from anyfeedback.llm.evaluate import eval_metric_name, evaluate, is_better
 from anyfeedback.llm.model import load_tokenizer
 from anyfeedback.llm.report import write_report
 from anyfeedback.llm.trainer import NonFiniteLossError, Trainer
-from anyfeedback.runs import MetricsLog, atomic_write_json, progress
+from anyfeedback.runs import MetricsLog, atomic_write_json, debug_sigkill, progress
 from anyfeedback.trackers import Trackers, parse_report_to, require_trackers
 
 
@@ -129,22 +129,50 @@ def _reference_samples(trainer: Trainer, demos: Encoded, cfg, out: Path) -> list
     return samples
 
 
-def _warn_config_changes(cfg: TrainConfig, saved_path: Path) -> None:
-    """On resume, name the fields that differ from the run's saved config (they take effect)."""
-    import json
-    import warnings
+# Fields a resume may change: how the run is shown and saved, and its length (`_check_resume`).
+RESUME_FREE = (
+    "out",
+    "resume",
+    "overwrite",
+    "save_steps",
+    "save_total_limit",
+    "progress",
+    "tensorboard",
+    "logging_steps",
+    "report_to",
+    "run_name",
+    "push_to_hub",
+    "hub_model_id",
+    "eval_steps",
+    "per_device_eval_batch_size",
+)
+EXTENDABLE = ("max_steps", "num_epochs")
 
-    if not saved_path.is_file():
+
+def _check_resume(cfg: TrainConfig, out: Path, total: int) -> None:
+    """Refuse a resume whose settings differ from the run's (one line naming them). The length
+    (--max-steps / --num-epochs) may change only with --lr-scheduler-type constant: a decaying
+    schedule depends on the total, so the steps already taken would differ from those of an
+    uninterrupted run of the new length."""
+    import json
+
+    from anyfeedback.runs import check_resume_config
+
+    check_resume_config(out / "config.json", cfg.to_dict(), ignore=RESUME_FREE + EXTENDABLE)
+    info = out / "run_info.json"
+    if not info.is_file():
         return
-    saved = json.loads(saved_path.read_text(encoding="utf-8"))
-    harmless = {"resume", "max_steps", "num_epochs", "save_steps", "progress", "tensorboard"}
-    harmless |= {"report_to", "run_name", "logging_steps", "push_to_hub", "hub_model_id"}
-    harmless |= {"eval_steps", "per_device_eval_batch_size"}
-    # a field added since the run was saved (absent from its config.json) is not a change
-    current = {k: v for k, v in cfg.to_dict().items() if k in saved and k not in harmless}
-    changed = sorted(k for k, v in current.items() if saved[k] != v)
-    if changed:
-        warnings.warn(f"resuming with changed settings: {', '.join(changed)}", stacklevel=3)
+    try:
+        saved_total = json.loads(info.read_text(encoding="utf-8")).get("total_steps")
+    except (UnicodeDecodeError, ValueError, AttributeError):
+        raise InputError("is not a run's JSON run info", source=str(info)) from None
+    if saved_total is not None and saved_total != total and cfg.lr_scheduler_type != "constant":
+        raise InputError(
+            f"--resume changes the run's length ({saved_total} -> {total} steps), which changes "
+            f"its {cfg.lr_scheduler_type} learning-rate schedule; only runs with "
+            "--lr-scheduler-type constant can be extended",
+            field="max_steps",
+        )
 
 
 def one_sided_defaults(cfg: TrainConfig, data: Encoded) -> str | None:
@@ -203,11 +231,10 @@ def _setup(cfg: TrainConfig):
     total = cfg.max_steps if cfg.max_steps > 0 else cfg.num_epochs * plan.steps_per_epoch
     resume_from = None
     if cfg.resume:
-        resume_from = latest_checkpoint(out / "checkpoints")
+        _check_resume(cfg, out, total)
+        resume_from = intact_checkpoint(out / "checkpoints")
         if resume_from is None:
             print(f"resume: no checkpoint in {out / 'checkpoints'}; starting from step 0")
-        else:
-            _warn_config_changes(cfg, out / "config.json")
     trainer = Trainer(cfg, total_steps=total, tokenizer=tokenizer, resume_from=resume_from)
     if note and trainer.accelerator.is_main_process:
         print(note)
@@ -232,16 +259,6 @@ def _describe(metrics: dict) -> str:
     keys = ("loss", "logp_accepted", "logp_rejected", "margin", "kl")
     parts = [f"{k} {metrics[k]:.3g}" for k in keys if k in metrics and metrics[k] == metrics[k]]
     return " ".join(parts + [f"{metrics['tokens_per_s']:.0f} tok/s"])
-
-
-def _debug_sigkill(step: int) -> None:
-    """Test hook: ANYFEEDBACK_DEBUG_SIGKILL_AFTER_STEP=k makes the process SIGKILL itself after
-    step k (no cleanup, like an external kill), so resume tests need no timing races."""
-    import os
-    import signal
-
-    if os.environ.get("ANYFEEDBACK_DEBUG_SIGKILL_AFTER_STEP") == str(step):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class _Evaluator:
@@ -325,7 +342,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 bar.update(task, advance=1, info=_describe(metrics))
                 if cfg.save_steps and trainer.step % cfg.save_steps == 0:
                     trainer.save_checkpoint(out, {"epoch": trainer.step / plan.steps_per_epoch})
-                _debug_sigkill(trainer.step)
+                debug_sigkill(trainer.step)
     except NonFiniteLossError as err:
         last = latest_checkpoint(out / "checkpoints")
         kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"

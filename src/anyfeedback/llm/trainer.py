@@ -5,7 +5,9 @@
 A step reads: count the step's rows (one all-reduce) → forward π_θ and π_ref → loss
 (`compute_loss`, each micro-batch's share of the step's loss, docs/algorithms.md#normalisation)
 → backward (accumulated, no DDP sync until the last micro-batch) → finite check → clip → AdamW
-→ LR schedule → π_ref refresh / EMA.
+→ parameter check → LR schedule → π_ref refresh / EMA. The parameter check stops the run
+(`NonFiniteLossError`, before any checkpoint of that state) when a parameter is NaN/inf or ‖θ‖
+exceeds PARAM_NORM_BOUND × the norm at the start.
 
 Runs unchanged under `accelerate launch` / `torchrun` (DDP; FSDP/DeepSpeed through accelerate
 config files): each process takes its own micro-batches of the global batch (`BatchPlan`).
@@ -20,14 +22,21 @@ import random
 
 import torch
 
+from anyfeedback.errors import DivergenceError
 from anyfeedback.llm.batching import Batch
 from anyfeedback.llm.model import Reference, load_policy, load_tokenizer
 from anyfeedback.llm.objective import StepCounts, batch_counts, compute_loss
 from anyfeedback.llm.report import peak_memory_mib
 
+# A step that multiplies the trainable parameters' global L2 norm by more than this since the start
+# is a blow-up, not learning: fine-tuning moves ‖θ‖ by a few percent, a divergent step (lr 1e6:
+# Adam moves every weight by ~lr) by orders of magnitude.
+PARAM_NORM_BOUND = 100.0
 
-class NonFiniteLossError(RuntimeError):
-    """The loss or gradient norm became NaN/inf; the run stops without taking the step."""
+
+class NonFiniteLossError(DivergenceError):
+    """The loss, gradient norm or parameters became NaN/inf (or the parameters blew up); the run
+    stops and no checkpoint of that state is written."""
 
 
 def lr_schedule(kind: str, warmup: int, total: int):
@@ -128,6 +137,16 @@ class Trainer:
         self.model, self.optimizer = acc.prepare(forward, optimizer)
         if resume_from is not None:
             self.state = ckpt.load_training_state(resume_from, self.optimizer, self.scheduler)
+        # the bound of `_check_parameters`, kept in the checkpoint so a resume uses the same one
+        self.state.setdefault("param_norm0", float(self._param_norm()))
+
+    def resume(self, path) -> None:
+        """Restore checkpoint `path` after construction (a loop that first copies the start
+        model): weights, π_ref, optimizer, scheduler, RNG and step, as `resume_from=` does."""
+        from anyfeedback.llm import checkpoint as ckpt
+
+        self.ref.load_state_dict(ckpt.load_weights(path, self.policy))
+        self.state = ckpt.load_training_state(path, self.optimizer, self.scheduler)
 
     def shared_prompt_ok(self) -> bool:
         """Can pairs share their prompt in one row with this model (see `pack_shared`)?"""
@@ -170,6 +189,22 @@ class Trainer:
             totals = self.accelerator.reduce(totals.to(self.accelerator.device), reduction="sum")
         return StepCounts(*(round(x) for x in totals.tolist()))
 
+    def _param_norm(self) -> torch.Tensor:
+        norms = [p.detach().float().norm() for p in self.policy.parameters() if p.requires_grad]
+        return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
+
+    def _check_parameters(self) -> None:
+        """After optimizer.step: every trainable parameter finite and ‖θ‖ ≤ PARAM_NORM_BOUND ×
+        max(‖θ₀‖, 1); otherwise stop (the caller's last checkpoint is the last healthy state)."""
+        norm = float(self._param_norm())
+        bound = PARAM_NORM_BOUND * max(float(self.state["param_norm0"]), 1.0)
+        if not math.isfinite(norm) or norm > bound:
+            what = "non-finite" if not math.isfinite(norm) else f"exploding (norm {norm:.3g})"
+            raise NonFiniteLossError(
+                f"{what} parameters after step {self.step + 1} (bound: norm <= {bound:.3g}, "
+                f"{PARAM_NORM_BOUND:g}x the start); the step is not kept"
+            )
+
     def train_step(self, micro_batches: list[Batch]) -> dict[str, float]:
         """One optimizer step over `micro_batches` (gradient accumulation); returns the step's
         loss (summed shares) and other metrics averaged over micro-batches and processes."""
@@ -205,6 +240,7 @@ class Trainer:
         self._check_finite(torch.as_tensor(grad_norm), "gradient norm")
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
+        self._check_parameters()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.state["step"] = self.step + 1

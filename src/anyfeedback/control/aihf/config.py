@@ -33,6 +33,8 @@ class AIHFControlConfig:
     out: str = "runs/aihf_control"
     """Run directory: config.json, metrics.jsonl, summary.json, curves.png, report.md,
     checkpoint-<frames>.safetensors."""
+    overwrite: bool = False
+    """Replace the outputs of an earlier run in --out (only files a run writes)."""
     methods: str = "aihf,rlhf,ml-irl,bc"
     """Comma-separated: aihf | rlhf (BT reward on the pairs, then RL) | ml-irl | bc."""
     seed: int = 0

@@ -230,7 +230,7 @@ class AIHFControl:
         self.episode_state.counters.update(state["counters"])
 
     def check_health(self, metrics: dict[str, torch.Tensor]) -> None:
-        """Raise `DivergedError` unless the agents, the reward nets and the phase's losses are
+        """Raise `DivergenceError` unless the agents, the reward nets and the phase's losses are
         healthy (`control.health`)."""
         where = f"env step {self.frames}"
         health.check_metrics(metrics, WATCHED, where)

@@ -84,6 +84,8 @@ class OfflineConfig:
     out: str = "runs/offline"
     """run directory: config.json, metrics.jsonl, curves.png, summary.json, report.md,
     policy.safetensors, checkpoint-<step>.safetensors."""
+    overwrite: bool = False
+    """Replace the outputs of an earlier run in --out (only files a run writes)."""
     domain: str | None = None
     """dm_control domain to evaluate on (default: the dataset's `domain`)."""
     task: str | None = None

@@ -71,7 +71,7 @@ def _check_array(path: Path, name: str, x: np.ndarray, length: int | None) -> No
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             value = x[i].ravel()[~np.isfinite(x[i].ravel())][0]
-            raise InputError(f"not finite ({value})", source=src, record=i, field=name)
+            raise InputError(f"not finite ({value})", source=src, record=i + 1, field=name)
 
 
 def _check_range(path: Path, name: str, x: np.ndarray, lo: float, hi: float) -> None:
@@ -81,7 +81,7 @@ def _check_range(path: Path, name: str, x: np.ndarray, lo: float, hi: float) -> 
         raise InputError(
             f"must be in [{lo:g}, {hi:g}], got {x[i].ravel().tolist()}",
             source=str(path),
-            record=i,
+            record=i + 1,  # 1-based, as every line and record number the CLI prints
             field=name,
         )
 
@@ -98,7 +98,7 @@ def _episode_ids(path: Path, arrays: dict) -> np.ndarray:
             raise InputError(
                 "must be non-decreasing (episodes stored contiguously)",
                 source=str(path),
-                record=int(drops[0]) + 1,
+                record=int(drops[0]) + 2,  # 1-based number of the record that goes back
                 field="episode_ids",
             )
         return ids.astype(np.int64)

@@ -78,6 +78,11 @@ class AIHFConfig(SamplingEvalConfig):
     """Preference pairs {prompt, chosen, rejected} (the BT term; optional with --pref-weight 0)."""
     out: str = "runs/aihf"
     """Run directory: config, metrics, checkpoints, policy (OUT/policy), reward model, report."""
+    overwrite: bool = False
+    """Replace the outputs of an earlier run in --out (only files a run writes)."""
+    resume: bool = False
+    """Continue from the newest iteration whose policy and reward checkpoints are intact
+    (--iterations may grow; nothing else)."""
     prompts: str | None = None
     """RL prompts (a feedback source; default: the prompts of --demos and --pairs)."""
     reward_model: str | None = None
@@ -153,6 +158,10 @@ class SelfPlayConfig(SamplingEvalConfig):
     """Preference pairs (the DPO term; optional with --pref-weight 0, which is SPIN)."""
     out: str = "runs/self-play"
     """Run directory: config, metrics, checkpoints, final model (OUT/model), report."""
+    overwrite: bool = False
+    """Replace the outputs of an earlier run in --out (only files a run writes)."""
+    resume: bool = False
+    """Continue from the latest intact checkpoint in --out (--iterations may grow; nothing else)."""
     demo_weight: float = 1.0
     """w_D, weight of the SPIN term (0: iterated DPO with reference π_t)."""
     pref_weight: float = 1.0

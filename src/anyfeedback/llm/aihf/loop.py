@@ -257,22 +257,64 @@ class AIHF:
         return out
 
 
+# settings a resume may change; more iterations extend the run exactly (constant schedules)
+RESUME_FREE = ("out", "resume", "overwrite", "save_steps", "progress", "iterations")
+
+
+def _resume(run: AIHF, out: Path) -> int:
+    """Restore the newest iteration whose policy and reward checkpoints are both intact (one
+    warning line per newer one skipped); return that iteration, 0 if there is none."""
+    import json
+    import sys
+
+    from anyfeedback.llm import checkpoint as ckpt
+
+    for policy in reversed(ckpt.list_checkpoints(out / "checkpoints")):
+        state = json.loads((policy / "trainer_state.json").read_text(encoding="utf-8"))
+        reward = out / "reward_checkpoints" / f"{ckpt.PREFIX}{state.get('iteration', -1):06d}"
+        problem = ckpt.checkpoint_problem(policy) or (
+            ckpt.checkpoint_problem(reward) if reward.is_dir() else "no reward checkpoint"
+        )
+        if problem is None:
+            run.trainer.resume(policy)
+            ckpt.load_weights(reward, run.rm)
+            ckpt.load_training_state(reward, run.rm_opt, run.trainer.scheduler)
+            return int(state["iteration"])
+        print(
+            f"warning: checkpoint {policy} is not usable ({problem}); trying an older one",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def run_aihf(cfg: AIHFConfig, *, trace: list | None = None) -> AIHFResult:
     from anyfeedback.llm.aihf.report import write_outputs
     from anyfeedback.llm.checkpoint import save_checkpoint, save_final_model
+    from anyfeedback.runs import check_resume_config, debug_sigkill
 
     out = Path(cfg.out)
+    if cfg.resume:
+        check_resume_config(out / "config.json", cfg.to_dict(), ignore=RESUME_FREE)
+    if cfg.gold_reward:  # a bad --gold-reward is an input error now, not after training
+        from anyfeedback.rewards import load_reward
+
+        load_reward(cfg.gold_reward)
     run = AIHF(cfg, trace)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", cfg.to_dict())
     run.warm_start()
-    start = run.evaluate()
+    start = run.evaluate()  # of the start models, before a checkpoint is restored
     log = MetricsLog(out / "metrics.jsonl")
-    log.log(0, iteration=0, **start)
+    first = _resume(run, out) if cfg.resume else 0
+    if first:
+        log.truncate_after(run.trainer.step)
+    else:
+        log.log(0, iteration=0, **start)
     row: dict = {}
     try:
         with progress("aihf", cfg.iterations, disable=not cfg.progress) as (bar, task):
-            for it in range(1, cfg.iterations + 1):
+            bar.update(task, completed=first)
+            for it in range(first + 1, cfg.iterations + 1):
                 t0 = time.perf_counter()
                 row = {"iteration": it}
                 for _ in range(cfg.policy_steps):  # (a) policy improvement first
@@ -297,6 +339,7 @@ def run_aihf(cfg: AIHFConfig, *, trace: list | None = None) -> AIHFResult:
                         state={"iteration": it},
                         keep=2,
                     )
+                debug_sigkill(it)
     finally:
         log.close()
     final = {k: v for k, v in row.items() if k.startswith("eval/")}

@@ -13,6 +13,7 @@ reference (one iteration: DPO exactly); w_P = 0 is SPIN.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,16 @@ from anyfeedback.llm.config import PolicyStepConfig
 from anyfeedback.llm.data import encode_records
 from anyfeedback.llm.prompts import encode_prompts, prompts_for_step
 from anyfeedback.llm.trainer import Trainer
-from anyfeedback.runs import MetricsLog, atomic_write_json, progress
+from anyfeedback.runs import (
+    MetricsLog,
+    atomic_write_json,
+    check_resume_config,
+    debug_sigkill,
+    progress,
+)
+
+# settings a resume may change; more iterations extend the run exactly (constant schedule)
+RESUME_FREE = ("out", "resume", "overwrite", "save_steps", "progress", "iterations")
 
 
 @dataclass
@@ -63,8 +73,17 @@ def _train_config(cfg: SelfPlayConfig, total: int) -> PolicyStepConfig:
 
 def run_self_play(cfg: SelfPlayConfig, *, trace: list | None = None) -> SelfPlayResult:
     from anyfeedback.llm.aihf.report import write_outputs
+    from anyfeedback.llm.checkpoint import intact_checkpoint
 
     out = Path(cfg.out)
+    ckpt = None
+    if cfg.resume:
+        check_resume_config(out / "config.json", cfg.to_dict(), ignore=RESUME_FREE)
+        ckpt = intact_checkpoint(out / "checkpoints")
+    if cfg.gold_reward:  # a bad --gold-reward is an input error now, not after training
+        from anyfeedback.rewards import load_reward
+
+        load_reward(cfg.gold_reward)
     data = load_run_data(cfg)
     use_demos = cfg.demo_weight > 0 and bool(data.demos)
     use_pairs = cfg.pref_weight > 0 and bool(data.pairs)
@@ -114,20 +133,30 @@ def run_self_play(cfg: SelfPlayConfig, *, trace: list | None = None) -> SelfPlay
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", cfg.to_dict())
-    start = evaluate()
+    start = evaluate()  # of the start model, before a checkpoint's weights and RNG are restored
     log = MetricsLog(out / "metrics.jsonl")
-    log.log(0, iteration=0, **start)
+    if ckpt is not None:
+        trainer.resume(ckpt)
+        log.truncate_after(trainer.step)
+    else:
+        log.log(0, iteration=0, **start)
     final: dict = dict(start)
+    first_t, done = divmod(trainer.step, per_iter)
     try:
         with progress("self-play", cfg.iterations * per_iter, disable=not cfg.progress) as (
             bar,
             task,
         ):
-            for t in range(cfg.iterations):
-                if t > 0:
+            bar.update(task, completed=trainer.step)
+            for t in range(first_t, cfg.iterations):
+                mid = t == first_t and done > 0  # resumed inside iteration t: π_t is gone
+                if t > 0 and not mid:
                     trainer.ref.refresh()  # opponent and reference move to π_t
                 samples = None
-                if use_demos:  # y' ∼ π_t on every demo prompt, once per iteration
+                kept = out / "samples" / f"iteration-{t}.json"
+                if use_demos and mid:  # the samples π_t drew, kept when they were drawn
+                    samples = json.loads(kept.read_text(encoding="utf-8"))
+                elif use_demos:  # y' ∼ π_t on every demo prompt, once per iteration
                     gen = generate.sample_completions(
                         trainer.policy,
                         tok,
@@ -142,9 +171,10 @@ def run_self_play(cfg: SelfPlayConfig, *, trace: list | None = None) -> SelfPlay
                         c[: max(1, cfg.max_length - len(d.prompt_ids))]
                         for c, d in zip(gen.completion_ids, demos, strict=True)
                     ]
+                    atomic_write_json(kept, samples)
                     if trace is not None:
                         trace.append(("samples", t, trainer.step))
-                for _ in range(per_iter):
+                for _ in range(per_iter - (done if mid else 0)):
                     s = trainer.step
                     d_idx = (
                         prompts_for_step(len(demos), cfg.batch_size, s, cfg.seed) if demos else []
@@ -169,6 +199,7 @@ def run_self_play(cfg: SelfPlayConfig, *, trace: list | None = None) -> SelfPlay
                     bar.update(task, advance=1, info=f"loss {m['loss']:.3f}")
                     if cfg.save_steps and trainer.step % cfg.save_steps == 0:
                         trainer.save_checkpoint(out, {"iteration": t})
+                    debug_sigkill(trainer.step)
     finally:
         log.close()
     trainer.save_model(out / "model")

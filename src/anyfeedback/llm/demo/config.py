@@ -13,3 +13,5 @@ class DemoConfig:
     """Where the report and runs go."""
     quick: bool = False
     """A smaller model and fewer steps (~2 minutes)."""
+    overwrite: bool = False
+    """Replace the outputs of an earlier run in --out (only files a run writes)."""

@@ -34,6 +34,8 @@ class OnlineConfig:
     """Reward: 'sentiment' (VADER), 'module:function', or a sequence-classification model."""
     out: str = "runs/online"
     """Run directory: config, metrics, checkpoints, final model, report."""
+    overwrite: bool = False
+    """Replace the outputs of an earlier run in --out (only files a run writes)."""
     method: str = "pmpo"
     """Update: pmpo (on accepted/rejected), dpo (best vs worst per prompt), kto (on the labels)."""
     alpha: float = 0.5
@@ -99,7 +101,10 @@ class OnlineConfig:
     save_steps: int = 50
     """Checkpoint every N steps (0: only the final model)."""
     resume: bool = False
-    """Continue from the latest checkpoint in --out."""
+    """Continue from the latest checkpoint in --out (--steps may grow; other settings may not)."""
+    stop_on_collapse: bool = False
+    """Stop (exit 1, last checkpoint kept) on a collapse warning or a held-out win rate vs the
+    start model below 0.1."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -122,7 +127,11 @@ class OnlineConfig:
         positive(self, "generation_batch_size")
         if self.method == "dpo" and self.k < 2:
             raise bad("k", "DPO needs at least 2 samples per prompt (best vs worst)")
+        if self.labelling in ("rank", "group-mean") and self.k < 2:
+            raise bad("k", f"--labelling {self.labelling} compares the samples of a prompt: >= 2")
         nonneg(self, "k_accept", "k_reject", "eval_every", "save_steps", "micro_batch_size")
+        if self.labelling == "rank" and not 0 < self.k_accept + self.k_reject <= self.k:
+            raise bad("k_accept", f"k_accept + k_reject must be in 1..k={self.k}")
         check_range(self, "temperature", 0, low_open=True)
         check_range(self, "top_p", 0, 1, low_open=True)
 

@@ -28,9 +28,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from anyfeedback.errors import InputError
+from anyfeedback.errors import DivergenceError, InputError
 from anyfeedback.feedback import flat_text
-from anyfeedback.llm.checkpoint import latest_checkpoint
+from anyfeedback.llm.checkpoint import intact_checkpoint
 from anyfeedback.llm.online.backends import make_sampler, resolve_backend
 from anyfeedback.llm.online.config import OnlineConfig
 from anyfeedback.llm.online.shard import Dist, sample_and_score
@@ -45,7 +45,19 @@ from anyfeedback.llm.online.steps import (
 from anyfeedback.llm.prompts import encode_prompts, load_prompt_source, prompts_for_step
 from anyfeedback.llm.trainer import Trainer, seed_everything
 from anyfeedback.rewards import load_reward
-from anyfeedback.runs import MetricsLog, atomic_write_json, progress
+from anyfeedback.runs import (
+    MetricsLog,
+    atomic_write_json,
+    check_resume_config,
+    debug_sigkill,
+    progress,
+)
+
+# --stop-on-collapse: a held-out win rate against the start model below this is a collapse (the
+# trained policy loses to where it started on 9 prompts in 10).
+COLLAPSE_WIN_RATE = 0.1
+# Fields `--resume` may change; `steps` extends the run exactly (the online schedule is constant).
+RESUME_FREE = ("out", "resume", "overwrite", "save_steps", "progress", "steps", "stop_on_collapse")
 
 
 class CollapseWarning(UserWarning):
@@ -93,11 +105,13 @@ def _trainer_and_start(tcfg, total: int, resume):
 
 def run_online(cfg: OnlineConfig) -> OnlineResult:
     out = Path(cfg.out)
+    if cfg.resume:
+        check_resume_config(out / "config.json", cfg.to_dict(), ignore=RESUME_FREE)
     tcfg = cfg.train_config()  # validates; warns if β < 1 − α
     backend = resolve_backend(cfg, int(os.environ.get("WORLD_SIZE", "1")))
     train_prompts, eval_prompts = load_prompts(cfg)
     reward = load_reward(cfg.reward)
-    resume = latest_checkpoint(out / "checkpoints") if cfg.resume else None
+    resume = intact_checkpoint(out / "checkpoints") if cfg.resume else None
     trainer, start_model = _trainer_and_start(tcfg, cfg.steps, resume)
     dist, tok = Dist.of(trainer.accelerator), trainer.tokenizer
     if dist.main:
@@ -152,9 +166,11 @@ def run_online(cfg: OnlineConfig) -> OnlineResult:
                     log_samples(samples, step, eval_texts, start, ev)
                 if log is not None:
                     log.log(step, **row)
+                _stop_on_collapse(cfg, row, step)
                 bar.update(task, advance=1, info=f"reward {row['train/reward_mean']:+.3f}")
                 if cfg.save_steps and step % cfg.save_steps == 0:
                     trainer.save_checkpoint(out)
+                debug_sigkill(step)
     finally:
         for f in (log, samples):
             if f is not None:
@@ -268,6 +284,18 @@ def _one_step(
             )
         row["train/collapse_detected"] = 1
     return row
+
+
+def _stop_on_collapse(cfg, row: dict, step: int) -> None:
+    """--stop-on-collapse: raise before this step's state is checkpointed."""
+    win = row.get("eval/win_rate")
+    low = win is not None and win == win and win < COLLAPSE_WIN_RATE
+    if cfg.stop_on_collapse and (row.get("train/collapse_detected") or low):
+        why = f"held-out win rate {win:.2f} < {COLLAPSE_WIN_RATE}" if low else "collapse warning"
+        raise DivergenceError(
+            f"step {step}: {why}; stopped by --stop-on-collapse, the last checkpoint in "
+            f"{cfg.out} is the last state before it"
+        )
 
 
 def _mean(xs: list[float]) -> float:

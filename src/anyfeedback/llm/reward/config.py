@@ -23,6 +23,10 @@ class RewardConfig:
     """Fraction of --data held out when --eval-data is not given."""
     out: str = "runs/reward"
     """Run directory: config, metrics, checkpoints, the saved reward model (OUT/model), report."""
+    overwrite: bool = False
+    """Replace the outputs of an earlier run in --out (only files a run writes)."""
+    resume: bool = False
+    """Continue from the latest intact checkpoint in --out (--max-steps may grow; nothing else)."""
     learning_rate: float = 1e-5
     """AdamW learning rate."""
     weight_decay: float = 0.0

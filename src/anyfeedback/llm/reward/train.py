@@ -69,9 +69,15 @@ def bt_step(model, tok, batch, optimizer, *, max_length: int, max_grad_norm: flo
 
 
 def train_reward(cfg: RewardConfig) -> RewardResult:
-    from anyfeedback.llm.checkpoint import save_checkpoint, save_final_model
+    from anyfeedback.llm.checkpoint import intact_checkpoint, save_checkpoint, save_final_model
+    from anyfeedback.runs import check_resume_config, debug_sigkill
 
     out = Path(cfg.out)
+    resume_from = None
+    if cfg.resume:  # length may grow: the schedule is constant and the data order per epoch
+        free = ("out", "resume", "overwrite", "save_steps", "progress", "max_steps", "num_epochs")
+        check_resume_config(out / "config.json", cfg.to_dict(), ignore=free)
+        resume_from = intact_checkpoint(out / "checkpoints")
     train_pairs, eval_pairs = split_pairs(cfg)
     model, tok = load_reward_model(cfg.model, seed=cfg.seed)
     total = (
@@ -89,11 +95,16 @@ def train_reward(cfg: RewardConfig) -> RewardResult:
     start_acc, start_loss = pair_accuracy(model, tok, eval_pairs, max_length=cfg.max_length)
     acc, eval_loss = start_acc, start_loss
     log = MetricsLog(out / "metrics.jsonl")
-    log.log(0, **{"eval/accuracy": start_acc, "eval/loss": start_loss})
+    first = _resume(resume_from, model, optimizer, scheduler, rng, order)
+    if first:
+        log.truncate_after(first)
+    else:
+        log.log(0, **{"eval/accuracy": start_acc, "eval/loss": start_loss})
     model.train()
     try:
         with progress_bar("reward", total, disable=not cfg.progress) as (bar, task):
-            for step in range(1, total + 1):
+            bar.update(task, completed=first)
+            for step in range(first + 1, total + 1):
                 t0 = time.perf_counter()
                 if len(order) < cfg.batch_size:  # next epoch: a fresh seeded permutation
                     perm = list(range(len(train_pairs)))
@@ -131,9 +142,10 @@ def train_reward(cfg: RewardConfig) -> RewardResult:
                         reference_state={},
                         optimizer=optimizer,
                         scheduler=scheduler,
-                        state={"step": step},
+                        state={"step": step, "order": order, "data_rng": rng.getstate()},
                         keep=2,
                     )
+                debug_sigkill(step)
     finally:
         log.close()
     if not cfg.eval_every:
@@ -148,6 +160,20 @@ def train_reward(cfg: RewardConfig) -> RewardResult:
     scores = {"eval/accuracy": acc, "eval/loss": eval_loss}
     write_run_card(model_dir, cfg.to_dict(), method="reward-model", steps=total, metrics=scores)
     return result
+
+
+def _resume(ckpt, model, optimizer, scheduler, rng: random.Random, order: list[int]) -> int:
+    """Restore a checkpoint (weights, optimizer, RNGs, the data order); return its step."""
+    if ckpt is None:
+        return 0
+    from anyfeedback.llm.checkpoint import load_training_state, load_weights
+
+    load_weights(ckpt, model)
+    state = load_training_state(ckpt, optimizer, scheduler)
+    version, internal, gauss = state["data_rng"]
+    rng.setstate((version, tuple(internal), gauss))
+    order[:] = state["order"]
+    return int(state["step"])
 
 
 def _write_outputs(out: Path, r: RewardResult) -> None:
