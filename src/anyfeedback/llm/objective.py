@@ -14,11 +14,12 @@ KL = Σ_t KL(π_ref(·|x,y_<t) ‖ π_θ(·|x,y_<t)), dense over V along the com
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
 from anyfeedback.llm.batching import Batch
-from anyfeedback.llm.model import Reference, completion_logits
+from anyfeedback.llm.model import Reference, ScoredStates, scored_states
 from anyfeedback.llm.packing import Packed, cat_rows
 from anyfeedback.losses import (
     aihf_dpo_loss,
@@ -29,45 +30,65 @@ from anyfeedback.losses import (
     rloo_loss,
     self_play_aihf_loss,
     sft_loss,
-    token_logps_and_kl,
 )
+from anyfeedback.losses.tokens import fused_token_stats
 
 Metrics = dict[str, torch.Tensor]
 
 
-def policy_stats(policy, seqs: Packed, cfg, ref_logits: torch.Tensor | None = None):
-    """ℓ_θ [M] (sum or mean), Σ_t KL [M] (zeros without `ref_logits`), token counts [M]."""
-    logits = completion_logits(policy, seqs)  # [M, K, V]
-    labels, mask = seqs.kept()  # [M, K]
-    logps, kl, counts = token_logps_and_kl(
-        logits, labels, mask, ref_logits, chunk_size=cfg.kl_chunk_size
+class SequenceStats(NamedTuple):
+    """Per view, each [M]: ℓ_θ (sum or mean), Σ_t KL(π_ref‖π_θ), token count, ℓ_ref (like ℓ_θ)."""
+
+    logps: torch.Tensor
+    kl: torch.Tensor
+    counts: torch.Tensor
+    ref_logps: torch.Tensor
+
+
+def sequence_stats(policy, seqs: Packed, cfg, ref_states: ScoredStates | None = None):
+    """One policy forward to the final hidden states, then the fused chunked LM head
+    (`fused_token_stats`): no [M, K, V] logits of either model. KL and ℓ_ref are zeros without
+    `ref_states` (π_ref's hidden states and head, `Reference.scored_states`)."""
+    states = scored_states(policy, seqs)  # [N, H]
+    _, _, targets, view = seqs.scored()  # [N]
+    ref_hidden, ref_head = ref_states if ref_states is not None else (None, None)
+    tok = fused_token_stats(
+        states.hidden, states.head, targets, ref_hidden, ref_head, chunk_size=cfg.kl_chunk_size
+    )
+    zeros = tok.logps.new_zeros(seqs.n_views)
+    logps, kl, ref_lp, counts = (
+        zeros.index_add(0, view, x)
+        for x in (tok.logps, tok.kl, tok.ref_logps, torch.ones_like(tok.logps))
     )
     if cfg.average_logps:
-        logps = logps / counts.clamp(min=1)
+        logps, ref_lp = logps / counts.clamp(min=1), ref_lp / counts.clamp(min=1)
+    return SequenceStats(logps, kl, counts, ref_lp)
+
+
+def policy_stats(policy, seqs: Packed, cfg, ref_states: ScoredStates | None = None):
+    """ℓ_θ [M] (sum or mean), Σ_t KL [M] (zeros without `ref_states`), token counts [M]."""
+    logps, kl, counts, _ = sequence_stats(policy, seqs, cfg, ref_states)
     return logps, kl, counts
 
 
 @torch.inference_mode()
 def ref_logps(ref: Reference, seqs: Packed, cfg) -> torch.Tensor:
     """ℓ_ref [M] without grad, reduced like ℓ_θ."""
-    logits = ref.inference_logits(seqs)
-    labels, mask = seqs.kept()
-    logps, _, counts = token_logps_and_kl(logits, labels, mask, chunk_size=cfg.kl_chunk_size)
-    return (logps / counts.clamp(min=1) if cfg.average_logps else logps).clone()
-
-
-def _kl_diagnostic(policy, ref, seqs: Packed, cfg) -> torch.Tensor:
-    """Mean dense KL(π_ref‖π_θ) per sequence, without grad (for methods without a KL term)."""
-    with torch.no_grad():
-        _, kl, _ = policy_stats(policy, seqs, cfg, ref.logits(seqs))
-    return kl.mean()
+    states = ref.inference_states(seqs)
+    _, _, targets, view = seqs.scored()
+    tok = fused_token_stats(states.hidden, states.head, targets, chunk_size=cfg.kl_chunk_size)
+    logps = tok.logps.new_zeros(seqs.n_views).index_add(0, view, tok.logps)
+    if cfg.average_logps:
+        counts = torch.bincount(view, minlength=seqs.n_views).clamp(min=1)
+        logps = logps / counts
+    return logps.clone()
 
 
 def pmpo_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=True, all_reduce_mean=None):
     """PMPO (Eq. 10): −α·mean_{D_a} ℓ_θ + (1−α)·mean_{D_r} ℓ_θ + β·mean KL(π_ref‖π_θ)."""
     need_ref = cfg.beta > 0 or want_kl  # PMPO-A (β = 0) needs π_ref only for the diagnostic
-    ref_logits = ref.logits(batch.seqs) if need_ref else None  # [M, K, V], constant
-    logps, kl, counts = policy_stats(policy, batch.seqs, cfg, ref_logits)
+    ref_states = ref.scored_states(batch.seqs) if need_ref else None  # [N, H], constant
+    logps, kl, counts = policy_stats(policy, batch.seqs, cfg, ref_states)
     acc = batch.accepted  # [M] bool
     loss, d = pmpo_loss(
         logps[acc],
@@ -87,16 +108,11 @@ def pmpo_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=True, all_reduce_
 
 
 def _pair_terms(policy, ref, batch: Batch, cfg, want_kl: bool):
-    """ℓ_θ and ℓ_ref of every row, and the KL diagnostic (rows: chosen, rejected, demos…)."""
-    ref_logits = ref.logits(batch.seqs) if want_kl else None
-    logps, kl, counts = policy_stats(policy, batch.seqs, cfg, ref_logits)
-    if ref_logits is not None:  # ℓ_ref from the logits we already have
-        labels, mask = batch.seqs.kept()
-        with torch.no_grad():
-            r, _, c = token_logps_and_kl(ref_logits, labels, mask, chunk_size=cfg.kl_chunk_size)
-            ref_lp = r / c.clamp(min=1) if cfg.average_logps else r
-    else:
-        ref_lp = ref_logps(ref, batch.seqs, cfg)
+    """ℓ_θ and ℓ_ref of every row, and the KL diagnostic (rows: chosen, rejected, demos…), from
+    one fused pass over both models' hidden states."""
+    logps, kl, counts, ref_lp = sequence_stats(
+        policy, batch.seqs, cfg, ref.scored_states(batch.seqs)
+    )
     kl_mean = kl.detach().mean() if want_kl else logps.new_tensor(float("nan"))
     return logps, ref_lp, kl_mean, counts
 
@@ -167,8 +183,8 @@ def aihf_dpo_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_re
 def kto_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None):
     """KTO: λ·(1 − σ(±β·(ρ − z_ref))), z_ref from mismatched (x_i, y_{i+1}) pairs, detached,
     averaged over processes, clamped at 0."""
-    ref_logits = ref.logits(batch.seqs) if want_kl else None
-    logps, kl, counts = policy_stats(policy, batch.seqs, cfg, ref_logits)
+    ref_states = ref.scored_states(batch.seqs) if want_kl else None
+    logps, kl, counts = policy_stats(policy, batch.seqs, cfg, ref_states)
     with torch.no_grad():
         mm_logps, _, _ = policy_stats(policy, batch.mismatched, cfg)
     both = cat_rows(batch.seqs, batch.mismatched)  # one π_ref forward for both: [2R, T]
@@ -200,9 +216,10 @@ def kto_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_
 
 def sft_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None):
     """SFT: −mean ℓ_θ over demonstrations (same reduction as PMPO, so PMPO-A ≡ SFT)."""
-    logps, _, counts = policy_stats(policy, batch.seqs, cfg)
+    ref_states = ref.scored_states(batch.seqs) if want_kl else None  # KL diagnostic only
+    logps, kl, counts = policy_stats(policy, batch.seqs, cfg, ref_states)
     loss, d = sft_loss(logps)
-    kl = _kl_diagnostic(policy, ref, batch.seqs, cfg) if want_kl else loss.new_tensor(float("nan"))
+    kl = kl.detach().mean() if want_kl else loss.new_tensor(float("nan"))
     return loss, {"logp_accepted": d.logp, "kl": kl, "completion_tokens": counts.sum().detach()}
 
 

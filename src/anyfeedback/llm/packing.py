@@ -40,6 +40,7 @@ class Packed:
     mask: torch.Tensor  # [M, K] bool: labels[m, j] is a completion token
     n_tokens: int  # real (non-padding) tokens in the rows
     pad_id: int = 0
+    flat: bool = False  # padding-free rows: positions restart per sequence (`pack_flat`)
 
     def to(self, device) -> Packed:
         moved = [
@@ -54,11 +55,17 @@ class Packed:
                 self.mask,
             )
         ]
-        return Packed(*moved, self.n_tokens, self.pad_id)
+        return Packed(*moved, self.n_tokens, self.pad_id, self.flat)
 
     def kept(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Labels and completion mask aligned with the gathered logits, each [M, K]."""
         return self.labels, self.mask
+
+    def scored(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The N scored tokens: (row [N] and position [N] of the hidden state that predicts each,
+        its token id [N], its view [N]) — what the fused LM head needs."""
+        view, j = self.mask[:, 1:].nonzero(as_tuple=True)  # mask[m, j+1]: position j scores it
+        return self.rows[view], self.gather_index[view, j], self.labels[view, j + 1], view
 
     @property
     def n_views(self) -> int:
@@ -177,4 +184,5 @@ def cat_rows(a: Packed, b: Packed) -> Packed:
         torch.cat([widen(a.mask, k, False), widen(b.mask, k, False)]),
         a.n_tokens + b.n_tokens,
         a.pad_id,
+        a.flat or b.flat,
     )
