@@ -189,7 +189,7 @@ def test_dense_kl_keeps_rejected_gradient_at_beta_equal_one_minus_alpha():
 # ---- fused LM head: hidden states + head weight in, no [N, V] logits ------------------------
 
 
-def naive_head(h, w, b, targets, ref_h=None, ref_w=None, scale=1.0, softcap=None):
+def naive_head(h, w, b, targets, ref_h=None, ref_w=None, scale=1.0, softcap=None, rev=False):
     """Full-softmax reference: materialise the [N, V] logits of both models."""
 
     def logits(x, weight):
@@ -202,19 +202,21 @@ def naive_head(h, w, b, targets, ref_h=None, ref_w=None, scale=1.0, softcap=None
     if ref_h is None:
         return logps, torch.zeros_like(logps), torch.zeros_like(logps)
     lr = torch.log_softmax(logits(ref_h, ref_w), -1)
-    return logps, (lr.exp() * (lr - lq)).sum(-1), lr.gather(1, targets[:, None]).squeeze(1)
+    kl = (lq.exp() * (lq - lr)).sum(-1) if rev else (lr.exp() * (lr - lq)).sum(-1)
+    return logps, kl, lr.gather(1, targets[:, None]).squeeze(1)
 
 
 @pytest.mark.parametrize("tied", [False, True])
 @pytest.mark.parametrize("with_ref", [False, True])
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("capping", [(1.0, None), (0.5, 3.0)])
-def test_fused_head_matches_full_softmax(tied, with_ref, bias, capping):
+@pytest.mark.parametrize("rev", [False, True])
+def test_fused_head_matches_full_softmax(tied, with_ref, bias, capping, rev):
     """log π_θ(y), KL(π_ref‖π_θ), log π_ref(y) and the gradients of the hidden states, head
     weight and bias equal the naive full softmax (float64, V = 13, chunks of 3 over N = 10).
     Tied: the head weight is also the embedding that produced the hidden states, so its
     gradient is the sum of both paths. Capping (0.5, 3.0): Cohere-style scale, Gemma-style
-    soft-cap."""
+    soft-cap. `rev`: the reverse KL(π_θ‖π_ref) of RLOO."""
     g = torch.Generator().manual_seed(0)
     n, h_dim, v = 10, 6, 13
     scale, softcap = capping
@@ -236,13 +238,14 @@ def test_fused_head_matches_full_softmax(tied, with_ref, bias, capping):
         if fused:
             head = LMHead(w, b, scale, softcap)
             ref_head = LMHead(ref_w, b0, scale, softcap)
-            out = fused_token_stats(h, head, targets, ref_h, ref_head, chunk_size=3)
+            out = fused_token_stats(h, head, targets, ref_h, ref_head, chunk_size=3, reverse=rev)
         else:
-            out = naive_head(h, w, b, targets, ref_h, ref_w, scale, softcap)
+            out = naive_head(h, w, b, targets, ref_h, ref_w, scale, softcap, rev)
             if with_ref and b0 is not None:  # the reference head has its own (constant) bias
                 lr = torch.log_softmax(naive_head_logits(ref_h, ref_w, b0, scale, softcap), -1)
                 lq = torch.log_softmax(naive_head_logits(h, w, b, scale, softcap), -1)
-                out = (out[0], (lr.exp() * (lr - lq)).sum(-1), lr.gather(1, targets[:, None])[:, 0])
+                kl = (lq.exp() * (lq - lr)).sum(-1) if rev else (lr.exp() * (lr - lq)).sum(-1)
+                out = (out[0], kl, lr.gather(1, targets[:, None])[:, 0])
         (out[0] * coef[0] + out[1] * coef[1]).sum().backward()
         grads = [w.grad, leaf.grad if not tied else None, None if b is None else b.grad]
         return [o.detach() for o in out], grads

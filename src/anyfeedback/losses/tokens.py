@@ -211,7 +211,7 @@ class _FusedHeadStats(torch.autograd.Function):
     """TokenStats from hidden states and heads, chunked over N both ways (module docstring)."""
 
     @staticmethod
-    def forward(ctx, h, w, b, ref_h, ref_w, ref_b, targets, scaling, chunk_size):  # noqa: D102
+    def forward(ctx, h, w, b, ref_h, ref_w, ref_b, targets, scaling, chunk_size, reverse):  # noqa: D102
         ctx.set_materialize_grads(False)
         kind = h.device.type
         cd = _compute_dtype(h, w)
@@ -236,16 +236,17 @@ class _FusedHeadStats(torch.autograd.Function):
                     ref_lse[sl] = torch.logsumexp(zr, -1)
                     log_r = zr.sub_(ref_lse[sl, None])
                     ref_logps[sl] = log_r.gather(1, tgt).squeeze(1)
-                    kl[sl] = (log_r.exp() * (log_r - log_q)).sum(-1)  # dense over V
+                    p_first = log_q.exp() if reverse else log_r.exp()  # KL's first argument
+                    kl[sl] = (p_first * (log_q - log_r if reverse else log_r - log_q)).sum(-1)
                 del z, log_q
-        ctx.save_for_backward(h, w, b, ref_h, ref_w, ref_b, targets, lse, ref_lse)
-        ctx.scaling, ctx.chunk_size, ctx.cd = scaling, chunk_size, cd
+        ctx.save_for_backward(h, w, b, ref_h, ref_w, ref_b, targets, lse, ref_lse, kl)
+        ctx.scaling, ctx.chunk_size, ctx.cd, ctx.reverse = scaling, chunk_size, cd, reverse
         ctx.mark_non_differentiable(ref_logps)
         return logps, kl, ref_logps
 
     @staticmethod
     def backward(ctx, grad_logps, grad_kl, _grad_ref):  # noqa: D102
-        h, w, b, ref_h, ref_w, ref_b, targets, lse, ref_lse = ctx.saved_tensors
+        h, w, b, ref_h, ref_w, ref_b, targets, lse, ref_lse, kl = ctx.saved_tensors
         n = h.shape[0]
         if grad_logps is None:
             grad_logps = lse.new_zeros(n)
@@ -262,14 +263,24 @@ class _FusedHeadStats(torch.autograd.Function):
             for start in range(0, n, ctx.chunk_size):
                 sl = slice(start, start + ctx.chunk_size)
                 z, t = _chunk_logits(h[sl], wc, (b, scale, softcap))
-                g = z.sub_(lse[sl, None]).exp_()  # q [C, V]
-                # ∂ log q(y)/∂z = onehot(y) − q ;  ∂ KL/∂z = q − r   (r = π_ref, constant)
-                coef = -grad_logps[sl] if not use_kl else grad_kl[sl] - grad_logps[sl]
-                g.mul_(coef[:, None]).scatter_add_(1, targets[sl, None], grad_logps[sl, None])
-                if use_kl:
+                log_q = z.sub_(lse[sl, None])
+                g = log_q.exp()  # q [C, V]
+                # ∂ log q(y)/∂z = onehot(y) − q ;  ∂ KL(r‖q)/∂z = q − r   (r = π_ref, constant);
+                # ∂ KL(q‖r)/∂z = q ⊙ (log q − log r − KL(q‖r))
+                glp = grad_logps[sl, None]
+                if use_kl and ctx.reverse:
+                    zr, _ = _chunk_logits(ref_h[sl], ref_wc, (ref_b, *ctx.scaling[2:]))
+                    d = log_q.sub_(zr.sub_(ref_lse[sl, None])).sub_(kl[sl, None])
+                    g.mul_(d.mul_(grad_kl[sl, None]).sub_(glp))
+                    del zr, d
+                elif use_kl:
+                    g.mul_(grad_kl[sl, None] - glp)
                     zr, _ = _chunk_logits(ref_h[sl], ref_wc, (ref_b, *ctx.scaling[2:]))
                     g.sub_(zr.sub_(ref_lse[sl, None]).exp_().mul_(grad_kl[sl, None]))
                     del zr
+                else:
+                    g.mul_(-glp)
+                g.scatter_add_(1, targets[sl, None], glp)
                 if t is not None:  # through c·tanh(u/c): ∂/∂u = 1 − tanh²
                     g.mul_(1 - t * t)
                 if scale != 1.0:
@@ -279,10 +290,10 @@ class _FusedHeadStats(torch.autograd.Function):
                 grad_w.add_((g.to(cd).T @ h[sl].to(cd)).to(acc))
                 if grad_b is not None:
                     grad_b.add_(g.sum(0).to(acc))
-                del z, t, g
+                del z, t, g, log_q
         grad_w = grad_w.to(w.dtype) if ctx.needs_input_grad[1] else None
         grad_b = grad_b.to(b.dtype) if grad_b is not None and ctx.needs_input_grad[2] else None
-        return grad_h, grad_w, grad_b, None, None, None, None, None, None
+        return grad_h, grad_w, grad_b, None, None, None, None, None, None, None
 
 
 def fused_token_stats(
@@ -293,6 +304,7 @@ def fused_token_stats(
     ref_head: LMHead | None = None,
     *,
     chunk_size: int = DEFAULT_CHUNK,
+    reverse: bool = False,
 ) -> TokenStats:
     """log π_θ(y_i), KL(π_ref‖π_θ)_i and log π_ref(y_i) for N scored tokens, from the final hidden
     states `hidden` [N, H] (position i predicts `targets[i]`) and the LM head; no [N, V] tensor.
@@ -303,6 +315,8 @@ def fused_token_stats(
     `hidden`, `head.weight` and `head.bias` (a tied head's weight is the embedding matrix, so its
     gradient simply adds to the embedding's). Under autocast the head matmuls run in the autocast
     dtype, like the plain head; softmaxes and reductions in float32 (float64 stays float64).
+    `reverse=True` gives the reverse KL(π_θ‖π_ref)_i = Σ_v π_θ(v|h_i)[log π_θ − log π_ref]
+    instead (RLHF's penalty, docs/algorithms.md#rloo), still differentiable in π_θ only.
     """
     if ref_hidden is not None and ref_hidden.requires_grad:
         raise ValueError("ref_hidden must be computed without grad (π_ref is a constant)")
@@ -323,5 +337,6 @@ def fused_token_stats(
         targets,
         scaling,
         chunk_size,
+        reverse,
     )
     return TokenStats(*stats)
