@@ -27,7 +27,7 @@ from anyfeedback.losses import (
     ipo_loss,
     kto_loss,
     pmpo_loss,
-    rloo_loss,
+    rloo_dense_kl_loss,
     self_play_aihf_loss,
     sft_loss,
 )
@@ -45,15 +45,24 @@ class SequenceStats(NamedTuple):
     ref_logps: torch.Tensor
 
 
-def sequence_stats(policy, seqs: Packed, cfg, ref_states: ScoredStates | None = None):
+def sequence_stats(
+    policy, seqs: Packed, cfg, ref_states: ScoredStates | None = None, *, reverse: bool = False
+):
     """One policy forward to the final hidden states, then the fused chunked LM head
     (`fused_token_stats`): no [M, K, V] logits of either model. KL and ℓ_ref are zeros without
-    `ref_states` (π_ref's hidden states and head, `Reference.scored_states`)."""
+    `ref_states` (π_ref's hidden states and head, `Reference.scored_states`); `reverse` gives
+    KL(π_θ‖π_ref) instead of KL(π_ref‖π_θ)."""
     states = scored_states(policy, seqs)  # [N, H]
     _, _, targets, view = seqs.scored()  # [N]
     ref_hidden, ref_head = ref_states if ref_states is not None else (None, None)
     tok = fused_token_stats(
-        states.hidden, states.head, targets, ref_hidden, ref_head, chunk_size=cfg.kl_chunk_size
+        states.hidden,
+        states.head,
+        targets,
+        ref_hidden,
+        ref_head,
+        chunk_size=cfg.kl_chunk_size,
+        reverse=reverse,
     )
     zeros = tok.logps.new_zeros(seqs.n_views)
     logps, kl, ref_lp, counts = (
@@ -257,19 +266,20 @@ def self_play_aihf_batch_loss(
 
 
 def rloo_batch_loss(policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None):
-    """RLOO (BASELINES §RLHF): −mean A_i·ℓ_θ(y_i), R_i = r_i − β·Σ_t[log π_θ(y_t) − log π_ref(y_t)]
-    on the sampled tokens (on-policy: π_old = π_θ), leave-one-out baseline per prompt group.
-    Needs summed log-probs (the KL estimate is a sum over tokens)."""
-    logps, ref_lp, kl, counts = _pair_terms(policy, ref, batch, cfg, want_kl)
-    kl_sampled = (logps - ref_lp).detach()  # [M] Σ_t log π_old/π_ref on the sampled tokens
-    loss, d = rloo_loss(logps, batch.rewards, kl_sampled, k=batch.group_size, beta=cfg.beta)
+    """RLOO with the dense KL (docs/algorithms.md#rloo): −mean A_i·ℓ_θ(y_i) + β·mean KL_i,
+    KL_i = Σ_t KL(π_θ‖π_ref) along sample i, exact over the vocabulary and differentiable;
+    R_i = r_i − β·sg(KL_i), leave-one-out baseline per prompt group. Needs summed log-probs."""
+    logps, kl, counts, _ = sequence_stats(
+        policy, batch.seqs, cfg, ref.scored_states(batch.seqs), reverse=True
+    )
+    loss, d = rloo_dense_kl_loss(logps, batch.rewards, kl, k=batch.group_size, beta=cfg.beta)
     return loss, {
         "reward": d.reward,
-        "kl_sampled": d.kl,
+        "kl_reverse": d.kl,
         "penalised_reward": d.penalised_reward,
         "advantage_abs": d.advantage_abs,
         "logp": logps.detach().mean(),
-        "kl": kl,
+        "kl": d.kl if want_kl else loss.new_tensor(float("nan")),
         "completion_tokens": counts.sum().detach(),
     }
 
