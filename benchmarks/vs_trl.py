@@ -18,9 +18,11 @@ Profiles (same code path, different sizes):
 Runs, each in its own subprocess so peak memory is not shared:
 
   trl-kto   TRL KTOTrainer on the unpaired data        pmpo     our PMPO (α=0.5, β=0.5, dense KL)
+                                                       kto      our KTO (β=0.1, same algorithm)
   trl-dpo   TRL DPOTrainer on the paired data          dpo      our DPO (β=0.1)
-  minimal   a hand-written PyTorch loop: PMPO forward/backward with the dense KL on pre-collated
-            batches, no logging or checkpointing (the practical limit of our PMPO step)
+  minimal   a hand-written PyTorch loop: PMPO forward/backward with the dense KL (the fused LM
+            head) on pre-collated batches, no logging or checkpointing (the practical limit of
+            our PMPO step)
 
 Same model, batch, max length and number of steps (one epoch of the data, so every trainer sees
 every record once); TRL with gradient_checkpointing=False and ref_model passed explicitly. Runs
@@ -59,7 +61,8 @@ from pathlib import Path
 from bench_assets import OUT, PROFILES, Profile, build_assets, encoded_examples, record_stats
 
 WARMUP = 3
-RUNS = ("trl-kto", "pmpo", "minimal", "trl-dpo", "dpo")
+RUNS = ("trl-kto", "pmpo", "kto", "minimal", "trl-dpo", "dpo")
+UNPAIRED = ("trl-kto", "pmpo", "kto", "minimal")
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
@@ -117,7 +120,7 @@ def run_ours(p: Profile, method: str, paths: dict, steps: int, stats: dict) -> d
             super().log(step, **metrics)
 
     fit.MetricsLog = StampedLog
-    data = paths["unpaired" if method == "pmpo" else "paired"]
+    data = paths["unpaired" if method in UNPAIRED else "paired"]
     beta = 0.5 if method == "pmpo" else 0.1
     cfg = TrainConfig(
         model=str(paths["model"]),
@@ -201,8 +204,9 @@ def run_minimal(p: Profile, paths: dict, steps: int, stats: dict) -> dict:
     from transformers import AutoModelForCausalLM
 
     from anyfeedback.llm.batching import BatchPlan, collate_unpaired
-    from anyfeedback.llm.model import completion_logits
-    from anyfeedback.losses import pmpo_loss, token_logps_and_kl
+    from anyfeedback.llm.model import scored_states
+    from anyfeedback.losses import pmpo_loss
+    from anyfeedback.losses.tokens import fused_token_stats
 
     tok, ex = encoded_examples(p, paths["model"], paths["unpaired"])
     plan = BatchPlan(
@@ -222,11 +226,14 @@ def run_minimal(p: Profile, paths: dict, steps: int, stats: dict) -> dict:
     for b in batches:
         b = b.to(device)
         s = b.seqs
+        _, _, targets, view = s.scored()
         with autocast:
             with torch.inference_mode():
-                ref_logits = completion_logits(ref, s)  # LM head on completion positions only
-            logits = completion_logits(model, s)
-        logps, kl, _ = token_logps_and_kl(logits, *s.kept(), ref_logits.clone())
+                ref_hidden, ref_head = scored_states(ref, s)  # [N, H]: no logits
+            hidden, head = scored_states(model, s)
+            tok = fused_token_stats(hidden, head, targets, ref_hidden.clone(), ref_head)
+        logps = tok.logps.new_zeros(s.n_views).index_add(0, view, tok.logps)
+        kl = tok.kl.new_zeros(s.n_views).index_add(0, view, tok.kl)
         loss, _ = pmpo_loss(logps[b.accepted], logps[~b.accepted], kl, alpha=0.5, beta=0.5)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -242,7 +249,7 @@ def child(p: Profile, name: str, steps: int) -> None:
     if p.threads:
         torch.set_num_threads(p.threads)
     paths = build_assets(p, steps * p.batch)
-    data = paths["unpaired" if name in ("trl-kto", "pmpo", "minimal") else "paired"]
+    data = paths["unpaired" if name in UNPAIRED else "paired"]
     stats = record_stats(p, paths["model"], data)
     if name.startswith("trl-"):
         res = run_trl(p, name, paths, steps, stats)
@@ -299,11 +306,14 @@ def _summarise(p: Profile, reps: list[dict], args, runs: tuple[str, ...]) -> dic
     ratio_defs = {
         "pmpo_vs_trl_kto_samples_per_s": ("pmpo", "trl-kto", "samples_per_s"),
         "pmpo_vs_trl_kto_samples_per_cpu_s": ("pmpo", "trl-kto", "samples_per_cpu_s"),
+        "kto_vs_trl_kto_samples_per_s": ("kto", "trl-kto", "samples_per_s"),
+        "kto_vs_trl_kto_samples_per_cpu_s": ("kto", "trl-kto", "samples_per_cpu_s"),
         "dpo_vs_trl_dpo_samples_per_s": ("dpo", "trl-dpo", "samples_per_s"),
         "dpo_vs_trl_dpo_samples_per_cpu_s": ("dpo", "trl-dpo", "samples_per_cpu_s"),
         "pmpo_step_vs_minimal_loop": ("pmpo", "minimal", "s_per_step"),
         "pmpo_cpu_step_vs_minimal_loop": ("pmpo", "minimal", "cpu_s_per_step"),
         f"pmpo_vs_trl_kto_{mem}": ("pmpo", "trl-kto", mem),
+        f"kto_vs_trl_kto_{mem}": ("kto", "trl-kto", mem),
         f"dpo_vs_trl_dpo_{mem}": ("dpo", "trl-dpo", mem),
     }
     ratios = {
@@ -329,12 +339,15 @@ def _summarise(p: Profile, reps: list[dict], args, runs: tuple[str, ...]) -> dic
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "trl": trl.__version__,
+        "load_average_1_5_15_min_at_start": args.load_at_start,
+        "load_average_1_5_15_min_at_end": list(os.getloadavg()),
     }
     return {
         "command": "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/vs_trl.py "
         f"--profile {args.profile} --reps {args.reps} --steps {args.steps}"
         + (f" --batch {args.batch}" if args.batch else "")
-        + ("" if runs == RUNS else f" --runs {','.join(runs)}"),
+        + ("" if runs == RUNS else f" --runs {','.join(runs)}")
+        + (f" --out {args.out}" if args.out else ""),
         "conditions": conditions,
         "median": summary,
         "ratios_per_rep": ratios,
@@ -362,6 +375,7 @@ def main() -> None:
         child(p, args.child, args.steps)
         return
     build_assets(p, args.steps * p.batch)
+    args.load_at_start = list(os.getloadavg())  # other work on the machine shows here
     reps = []
     for rep in range(args.reps):
         res = {name: _spawn(p, name, args.steps) for name in runs}
