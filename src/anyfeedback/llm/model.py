@@ -173,11 +173,18 @@ def lm_head(model: torch.nn.Module) -> LMHead:
             "lm_head out of the target modules",
             source="--lora-target-modules",
         )
+    weight, bias = _full(head.weight), _full(head.bias)
     config = getattr(inner, "config", None)
     scale = float(getattr(config, "logit_scale", None) or 1.0)
     scale /= float(getattr(config, "logits_scaling", None) or 1.0)
     softcap = getattr(config, "final_logit_softcapping", None)
-    return LMHead(head.weight, head.bias, scale, float(softcap) if softcap else None)
+    return LMHead(weight, bias, scale, float(softcap) if softcap else None)
+
+
+def _full(param: torch.Tensor | None) -> torch.Tensor | None:
+    """The whole tensor of a parameter that FSDP2 shards (a DTensor outside the module's
+    forward): an all-gather whose backward reduce-scatters the gradient back to the shard."""
+    return param.full_tensor() if hasattr(param, "full_tensor") else param
 
 
 def completion_hidden(model: torch.nn.Module, seqs: Packed) -> torch.Tensor:
