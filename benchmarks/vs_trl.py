@@ -62,7 +62,9 @@ from bench_assets import OUT, PROFILES, Profile, build_assets, encoded_examples,
 
 WARMUP = 3
 RUNS = ("trl-kto", "pmpo", "kto", "minimal", "trl-dpo", "dpo")
-UNPAIRED = ("trl-kto", "pmpo", "kto", "minimal")
+# optional runs (not in the default set): our PMPO under --torch-compile / --gradient-checkpointing
+EXTRA = ("pmpo-compile", "pmpo-checkpointing")
+UNPAIRED = ("trl-kto", "pmpo", "kto", "minimal", *EXTRA)
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
@@ -121,12 +123,15 @@ def run_ours(p: Profile, method: str, paths: dict, steps: int, stats: dict) -> d
 
     fit.MetricsLog = StampedLog
     data = paths["unpaired" if method in UNPAIRED else "paired"]
+    name, method = method, method.partition("-")[0]
     beta = 0.5 if method == "pmpo" else 0.1
     cfg = TrainConfig(
         model=str(paths["model"]),
         data=str(data),
         method=method,
-        out=str(p.work / f"run-{method}"),
+        torch_compile=name == "pmpo-compile",
+        gradient_checkpointing=name == "pmpo-checkpointing",
+        out=str(p.work / f"run-{name}"),
         beta=beta,
         batch_size=p.batch,
         max_length=p.max_length,
@@ -138,7 +143,7 @@ def run_ours(p: Profile, method: str, paths: dict, steps: int, stats: dict) -> d
         bf16=p.bf16,
     )
     train(cfg)
-    return _result(p, method, stamps, steps, stats)
+    return _result(p, name, stamps, steps, stats)
 
 
 def run_trl(p: Profile, kind: str, paths: dict, steps: int, stats: dict) -> dict:
@@ -311,6 +316,8 @@ def _summarise(p: Profile, reps: list[dict], args, runs: tuple[str, ...]) -> dic
         "dpo_vs_trl_dpo_samples_per_s": ("dpo", "trl-dpo", "samples_per_s"),
         "dpo_vs_trl_dpo_samples_per_cpu_s": ("dpo", "trl-dpo", "samples_per_cpu_s"),
         "pmpo_step_vs_minimal_loop": ("pmpo", "minimal", "s_per_step"),
+        "pmpo_compile_cpu_step_vs_pmpo": ("pmpo-compile", "pmpo", "cpu_s_per_step"),
+        "pmpo_checkpointing_cpu_step_vs_pmpo": ("pmpo-checkpointing", "pmpo", "cpu_s_per_step"),
         "pmpo_cpu_step_vs_minimal_loop": ("pmpo", "minimal", "cpu_s_per_step"),
         f"pmpo_vs_trl_kto_{mem}": ("pmpo", "trl-kto", mem),
         f"kto_vs_trl_kto_{mem}": ("kto", "trl-kto", mem),
@@ -361,7 +368,7 @@ def main() -> None:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--steps", type=int, default=24)
-    parser.add_argument("--child", choices=RUNS)
+    parser.add_argument("--child", choices=RUNS + EXTRA)
     parser.add_argument("--out", type=Path, default=None, help="results JSON path")
     parser.add_argument("--batch", type=int, help="records per step (default: the profile's)")
     parser.add_argument("--runs", default=",".join(RUNS), help="subset of " + ",".join(RUNS))
@@ -370,7 +377,7 @@ def main() -> None:
     if args.batch:
         p = dataclasses.replace(p, name=f"{p.name}-b{args.batch}", batch=args.batch)
         PROFILES[p.name] = p
-    runs = tuple(r for r in RUNS if r in args.runs.split(","))
+    runs = tuple(r for r in RUNS + EXTRA if r in args.runs.split(","))
     if args.child:
         child(p, args.child, args.steps)
         return
