@@ -372,6 +372,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="results JSON path")
     parser.add_argument("--batch", type=int, help="records per step (default: the profile's)")
     parser.add_argument("--runs", default=",".join(RUNS), help="subset of " + ",".join(RUNS))
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        help="combine the JSONs of single-run invocations started side by side (one rep each) "
+        "into one result at --out, ratios across them",
+    )
     args = parser.parse_args()
     p = PROFILES[args.profile]
     if args.batch:
@@ -381,6 +388,9 @@ def main() -> None:
     if args.child:
         child(p, args.child, args.steps)
         return
+    if args.merge:
+        _merge(p, args)
+        return
     build_assets(p, args.steps * p.batch)
     args.load_at_start = list(os.getloadavg())  # other work on the machine shows here
     reps = []
@@ -388,7 +398,34 @@ def main() -> None:
         res = {name: _spawn(p, name, args.steps) for name in runs}
         reps.append(res)
         print(f"rep {rep + 1}: " + ", ".join(f"{n} {r['s_per_step']:.3f}s" for n, r in res.items()))
-    result = _summarise(p, reps, args, runs)
+    _write(p, _summarise(p, reps, args, runs), args, runs)
+
+
+def _merge(p: Profile, args) -> None:
+    """One rep from several single-run results, as if one invocation had run them in turn."""
+    parts = [json.loads(f.read_text()) for f in args.merge]
+    rep = {name: r for part in parts for name, r in part["reps"][0].items()}
+    runs = tuple(r for r in RUNS + EXTRA if r in rep)
+    args.reps, args.runs = 1, ",".join(runs)
+    args.load_at_start = parts[0]["conditions"]["load_average_1_5_15_min_at_start"]
+    result = _summarise(p, [rep], args, runs)
+    result["conditions"]["load_average_1_5_15_min_at_end"] = max(
+        (part["conditions"]["load_average_1_5_15_min_at_end"] for part in parts), key=lambda x: x[0]
+    )
+    result["conditions"]["load_average_per_run_start_end"] = {
+        name: [part["conditions"][f"load_average_1_5_15_min_at_{w}"] for w in ("start", "end")]
+        for part in parts
+        for name in part["reps"][0]
+    }
+    result["command"] = (
+        "side by side, one process each: "
+        + "; ".join(part["command"] for part in parts)
+        + f"; then benchmarks/vs_trl.py --merge {' '.join(map(str, args.merge))}"
+    )
+    _write(p, result, args, runs)
+
+
+def _write(p: Profile, result: dict, args, runs: tuple[str, ...]) -> None:
     out = args.out or OUT / ("vs_trl.json" if p.name == "cpu" else f"vs_trl_{p.name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
