@@ -41,8 +41,8 @@ attention scores and values) + 2·d·V·c (the LM head on the scored positions);
 LM head over prompt positions, KTO's mismatched pairs) earns no credit. MFU = FLOPs/s ÷ the
 GPU's dense bf16 peak (H100/H200 SXM: 989 TFLOP/s).
 Workloads (profiles, assets, FLOP totals): benchmarks/bench_assets.py.
-Results: results/bench/vs_trl.json (cpu) or vs_trl_gpu.json; a Markdown table is printed (and
-pasted into README.md, section "Speed" of the trainer).
+Results: results/bench/vs_trl.json (cpu) or vs_trl_gpu.json (or --out); a Markdown table is
+printed (docs/results/llm-speed.md shows them).
 """
 
 from __future__ import annotations
