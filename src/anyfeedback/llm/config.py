@@ -88,6 +88,10 @@ class TrainConfig:
     """Length-bucketed batches: sort within chunks of --bucket-batches batches to cut padding."""
     bucket_batches: int = 64
     """Batches per length-sorting chunk (bigger sorts better, shuffles less)."""
+    padding_free: bool = False
+    """Each micro-batch as one row without padding, positions restarting per sequence (block-
+    diagonal attention); same numbers as padded rows. Off by default: slower on CPU with sdpa
+    (docs/results/llm-speed.md); meant for flash-attention varlen on GPU."""
 
     learning_rate: float = 1e-6
     """Peak learning rate of AdamW."""
