@@ -87,7 +87,7 @@ def main() -> None:
             "padded_over_flat_cpu_time": padded_s / flat_s,
             "steps_measured": len(cpu[False]) - 1,
         }
-        print(order, json.dumps(out[order]))
+        print(order, json.dumps(out[order]), flush=True)
     out["conditions"] = {
         "command": "PYTHONPATH=src HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python "
         f"benchmarks/padding_free.py --batch {args.batch} --steps {args.steps}",
