@@ -1,14 +1,16 @@
 """One micro-batch → (loss, metrics) for each method, on top of the pure loss core.
 
 `compute_loss(policy, ref, batch, cfg)` is the reusable per-batch function (offline trainer and
-online loop). The method is picked at the edge from `BATCH_LOSSES`; each function reads: policy
-forward → per-sequence ℓ_θ (and dense KL) → π_ref forward → loss from `anyfeedback.losses`.
+online loop). The method is picked at the edge from `BATCH_LOSSES`; each function reads: π_ref
+forward → policy forward → per-sequence ℓ_θ (and dense KL, ℓ_ref) → loss from
+`anyfeedback.losses`. Both forwards stop at the final hidden states of the N scored tokens; the
+fused chunked LM head (`sequence_stats`, `losses.tokens.fused_token_stats`) turns them into
+log-probs and the KL without any [N, V] logits (docs/algorithms.md#token-kl).
 
-Shapes: M scored sequences (views) of `batch.seqs`, K = kept logit positions (longest completion
-+ 1), V vocabulary.
+Shapes: M scored sequences (views) of `batch.seqs`, N scored tokens, H hidden size, V vocabulary.
 ℓ = Σ_t log π(y_t|x, y_<t) over completion tokens (or the per-token mean, `cfg.average_logps`).
 KL = Σ_t KL(π_ref(·|x,y_<t) ‖ π_θ(·|x,y_<t)), dense over V along the completion, chunked
-(PMPO §5; never ℓ_ref − ℓ_θ on the same samples).
+(docs/algorithms.md#pmpo-kl; never ℓ_ref − ℓ_θ on the same samples).
 """
 
 from __future__ import annotations
