@@ -18,9 +18,11 @@ Profiles (same code path, different sizes):
 Runs, each in its own subprocess so peak memory is not shared:
 
   trl-kto   TRL KTOTrainer on the unpaired data        pmpo     our PMPO (α=0.5, β=0.5, dense KL)
+                                                       kto      our KTO (β=0.1, same algorithm)
   trl-dpo   TRL DPOTrainer on the paired data          dpo      our DPO (β=0.1)
-  minimal   a hand-written PyTorch loop: PMPO forward/backward with the dense KL on pre-collated
-            batches, no logging or checkpointing (the practical limit of our PMPO step)
+  minimal   a hand-written PyTorch loop: PMPO forward/backward with the dense KL (the fused LM
+            head) on pre-collated batches, no logging or checkpointing (the practical limit of
+            our PMPO step)
 
 Same model, batch, max length and number of steps (one epoch of the data, so every trainer sees
 every record once); TRL with gradient_checkpointing=False and ref_model passed explicitly. Runs
@@ -39,8 +41,8 @@ attention scores and values) + 2·d·V·c (the LM head on the scored positions);
 LM head over prompt positions, KTO's mismatched pairs) earns no credit. MFU = FLOPs/s ÷ the
 GPU's dense bf16 peak (H100/H200 SXM: 989 TFLOP/s).
 Workloads (profiles, assets, FLOP totals): benchmarks/bench_assets.py.
-Results: results/bench/vs_trl.json (cpu) or vs_trl_gpu.json; a Markdown table is printed (and
-written up in docs/results/llm-speed.md).
+Results: results/bench/vs_trl.json (cpu) or vs_trl_gpu.json (or --out); a Markdown table is
+printed (docs/results/llm-speed.md shows them).
 """
 
 from __future__ import annotations
@@ -59,7 +61,10 @@ from pathlib import Path
 from bench_assets import OUT, PROFILES, Profile, build_assets, encoded_examples, record_stats
 
 WARMUP = 3
-RUNS = ("trl-kto", "pmpo", "minimal", "trl-dpo", "dpo")
+RUNS = ("trl-kto", "pmpo", "kto", "minimal", "trl-dpo", "dpo")
+# optional runs (not in the default set): our PMPO under --torch-compile / --gradient-checkpointing
+EXTRA = ("pmpo-compile", "pmpo-checkpointing")
+UNPAIRED = ("trl-kto", "pmpo", "kto", "minimal", *EXTRA)
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
@@ -117,13 +122,16 @@ def run_ours(p: Profile, method: str, paths: dict, steps: int, stats: dict) -> d
             super().log(step, **metrics)
 
     fit.MetricsLog = StampedLog
-    data = paths["unpaired" if method == "pmpo" else "paired"]
+    data = paths["unpaired" if method in UNPAIRED else "paired"]
+    name, method = method, method.partition("-")[0]
     beta = 0.5 if method == "pmpo" else 0.1
     cfg = TrainConfig(
         model=str(paths["model"]),
         data=str(data),
         method=method,
-        out=str(p.work / f"run-{method}"),
+        torch_compile=name == "pmpo-compile",
+        gradient_checkpointing=name == "pmpo-checkpointing",
+        out=str(p.work / f"run-{name}"),
         beta=beta,
         batch_size=p.batch,
         max_length=p.max_length,
@@ -135,7 +143,7 @@ def run_ours(p: Profile, method: str, paths: dict, steps: int, stats: dict) -> d
         bf16=p.bf16,
     )
     train(cfg)
-    return _result(p, method, stamps, steps, stats)
+    return _result(p, name, stamps, steps, stats)
 
 
 def run_trl(p: Profile, kind: str, paths: dict, steps: int, stats: dict) -> dict:
@@ -201,8 +209,9 @@ def run_minimal(p: Profile, paths: dict, steps: int, stats: dict) -> dict:
     from transformers import AutoModelForCausalLM
 
     from anyfeedback.llm.batching import BatchPlan, collate_unpaired
-    from anyfeedback.llm.model import completion_logits
-    from anyfeedback.losses import pmpo_loss, token_logps_and_kl
+    from anyfeedback.llm.model import scored_states
+    from anyfeedback.losses import pmpo_loss
+    from anyfeedback.losses.tokens import fused_token_stats
 
     tok, ex = encoded_examples(p, paths["model"], paths["unpaired"])
     plan = BatchPlan(
@@ -222,11 +231,14 @@ def run_minimal(p: Profile, paths: dict, steps: int, stats: dict) -> dict:
     for b in batches:
         b = b.to(device)
         s = b.seqs
+        _, _, targets, view = s.scored()
         with autocast:
             with torch.inference_mode():
-                ref_logits = completion_logits(ref, s)  # LM head on completion positions only
-            logits = completion_logits(model, s)
-        logps, kl, _ = token_logps_and_kl(logits, *s.kept(), ref_logits.clone())
+                ref_hidden, ref_head = scored_states(ref, s)  # [N, H]: no logits
+            hidden, head = scored_states(model, s)
+            tok = fused_token_stats(hidden, head, targets, ref_hidden.clone(), ref_head)
+        logps = tok.logps.new_zeros(s.n_views).index_add(0, view, tok.logps)
+        kl = tok.kl.new_zeros(s.n_views).index_add(0, view, tok.kl)
         loss, _ = pmpo_loss(logps[b.accepted], logps[~b.accepted], kl, alpha=0.5, beta=0.5)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -242,7 +254,7 @@ def child(p: Profile, name: str, steps: int) -> None:
     if p.threads:
         torch.set_num_threads(p.threads)
     paths = build_assets(p, steps * p.batch)
-    data = paths["unpaired" if name in ("trl-kto", "pmpo", "minimal") else "paired"]
+    data = paths["unpaired" if name in UNPAIRED else "paired"]
     stats = record_stats(p, paths["model"], data)
     if name.startswith("trl-"):
         res = run_trl(p, name, paths, steps, stats)
@@ -299,11 +311,16 @@ def _summarise(p: Profile, reps: list[dict], args, runs: tuple[str, ...]) -> dic
     ratio_defs = {
         "pmpo_vs_trl_kto_samples_per_s": ("pmpo", "trl-kto", "samples_per_s"),
         "pmpo_vs_trl_kto_samples_per_cpu_s": ("pmpo", "trl-kto", "samples_per_cpu_s"),
+        "kto_vs_trl_kto_samples_per_s": ("kto", "trl-kto", "samples_per_s"),
+        "kto_vs_trl_kto_samples_per_cpu_s": ("kto", "trl-kto", "samples_per_cpu_s"),
         "dpo_vs_trl_dpo_samples_per_s": ("dpo", "trl-dpo", "samples_per_s"),
         "dpo_vs_trl_dpo_samples_per_cpu_s": ("dpo", "trl-dpo", "samples_per_cpu_s"),
         "pmpo_step_vs_minimal_loop": ("pmpo", "minimal", "s_per_step"),
+        "pmpo_compile_cpu_step_vs_pmpo": ("pmpo-compile", "pmpo", "cpu_s_per_step"),
+        "pmpo_checkpointing_cpu_step_vs_pmpo": ("pmpo-checkpointing", "pmpo", "cpu_s_per_step"),
         "pmpo_cpu_step_vs_minimal_loop": ("pmpo", "minimal", "cpu_s_per_step"),
         f"pmpo_vs_trl_kto_{mem}": ("pmpo", "trl-kto", mem),
+        f"kto_vs_trl_kto_{mem}": ("kto", "trl-kto", mem),
         f"dpo_vs_trl_dpo_{mem}": ("dpo", "trl-dpo", mem),
     }
     ratios = {
@@ -329,12 +346,15 @@ def _summarise(p: Profile, reps: list[dict], args, runs: tuple[str, ...]) -> dic
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "trl": trl.__version__,
+        "load_average_1_5_15_min_at_start": args.load_at_start,
+        "load_average_1_5_15_min_at_end": list(os.getloadavg()),
     }
     return {
         "command": "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/vs_trl.py "
         f"--profile {args.profile} --reps {args.reps} --steps {args.steps}"
         + (f" --batch {args.batch}" if args.batch else "")
-        + ("" if runs == RUNS else f" --runs {','.join(runs)}"),
+        + ("" if runs == RUNS else f" --runs {','.join(runs)}")
+        + (f" --out {args.out}" if args.out else ""),
         "conditions": conditions,
         "median": summary,
         "ratios_per_rep": ratios,
@@ -348,26 +368,64 @@ def main() -> None:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--steps", type=int, default=24)
-    parser.add_argument("--child", choices=RUNS)
+    parser.add_argument("--child", choices=RUNS + EXTRA)
     parser.add_argument("--out", type=Path, default=None, help="results JSON path")
     parser.add_argument("--batch", type=int, help="records per step (default: the profile's)")
     parser.add_argument("--runs", default=",".join(RUNS), help="subset of " + ",".join(RUNS))
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        help="combine the JSONs of single-run invocations started side by side (one rep each) "
+        "into one result at --out, ratios across them",
+    )
     args = parser.parse_args()
     p = PROFILES[args.profile]
     if args.batch:
         p = dataclasses.replace(p, name=f"{p.name}-b{args.batch}", batch=args.batch)
         PROFILES[p.name] = p
-    runs = tuple(r for r in RUNS if r in args.runs.split(","))
+    runs = tuple(r for r in RUNS + EXTRA if r in args.runs.split(","))
     if args.child:
         child(p, args.child, args.steps)
         return
+    if args.merge:
+        _merge(p, args)
+        return
     build_assets(p, args.steps * p.batch)
+    args.load_at_start = list(os.getloadavg())  # other work on the machine shows here
     reps = []
     for rep in range(args.reps):
         res = {name: _spawn(p, name, args.steps) for name in runs}
         reps.append(res)
         print(f"rep {rep + 1}: " + ", ".join(f"{n} {r['s_per_step']:.3f}s" for n, r in res.items()))
-    result = _summarise(p, reps, args, runs)
+    _write(p, _summarise(p, reps, args, runs), args, runs)
+
+
+def _merge(p: Profile, args) -> None:
+    """One rep from several single-run results, as if one invocation had run them in turn."""
+    parts = [json.loads(f.read_text()) for f in args.merge]
+    rep = {name: r for part in parts for name, r in part["reps"][0].items()}
+    runs = tuple(r for r in RUNS + EXTRA if r in rep)
+    args.reps, args.runs = 1, ",".join(runs)
+    args.load_at_start = parts[0]["conditions"]["load_average_1_5_15_min_at_start"]
+    result = _summarise(p, [rep], args, runs)
+    result["conditions"]["load_average_1_5_15_min_at_end"] = max(
+        (part["conditions"]["load_average_1_5_15_min_at_end"] for part in parts), key=lambda x: x[0]
+    )
+    result["conditions"]["load_average_per_run_start_end"] = {
+        name: [part["conditions"][f"load_average_1_5_15_min_at_{w}"] for w in ("start", "end")]
+        for part in parts
+        for name in part["reps"][0]
+    }
+    result["command"] = (
+        "side by side, one process each: "
+        + "; ".join(part["command"] for part in parts)
+        + f"; then benchmarks/vs_trl.py --merge {' '.join(map(str, args.merge))}"
+    )
+    _write(p, result, args, runs)
+
+
+def _write(p: Profile, result: dict, args, runs: tuple[str, ...]) -> None:
     out = args.out or OUT / ("vs_trl.json" if p.name == "cpu" else f"vs_trl_{p.name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -286,14 +286,15 @@ def test_bad_inputs_exit_2_one_line(
     assert len(err) == 1 and expect in err[0], err
 
 
-def test_rloo_batch_penalises_the_log_ratio_to_the_frozen_reference(tiny_model):
-    """The RLOO step's KL is Σ_t log π_θ(y_t) − log π_ref(y_t) with π_ref the *start* model
-    (never the sampling policy: on-policy, π_old = π_θ), and enters R = r − β·kl."""
+def test_rloo_batch_penalises_the_dense_kl_to_the_frozen_reference(tiny_model):
+    """The RLOO step's KL is Σ_t KL(π_θ‖π_ref) dense over the vocabulary along each sample,
+    with π_ref the *start* model (never the sampling policy), in R = r − β·sg(KL) and as the
+    differentiable term β·mean KL (`rloo_dense_kl_loss`)."""
     from anyfeedback.llm import TrainConfig
     from anyfeedback.llm.batching import collate_samples
     from anyfeedback.llm.model import Reference, completion_logits, load_policy
-    from anyfeedback.llm.objective import ref_logps, rloo_batch_loss
-    from anyfeedback.losses import rloo_loss, token_logps_and_kl
+    from anyfeedback.llm.objective import rloo_batch_loss
+    from anyfeedback.losses import rloo_dense_kl_loss, token_logps_and_kl
 
     cfg = TrainConfig(model=str(tiny_model), data="x", method="rloo", beta=0.5)
     torch.manual_seed(0)
@@ -311,11 +312,13 @@ def test_rloo_batch_penalises_the_log_ratio_to_the_frozen_reference(tiny_model):
     )
     loss, m = rloo_batch_loss(policy, ref, batch, cfg)
     labels, mask = batch.seqs.kept()
-    lp = token_logps_and_kl(completion_logits(policy, batch.seqs), labels, mask)[0]
-    kl = lp.detach() - ref_logps(ref, batch.seqs, cfg)
-    assert m["kl_sampled"].item() == pytest.approx(kl.mean().item(), abs=1e-5)
-    assert kl.abs().max() > 1e-3  # the policy moved away from π_ref
-    expected = rloo_loss(lp, torch.tensor([1.0, 0.0, 0.5, 0.2]), kl, k=2, beta=0.5)[0]
+    logits = completion_logits(policy, batch.seqs)
+    lp = token_logps_and_kl(logits, labels, mask)[0]
+    # reverse KL by swapping the roles: KL(π_θ‖π_ref) = "ref" π_θ, "policy" π_ref
+    kl = token_logps_and_kl(ref.logits(batch.seqs), labels, mask, logits.detach())[1]
+    assert m["kl_reverse"].item() == pytest.approx(kl.mean().item(), abs=1e-5)
+    assert kl.min() > 1e-5  # the policy moved away from π_ref
+    expected = rloo_dense_kl_loss(lp, torch.tensor([1.0, 0.0, 0.5, 0.2]), kl, k=2, beta=0.5)[0]
     assert loss.item() == pytest.approx(expected.item(), abs=1e-5)
 
 

@@ -1,6 +1,7 @@
 """Micro-batches per method, and a stateless batch order that resumes exactly.
 
-`collate_*` turn tokenised `Example`s into a `Batch` (token layouts in `packing.py`).
+`collate_*` turn tokenised `Example`s into a `Batch` (token layouts in `packing.py`); with
+`flat=True` a micro-batch is one padding-free row (`pack_flat`) instead of right-padded rows.
 
 Order: `BatchPlan` draws each epoch's permutation from (seed, epoch), sorts chunks of
 `bucket_batches` global batches by length (length bucketing: little padding), shuffles the
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from anyfeedback.llm.data import Example
-from anyfeedback.llm.packing import Packed, cat_rows, pack, pack_shared
+from anyfeedback.llm.packing import Packed, cat_rows, pack, pack_flat, pack_shared
 
 __all__ = [
     "Batch",
@@ -72,7 +73,13 @@ class Batch:
         )
 
 
-def collate_unpaired(examples: list[Example], pad_id: int, *, mismatched: bool = False) -> Batch:
+def _rows(prompts: list[list[int]], completions: list[list[int]], pad_id: int, flat: bool):
+    return (pack_flat if flat else pack)(prompts, completions, pad_id)
+
+
+def collate_unpaired(
+    examples: list[Example], pad_id: int, *, mismatched: bool = False, flat: bool = False
+) -> Batch:
     """Unpaired rows; with `mismatched`, also prompt i with completion (i + 1) mod m (KTO).
     Records with `accepted=None` are unlabelled (`Batch.labelled`)."""
     prompts = [e.prompt_ids for e in examples]
@@ -86,9 +93,9 @@ def collate_unpaired(examples: list[Example], pad_id: int, *, mismatched: bool =
         from anyfeedback.losses import mismatched_indices
 
         shift = mismatched_indices(len(examples)).tolist()
-        extra = pack(prompts, [comps[j] for j in shift], pad_id)
+        extra = _rows(prompts, [comps[j] for j in shift], pad_id, flat)
     return Batch(
-        pack(prompts, comps, pad_id),
+        _rows(prompts, comps, pad_id, flat),
         len(examples),
         accepted=accepted,
         mismatched=extra,
@@ -103,6 +110,7 @@ def collate_pairs(
     demos: list[Example] | None = None,
     ref_samples: list[list[int]] | None = None,
     share_prompt: bool = False,
+    flat: bool = False,
 ) -> Batch:
     """Views: chosen, then rejected, then demonstrations (and π_ref samples for the same demo
     prompts, aihf-dpo contrastive), all in one forward. `share_prompt` puts each pair in one
@@ -119,11 +127,11 @@ def collate_pairs(
         pairs = pack_shared(
             [e.prompt_ids for e in examples], [e.completion_ids for e in examples], pad_id
         )
-        seqs = pairs if not extra_p else cat_rows(pairs, pack(extra_p, extra_c, pad_id))
+        seqs = pairs if not extra_p else cat_rows(pairs, _rows(extra_p, extra_c, pad_id, flat))
     else:
         prompts = [e.prompt_ids for e in examples] * 2 + extra_p
         comps = [e.completion_ids[0] for e in examples] + [e.completion_ids[1] for e in examples]
-        seqs = pack(prompts, comps + extra_c, pad_id)
+        seqs = _rows(prompts, comps + extra_c, pad_id, flat)
     return Batch(seqs, n, n_pairs=n, n_demos=len(demos), n_ref_samples=n_ref)
 
 
@@ -133,20 +141,22 @@ def collate_samples(
     rewards: list[float],
     k: int,
     pad_id: int,
+    *,
+    flat: bool = False,
 ) -> Batch:
     """RLOO: K samples per prompt (prompt-major; `prompt_ids` has one entry per prompt) and
     their rewards."""
     prompts = [p for p in prompt_ids for _ in range(k)]
-    seqs = pack(prompts, completion_ids, pad_id)
+    seqs = _rows(prompts, completion_ids, pad_id, flat)
     r = torch.tensor(rewards, dtype=torch.float32)
     return Batch(seqs, len(completion_ids), rewards=r, group_size=k)
 
 
-def collate_demos(examples: list[Example], pad_id: int) -> Batch:
+def collate_demos(examples: list[Example], pad_id: int, *, flat: bool = False) -> Batch:
     """One row per demonstration (SFT)."""
     prompts = [e.prompt_ids for e in examples]
     comps = [e.completion_ids[0] for e in examples]
-    return Batch(pack(prompts, comps, pad_id), len(examples))
+    return Batch(_rows(prompts, comps, pad_id, flat), len(examples))
 
 
 class BatchPlan:

@@ -281,6 +281,10 @@ class TrainConfig(PolicyStepConfig):
     """Length-bucketed batches: sort within chunks of --bucket-batches batches to cut padding."""
     bucket_batches: int = 64
     """Batches per length-sorting chunk (bigger sorts better, shuffles less)."""
+    padding_free: bool = False
+    """Each micro-batch as one row without padding, positions restarting per sequence (block-
+    diagonal attention); same numbers as padded rows. Off by default: slower on CPU with sdpa
+    (docs/results/llm-speed.md); meant for flash-attention varlen on GPU."""
     # dataset splits and evaluation (names as in transformers/TRL)
     dataset_config: str | None = None
     """Configuration (subset) name of a Hub dataset, as `datasets.load_dataset(id, name)`."""

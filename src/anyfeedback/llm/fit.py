@@ -93,21 +93,26 @@ class _Collator:
 
     def __call__(self, step: int, rank: int, indices: list[list[int]]):
         ex = self.data.examples
-        method, pad = self.cfg.method, self.pad_id
+        method, pad, flat = self.cfg.method, self.pad_id, self.cfg.padding_free
         demo_idx = self.demo_plan.micro_batches(step, rank) if self.demo_plan else None
         out = []
         for a, idx in enumerate(indices):
             items = [ex[i] for i in idx]
             if method in ("pmpo", "kto"):
-                out.append(collate_unpaired(items, pad, mismatched=method == "kto"))
+                out.append(collate_unpaired(items, pad, mismatched=method == "kto", flat=flat))
             elif method == "sft":
-                out.append(collate_demos(items, pad))
+                out.append(collate_demos(items, pad, flat=flat))
             else:
                 demos = [self.demos.examples[j] for j in demo_idx[a]] if demo_idx else None
                 refs = [self.ref_samples[j] for j in demo_idx[a]] if self.ref_samples else None
                 out.append(
                     collate_pairs(
-                        items, pad, demos=demos, ref_samples=refs, share_prompt=self.share_prompt
+                        items,
+                        pad,
+                        demos=demos,
+                        ref_samples=refs,
+                        share_prompt=self.share_prompt,
+                        flat=flat,
                     )
                 )
         return out

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from typing import NamedTuple
 
 import torch
 
 from anyfeedback.errors import InputError
 from anyfeedback.llm.packing import Packed
+from anyfeedback.losses.tokens import LMHead
 
 
 def load_tokenizer(cfg):
@@ -97,14 +99,22 @@ def is_lora(model: torch.nn.Module) -> bool:
 
 
 class _GatherBeforeHead:
-    """Forward pre-hook on the LM head: while `views` = (rows [M], index [M, K]) is set, replace
-    the head's input hidden states [R, T, H] by the positions it names, [M, K, H]. Logit
-    processing after the head (soft-capping, scaling) still runs, so any causal LM works."""
+    """Forward pre-hook on the LM head. While `views` = (rows [M], index [M, K]) is set, replace
+    the head's input hidden states [R, T, H] by the positions it names, [M, K, H] (logits of the
+    kept positions only). While `scored` = (rows [N], positions [N]) is set, keep those N hidden
+    states in `captured` and feed the head an empty [R, 0, H] slice: the fused head
+    (`losses.tokens.fused_token_stats`) computes the logits chunk by chunk afterwards."""
 
     def __init__(self) -> None:
         self.views: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.scored: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.captured: torch.Tensor | None = None
 
     def __call__(self, module, args):
+        if self.scored is not None:
+            rows, positions = self.scored
+            self.captured = args[0][rows, positions]  # [N, H]
+            return (args[0][:, :0], *args[1:])  # [R, 0, H]: the head's matmul is skipped
         if self.views is None:
             return None
         rows, index = self.views
@@ -135,25 +145,90 @@ def _gather_hook(model: torch.nn.Module) -> _GatherBeforeHead | None:
     return hook
 
 
-def completion_logits(model: torch.nn.Module, seqs: Packed) -> torch.Tensor:
-    """Logits at the K scoring positions of each view only. Returns [M, K, V].
+class ScoredStates(NamedTuple):
+    """What the fused head needs from one model: hidden states [N, H] of the scored positions
+    and the head that turns them into logits."""
 
-    The LM head runs on the gathered hidden states (see `_GatherBeforeHead`); a model without
-    an output-embedding accessor falls back to full logits, then gathers them."""
+    hidden: torch.Tensor
+    head: LMHead
+
+
+def scored_states(model: torch.nn.Module, seqs: Packed) -> ScoredStates:
+    """`completion_hidden` and `lm_head` of `model` (with grad where the caller has it on)."""
+    return ScoredStates(completion_hidden(model, seqs), lm_head(model))
+
+
+def lm_head(model: torch.nn.Module) -> LMHead:
+    """The LM head of `model` as (weight [V, H], bias, scale, soft-cap) for the fused head.
+
+    Final-logit processing found in transformers' causal LMs: Gemma 2/3
+    `final_logit_softcapping`, Cohere `logit_scale` (×), Granite `logits_scaling` (÷)."""
+    inner = _inner(model)
+    head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
+    if head is None or not isinstance(getattr(head, "weight", None), torch.Tensor):
+        raise InputError("the model has no linear LM head (get_output_embeddings)", source="model")
+    if hasattr(head, "lora_A") or hasattr(head, "base_layer"):
+        raise InputError(
+            "LoRA on the LM head is not supported (the fused head reads its weight); leave "
+            "lm_head out of the target modules",
+            source="--lora-target-modules",
+        )
+    weight, bias = _full(head.weight), _full(head.bias)
+    config = getattr(inner, "config", None)
+    scale = float(getattr(config, "logit_scale", None) or 1.0)
+    scale /= float(getattr(config, "logits_scaling", None) or 1.0)
+    softcap = getattr(config, "final_logit_softcapping", None)
+    return LMHead(weight, bias, scale, float(softcap) if softcap else None)
+
+
+def _full(param: torch.Tensor | None) -> torch.Tensor | None:
+    """The whole tensor of a parameter that FSDP2 shards (a DTensor outside the module's
+    forward): an all-gather whose backward reduce-scatters the gradient back to the shard."""
+    return param.full_tensor() if hasattr(param, "full_tensor") else param
+
+
+def completion_hidden(model: torch.nn.Module, seqs: Packed) -> torch.Tensor:
+    """Final hidden states [N, H] at the positions that predict the N scored tokens of `seqs`
+    (in `Packed.scored` order); the LM head itself runs on nothing."""
     hook = _gather_hook(model)
+    if hook is None:
+        raise InputError(
+            "the model has no LM head accessor (get_output_embeddings)", source="model"
+        )
+    rows, positions, _, _ = seqs.scored()
+    hook.scored = (rows, positions)
+    try:
+        model(**_forward_kwargs(seqs))
+        return hook.captured
+    finally:
+        hook.scored, hook.captured = None, None
+
+
+def _forward_kwargs(seqs: Packed) -> dict:
     # A 2-D mask only marks right padding (`pack`): causal attention already keeps every real
     # token from seeing the pads after it, and pad positions are never scored. Passing no mask
     # lets SDPA take its causal (flash) kernel instead of a masked one: on an H100 the masked
     # path (cuDNN, re-planned for every new shape) cost ~4 ms of host time per layer call.
     # Positions go too: real tokens of a right-padded row sit at 0..n-1 (the model's default),
     # and pads repeating a position would read as packed sequences and bring a mask back.
+    # Padding-free rows (`pack_flat`) pass only positions that restart per sequence, which
+    # transformers turns into a block-diagonal causal mask.
     block = seqs.attention_mask.dim() == 4
-    kwargs = {
+    return {
         "input_ids": seqs.input_ids,
         "attention_mask": seqs.attention_mask if block else None,
-        "position_ids": seqs.position_ids if block else None,
+        "position_ids": seqs.position_ids if block or seqs.flat else None,
         "use_cache": False,
     }
+
+
+def completion_logits(model: torch.nn.Module, seqs: Packed) -> torch.Tensor:
+    """Logits at the K scoring positions of each view only. Returns [M, K, V].
+
+    The LM head runs on the gathered hidden states (see `_GatherBeforeHead`); a model without
+    an output-embedding accessor falls back to full logits, then gathers them."""
+    hook = _gather_hook(model)
+    kwargs = _forward_kwargs(seqs)
     if hook is None:
         logits = model(**kwargs).logits  # [R, T, V]
         return logits[seqs.rows[:, None], seqs.gather_index]
@@ -169,7 +244,7 @@ def shared_prompt_supported(model: torch.nn.Module, pad_id: int) -> bool:
     pair packed shared and as separate rows (some attention kernels and recurrent layers ignore
     custom 4D masks; then the prompt is simply not shared)."""
     from anyfeedback.llm.packing import pack, pack_shared
-    from anyfeedback.losses.tokens import sequence_logps
+    from anyfeedback.losses.tokens import fused_token_stats
 
     v = (
         int(model.get_input_embeddings().weight.shape[0])
@@ -184,8 +259,10 @@ def shared_prompt_supported(model: torch.nn.Module, pad_id: int) -> bool:
     model.eval()
     try:
         with torch.inference_mode():
-            a = sequence_logps(completion_logits(model, shared), *shared.kept())
-            b = sequence_logps(completion_logits(model, separate), *separate.kept())
+            a, b = (
+                fused_token_stats(*scored_states(model, s), s.scored()[2]).logps
+                for s in (shared, separate)
+            )
     except Exception:  # noqa: BLE001  (any kernel that rejects the mask means "not supported")
         return False
     finally:
@@ -260,6 +337,18 @@ class Reference:
         """π_ref logits of the kept positions, [M, K, V], a plain (non-inference) tensor so
         the fused KL can save it for backward."""
         return self.inference_logits(seqs).clone()
+
+    def scored_states(self, seqs: Packed) -> ScoredStates:
+        """π_ref's hidden states [N, H] at the scored positions (a plain tensor, so the fused
+        head can save it for backward) and its head: inputs of `fused_token_stats`."""
+        hidden, head = self.inference_states(seqs)
+        return ScoredStates(hidden.clone(), head)
+
+    @torch.inference_mode()
+    def inference_states(self, seqs: Packed) -> ScoredStates:
+        """Like `scored_states` but the hidden states are an inference tensor (no backward)."""
+        with self._as_reference() as model, self.autocast():
+            return scored_states(model, seqs)
 
     @torch.inference_mode()
     def inference_logits(self, seqs: Packed) -> torch.Tensor:

@@ -1,15 +1,17 @@
 """One micro-batch → (loss, metrics) for each method, on top of the pure loss core.
 
 `compute_loss(policy, ref, batch, cfg)` is the reusable per-batch function (offline trainer and
-online loop). The method is picked at the edge from `BATCH_LOSSES`; each function reads: policy
-forward → per-sequence ℓ_θ (and dense KL) → π_ref forward → loss from `anyfeedback.losses`.
+online loop). The method is picked at the edge from `BATCH_LOSSES`; each function reads: π_ref
+forward → policy forward → per-sequence ℓ_θ (and dense KL, ℓ_ref) → loss from
+`anyfeedback.losses`. Both forwards stop at the final hidden states of the N scored tokens; the
+fused chunked LM head (`sequence_stats`, `losses.tokens.fused_token_stats`) turns them into
+log-probs and the KL without any [N, V] logits (docs/algorithms.md#token-kl).
 
-Shapes: M scored sequences (views) of `batch.seqs`, K = kept logit positions (longest completion
-+ 1), V vocabulary.
+Shapes: M scored sequences (views) of `batch.seqs`, N scored tokens, H hidden size, V vocabulary.
 ℓ = Σ_t log π(y_t|x, y_<t) over completion tokens (or the per-token mean, `cfg.average_logps`).
 KL = Σ_t KL(π_ref(·|x,y_<t) ‖ π_θ(·|x,y_<t)), dense over V along the completion, chunked
-(PMPO §5; never ℓ_ref − ℓ_θ on the same samples); with per-token mean ℓ the PMPO KL term is the
-per-token mean KL too, so β weighs the same kind of quantity as the ℓ terms.
+(docs/algorithms.md#pmpo-kl; never ℓ_ref − ℓ_θ on the same samples). With per-token mean ℓ the
+PMPO KL term is the per-token mean KL too, so β weighs the same kind of quantity as the ℓ terms.
 
 Pooled normalisation (docs/algorithms.md#normalisation): given the optimizer step's `StepCounts`
 (every micro-batch of every process, counted before any forward), each micro-batch's loss is
@@ -25,7 +27,7 @@ from typing import NamedTuple
 import torch
 
 from anyfeedback.llm.batching import Batch
-from anyfeedback.llm.model import Reference, completion_logits
+from anyfeedback.llm.model import Reference, ScoredStates, scored_states
 from anyfeedback.llm.packing import Packed, cat_rows
 from anyfeedback.losses import (
     aihf_dpo_loss,
@@ -33,11 +35,11 @@ from anyfeedback.losses import (
     ipo_loss,
     kto_loss,
     pmpo_loss,
-    rloo_loss,
+    rloo_dense_kl_loss,
     self_play_aihf_loss,
     sft_loss,
-    token_logps_and_kl,
 )
+from anyfeedback.losses.tokens import fused_token_stats
 
 Metrics = dict[str, torch.Tensor]
 
@@ -80,32 +82,61 @@ def own_counts(batch: Batch, method: str) -> StepCounts:
     return StepCounts(*(int(x) for x in batch_counts(batch, method).tolist()))
 
 
-def policy_stats(policy, seqs: Packed, cfg, ref_logits: torch.Tensor | None = None):
-    """ℓ_θ [M] (sum or mean), Σ_t KL [M] (zeros without `ref_logits`), token counts [M]."""
-    logits = completion_logits(policy, seqs)  # [M, K, V]
-    labels, mask = seqs.kept()  # [M, K]
-    logps, kl, counts = token_logps_and_kl(
-        logits, labels, mask, ref_logits, chunk_size=cfg.kl_chunk_size
+class SequenceStats(NamedTuple):
+    """Per view, each [M]: ℓ_θ (sum or mean), Σ_t KL(π_ref‖π_θ), token count, ℓ_ref (like ℓ_θ)."""
+
+    logps: torch.Tensor
+    kl: torch.Tensor
+    counts: torch.Tensor
+    ref_logps: torch.Tensor
+
+
+def sequence_stats(
+    policy, seqs: Packed, cfg, ref_states: ScoredStates | None = None, *, reverse: bool = False
+):
+    """One policy forward to the final hidden states, then the fused chunked LM head
+    (`fused_token_stats`): no [M, K, V] logits of either model. KL and ℓ_ref are zeros without
+    `ref_states` (π_ref's hidden states and head, `Reference.scored_states`); `reverse` gives
+    KL(π_θ‖π_ref) instead of KL(π_ref‖π_θ)."""
+    states = scored_states(policy, seqs)  # [N, H]
+    _, _, targets, view = seqs.scored()  # [N]
+    ref_hidden, ref_head = ref_states if ref_states is not None else (None, None)
+    tok = fused_token_stats(
+        states.hidden,
+        states.head,
+        targets,
+        ref_hidden,
+        ref_head,
+        chunk_size=cfg.kl_chunk_size,
+        reverse=reverse,
+    )
+    zeros = tok.logps.new_zeros(seqs.n_views)
+    logps, kl, ref_lp, counts = (
+        zeros.index_add(0, view, x)
+        for x in (tok.logps, tok.kl, tok.ref_logps, torch.ones_like(tok.logps))
     )
     if cfg.average_logps:
-        logps = logps / counts.clamp(min=1)
+        logps, ref_lp = logps / counts.clamp(min=1), ref_lp / counts.clamp(min=1)
+    return SequenceStats(logps, kl, counts, ref_lp)
+
+
+def policy_stats(policy, seqs: Packed, cfg, ref_states: ScoredStates | None = None):
+    """ℓ_θ [M] (sum or mean), Σ_t KL [M] (zeros without `ref_states`), token counts [M]."""
+    logps, kl, counts, _ = sequence_stats(policy, seqs, cfg, ref_states)
     return logps, kl, counts
 
 
 @torch.inference_mode()
 def ref_logps(ref: Reference, seqs: Packed, cfg) -> torch.Tensor:
     """ℓ_ref [M] without grad, reduced like ℓ_θ."""
-    logits = ref.inference_logits(seqs)
-    labels, mask = seqs.kept()
-    logps, _, counts = token_logps_and_kl(logits, labels, mask, chunk_size=cfg.kl_chunk_size)
-    return (logps / counts.clamp(min=1) if cfg.average_logps else logps).clone()
-
-
-def _kl_diagnostic(policy, ref, seqs: Packed, cfg) -> torch.Tensor:
-    """Mean dense KL(π_ref‖π_θ) per sequence, without grad (for methods without a KL term)."""
-    with torch.no_grad():
-        _, kl, _ = policy_stats(policy, seqs, cfg, ref.logits(seqs))
-    return kl.mean()
+    states = ref.inference_states(seqs)
+    _, _, targets, view = seqs.scored()
+    tok = fused_token_stats(states.hidden, states.head, targets, chunk_size=cfg.kl_chunk_size)
+    logps = tok.logps.new_zeros(seqs.n_views).index_add(0, view, tok.logps)
+    if cfg.average_logps:
+        counts = torch.bincount(view, minlength=seqs.n_views).clamp(min=1)
+        logps = logps / counts
+    return logps.clone()
 
 
 def pmpo_batch_loss(
@@ -116,8 +147,8 @@ def pmpo_batch_loss(
     mean is over every row, labelled or not (all samples of the step come from the sampler)."""
     step = step or own_counts(batch, "pmpo")
     need_ref = cfg.beta > 0 or want_kl  # PMPO-A (β = 0) needs π_ref only for the diagnostic
-    ref_logits = ref.logits(batch.seqs) if need_ref else None  # [M, K, V], constant
-    logps, kl, counts = policy_stats(policy, batch.seqs, cfg, ref_logits)
+    ref_states = ref.scored_states(batch.seqs) if need_ref else None  # [N, H], constant
+    logps, kl, counts = policy_stats(policy, batch.seqs, cfg, ref_states)
     if cfg.average_logps:  # per-token KL beside per-token ℓ: β keeps its meaning
         kl = kl / counts.clamp(min=1)
     acc, rej = labelled_sets(batch)  # [M] bool each
@@ -143,16 +174,11 @@ def pmpo_batch_loss(
 
 
 def _pair_terms(policy, ref, batch: Batch, cfg, want_kl: bool):
-    """ℓ_θ and ℓ_ref of every row, and the KL diagnostic (rows: chosen, rejected, demos…)."""
-    ref_logits = ref.logits(batch.seqs) if want_kl else None
-    logps, kl, counts = policy_stats(policy, batch.seqs, cfg, ref_logits)
-    if ref_logits is not None:  # ℓ_ref from the logits we already have
-        labels, mask = batch.seqs.kept()
-        with torch.no_grad():
-            r, _, c = token_logps_and_kl(ref_logits, labels, mask, chunk_size=cfg.kl_chunk_size)
-            ref_lp = r / c.clamp(min=1) if cfg.average_logps else r
-    else:
-        ref_lp = ref_logps(ref, batch.seqs, cfg)
+    """ℓ_θ and ℓ_ref of every row, and the KL diagnostic (rows: chosen, rejected, demos…), from
+    one fused pass over both models' hidden states."""
+    logps, kl, counts, ref_lp = sequence_stats(
+        policy, batch.seqs, cfg, ref.scored_states(batch.seqs)
+    )
     kl_mean = kl.detach().mean() if want_kl else logps.new_tensor(float("nan"))
     return logps, ref_lp, kl_mean, counts
 
@@ -231,8 +257,8 @@ def kto_batch_loss(
 ):
     """KTO: λ·(1 − σ(±β·(ρ − z_ref))), z_ref from mismatched (x_i, y_{i+1}) pairs, detached,
     averaged over processes, clamped at 0."""
-    ref_logits = ref.logits(batch.seqs) if want_kl else None
-    logps, kl, counts = policy_stats(policy, batch.seqs, cfg, ref_logits)
+    ref_states = ref.scored_states(batch.seqs) if want_kl else None
+    logps, kl, counts = policy_stats(policy, batch.seqs, cfg, ref_states)
     with torch.no_grad():
         mm_logps, _, _ = policy_stats(policy, batch.mismatched, cfg)
     both = cat_rows(batch.seqs, batch.mismatched)  # one π_ref forward for both: [2R, T]
@@ -266,9 +292,10 @@ def sft_batch_loss(
     policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None, step=None
 ):
     """SFT: −mean ℓ_θ over demonstrations (same reduction as PMPO, so PMPO-A ≡ SFT)."""
-    logps, _, counts = policy_stats(policy, batch.seqs, cfg)
+    ref_states = ref.scored_states(batch.seqs) if want_kl else None  # KL diagnostic only
+    logps, kl, counts = policy_stats(policy, batch.seqs, cfg, ref_states)
     loss, d = sft_loss(logps)
-    kl = _kl_diagnostic(policy, ref, batch.seqs, cfg) if want_kl else loss.new_tensor(float("nan"))
+    kl = kl.detach().mean() if want_kl else loss.new_tensor(float("nan"))
     return loss, {"logp_accepted": d.logp, "kl": kl, "completion_tokens": counts.sum().detach()}
 
 
@@ -308,19 +335,20 @@ def self_play_aihf_batch_loss(
 def rloo_batch_loss(
     policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None, step=None
 ):
-    """RLOO (docs/algorithms.md#rloo): −mean A_i·ℓ_θ(y_i), R_i = r_i − β·Σ_t[log π_θ(y_t) − log π_ref(y_t)]
-    on the sampled tokens (on-policy: π_old = π_θ), leave-one-out baseline per prompt group.
-    Needs summed log-probs (the KL estimate is a sum over tokens)."""
-    logps, ref_lp, kl, counts = _pair_terms(policy, ref, batch, cfg, want_kl)
-    kl_sampled = (logps - ref_lp).detach()  # [M] Σ_t log π_old/π_ref on the sampled tokens
-    loss, d = rloo_loss(logps, batch.rewards, kl_sampled, k=batch.group_size, beta=cfg.beta)
+    """RLOO with the dense KL (docs/algorithms.md#rloo): −mean A_i·ℓ_θ(y_i) + β·mean KL_i,
+    KL_i = Σ_t KL(π_θ‖π_ref) along sample i, exact over the vocabulary and differentiable;
+    R_i = r_i − β·sg(KL_i), leave-one-out baseline per prompt group. Needs summed log-probs."""
+    logps, kl, counts, _ = sequence_stats(
+        policy, batch.seqs, cfg, ref.scored_states(batch.seqs), reverse=True
+    )
+    loss, d = rloo_dense_kl_loss(logps, batch.rewards, kl, k=batch.group_size, beta=cfg.beta)
     return loss, {
         "reward": d.reward,
-        "kl_sampled": d.kl,
+        "kl_reverse": d.kl,
         "penalised_reward": d.penalised_reward,
         "advantage_abs": d.advantage_abs,
         "logp": logps.detach().mean(),
-        "kl": kl,
+        "kl": d.kl if want_kl else loss.new_tensor(float("nan")),
         "completion_tokens": counts.sum().detach(),
     }
 

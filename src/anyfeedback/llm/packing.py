@@ -12,6 +12,11 @@ sees exactly what it would see alone, while the prompt is computed once instead 
 completion (DPO/IPO/AIHF-DPO: ~20-30% fewer tokens). Models whose attention ignores custom masks
 are caught by `shared_prompt_supported` at start-up.
 
+`pack_flat` — padding-free: every sequence of the micro-batch end to end in one row, position
+ids restarting at 0 for each; given positions and no mask, transformers (>= 4.44, and 5) builds
+the block-diagonal causal mask itself (or uses flash-attention's varlen kernel), so each
+sequence sees only itself and no padding token is computed.
+
 Either way, view m is the sequence in row `rows[m]` whose completion is scored at positions
 `gather_index[m]` (the position before the completion, which predicts its first token, then the
 completion's own positions but the last; shorter views repeat their last position, masked out).
@@ -40,6 +45,7 @@ class Packed:
     mask: torch.Tensor  # [M, K] bool: labels[m, j] is a completion token
     n_tokens: int  # real (non-padding) tokens in the rows
     pad_id: int = 0
+    flat: bool = False  # padding-free rows: positions restart per sequence (`pack_flat`)
 
     def to(self, device) -> Packed:
         moved = [
@@ -54,11 +60,17 @@ class Packed:
                 self.mask,
             )
         ]
-        return Packed(*moved, self.n_tokens, self.pad_id)
+        return Packed(*moved, self.n_tokens, self.pad_id, self.flat)
 
     def kept(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Labels and completion mask aligned with the gathered logits, each [M, K]."""
         return self.labels, self.mask
+
+    def scored(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The N scored tokens: (row [N] and position [N] of the hidden state that predicts each,
+        its token id [N], its view [N]) — what the fused LM head needs."""
+        view, j = self.mask[:, 1:].nonzero(as_tuple=True)  # mask[m, j+1]: position j scores it
+        return self.rows[view], self.gather_index[view, j], self.labels[view, j + 1], view
 
     @property
     def n_views(self) -> int:
@@ -99,6 +111,38 @@ def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int) ->
     pos = (attn.cumsum(-1) - 1).clamp(min=0)  # [R, T]
     labels = ids[rows[:, None], index]  # [M, K]
     return Packed(ids, attn, pos, rows, index, labels, mask, int(attn.sum()), pad_id)
+
+
+def pack_flat(prompts: list[list[int]], completions: list[list[int]], pad_id: int) -> Packed:
+    """One row `[prompt 1 | completion 1 | prompt 2 | completion 2 | …]`, positions restarting
+    per sequence (`Packed.flat`): no padding at all."""
+    starts, ends, prompt_ends, ids, pos = [], [], [], [], []
+    for p, c in zip(prompts, completions, strict=True):
+        s = len(ids)
+        ids += p + c
+        pos += range(len(p) + len(c))
+        prompt_ends.append(s + len(p))
+        starts.append(s + len(p))
+        ends.append(len(ids))
+    k = max(len(c) for c in completions) + 1
+    # one row whose sequences are all "completion 1" of their own segment: _views takes one
+    # start/end per sequence, so lay them out as rows of one sequence each, then point to row 0
+    rows, index, mask = _views([[s] for s in starts], [[e] for e in ends], prompt_ends, k)
+    rows = torch.zeros_like(rows)
+    input_ids = torch.tensor([ids], dtype=torch.long)  # [1, T]
+    labels = input_ids[rows[:, None], index]
+    return Packed(
+        input_ids,
+        torch.ones_like(input_ids),
+        torch.tensor([pos], dtype=torch.long),
+        rows,
+        index,
+        labels,
+        mask,
+        len(ids),
+        pad_id,
+        flat=True,
+    )
 
 
 def pack_shared(
@@ -177,4 +221,5 @@ def cat_rows(a: Packed, b: Packed) -> Packed:
         torch.cat([widen(a.mask, k, False), widen(b.mask, k, False)]),
         a.n_tokens + b.n_tokens,
         a.pad_id,
+        a.flat or b.flat,
     )

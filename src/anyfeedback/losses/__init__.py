@@ -26,7 +26,7 @@ from anyfeedback.losses.mpo import (
 from anyfeedback.losses.pmpo import BetaBelowBoundWarning, check_pmpo_beta, pmpo_loss
 from anyfeedback.losses.preference import dpo_loss, ipo_loss, log_ratio_margin, spin_loss
 from anyfeedback.losses.reward import bradley_terry_loss
-from anyfeedback.losses.rl import rloo_advantages, rloo_loss
+from anyfeedback.losses.rl import rloo_advantages, rloo_dense_kl_loss, rloo_loss
 from anyfeedback.losses.sft import sft_loss
 from anyfeedback.losses.tokens import sequence_logps, token_logps_and_kl
 
@@ -54,6 +54,7 @@ __all__ = [
     "mismatched_indices",
     "pmpo_loss",
     "rloo_advantages",
+    "rloo_dense_kl_loss",
     "rloo_loss",
     "self_play_aihf_loss",
     "sequence_logps",

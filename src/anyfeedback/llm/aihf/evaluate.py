@@ -2,7 +2,7 @@
 completion per held-out prompt, and the KL of the policy to the start model on those samples.
 
 KL(π_θ‖π_start)(x) = E_{y∼π_θ} Σ_t KL(π_θ(·|x,y_<t) ‖ π_start(·|x,y_<t)): estimated on the
-policy's own samples with the exact dense per-token KL (`token_logps_and_kl` with the two
+policy's own samples with the exact dense per-token KL (`fused_token_stats` with the two
 models' roles swapped), summed over the completion, averaged over prompts (nats/sequence).
 """
 
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 
 from anyfeedback.llm.generate import sample_completions
-from anyfeedback.llm.model import completion_logits
+from anyfeedback.llm.model import scored_states
 from anyfeedback.llm.packing import pack
-from anyfeedback.losses.tokens import token_logps_and_kl
+from anyfeedback.losses.tokens import fused_token_stats
 from anyfeedback.rewards import checked_scores
 
 
@@ -35,12 +35,14 @@ def kl_on_samples(policy, start_model, prompt_ids, completion_ids, pad_id: int):
     seqs = pack(prompt_ids, completion_ids, pad_id).to(device)
     was = policy.training
     policy.eval()
-    logits = completion_logits(policy, seqs)  # [M, K, V]
-    start_logits = completion_logits(start_model, seqs)
+    states = scored_states(policy, seqs)  # [N, H]
+    start_states = scored_states(start_model, seqs)
     policy.train(was)
-    labels, mask = seqs.kept()
+    _, _, targets, view = seqs.scored()
     # roles swapped: kl = Σ_v π_θ(v)(log π_θ(v) − log π_start(v)) per scored position
-    _, kl, counts = token_logps_and_kl(start_logits, labels, mask, logits)
+    tok = fused_token_stats(*start_states, targets, *states)
+    kl = tok.kl.new_zeros(seqs.n_views).index_add(0, view, tok.kl)
+    counts = torch.bincount(view, minlength=seqs.n_views)
     return float(kl.mean()), float(kl.sum() / counts.sum().clamp(min=1))
 
 

@@ -5,8 +5,9 @@ setup: π_0 = π_ref (the start/SFT model, a `Trainer` with method rloo), reward
 (scalar head on a causal LM), optional BT warm start θ_0 on the pairs. Then for k = 0..K−1:
 
   policy step  --policy-steps RLOO steps on r_θk: P prompts × K samples ∼ π, rewards r_θk
-               (clamped, no grad), R = r − β·Σ_t log π/π_ref, leave-one-out advantages
-               (`losses.rl.rloo_loss`) → π_{k+1}
+               (clamped, no grad), R = r − β·Σ_t KL(π‖π_ref) (dense over the vocabulary,
+               also a differentiable term), leave-one-out advantages
+               (`losses.rl.rloo_dense_kl_loss`) → π_{k+1}
   sample       a demo batch (x, y^E); y^A ∼ π_{k+1}(·|x), *sampled* from the latest policy for
                the demos' own prompts; a preference batch (x, y_w, y_l)
   reward step  θ_{k+1} = θ_k − η·∇[w_D·D(r(y^E), r(y^A)) + w_P·BT(r(y_w), r(y_l))]
@@ -326,7 +327,7 @@ def run_aihf(cfg: AIHFConfig, *, trace: list | None = None) -> AIHFResult:
                     row.update(run.evaluate())
                 row["time_s"] = time.perf_counter() - t0
                 log.log(run.trainer.step, **row)
-                bar.update(task, advance=1, info=f"r {m['reward']:+.3f} kl {m['kl_sampled']:.2f}")
+                bar.update(task, advance=1, info=f"r {m['reward']:+.3f} kl {m['kl_reverse']:.2f}")
                 if cfg.save_steps and it % cfg.save_steps == 0:
                     run.trainer.save_checkpoint(out, {"iteration": it})
                     save_checkpoint(

@@ -8,7 +8,7 @@ from anyfeedback.runs import atomic_write_json, atomic_write_text, plot_metrics,
 
 KEYS = [
     "policy/reward",
-    "policy/kl_sampled",
+    "policy/kl_reverse",
     "reward/loss",
     "reward/demo_term",
     "reward/pref_term",

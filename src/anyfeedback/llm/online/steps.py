@@ -14,7 +14,7 @@ from anyfeedback.feedback import label_groups
 from anyfeedback.llm.batching import Batch, collate_pairs, collate_unpaired
 from anyfeedback.llm.data import Example
 from anyfeedback.llm.generate import sample_completions
-from anyfeedback.llm.model import completion_logits
+from anyfeedback.llm.model import scored_states
 from anyfeedback.llm.objective import policy_stats
 from anyfeedback.llm.online.shard import Dist, my_share, sample_and_score, split_micro_batches
 
@@ -85,7 +85,7 @@ def kl_to_start(policy, start_model, batches: list[Batch], tcfg, dist=Dist()):
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # Σ KL, sequences, tokens
     for batch in batches:
         seqs = batch.seqs.to(device)
-        _, kl, counts = policy_stats(policy, seqs, tcfg, completion_logits(start_model, seqs))
+        _, kl, counts = policy_stats(policy, seqs, tcfg, scored_states(start_model, seqs))
         totals += torch.stack([kl.sum(), kl.new_tensor(kl.numel()), counts.sum()]).double()
     kl_sum, n, tokens = dist.sum(totals).tolist()
     return kl_sum / max(n, 1), kl_sum / max(tokens, 1)
