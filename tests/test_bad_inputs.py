@@ -20,7 +20,6 @@ from anyfeedback.cli import main
 from conftest_llm import *  # noqa: F403
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-CLI_TYPES = pytest.mark.xfail(strict=True, reason="config type-checking: cli branch")
 
 TRAIN = ["train", "--model", "{model}", "--data", "{unpaired}", "--max-steps", "1", "--no-progress"]
 ONLINE = ["online", "--model", "{model}", "--prompts", "demo", "--steps", "1", "--no-progress"]
@@ -385,20 +384,8 @@ def _foreign_checkpoint(path) -> None:
 def _params():
     out = []
     for name, args in CASES:
-        marks = [CLI_TYPES] if name in XFAIL_CLI else []
-        out.append(pytest.param(args, id=name, marks=marks))
+        out.append(pytest.param(args, id=name))
     return out
-
-
-# cases whose fix belongs to the config parser (the cli branch)
-XFAIL_CLI = {
-    "train-config-not-utf8",
-    "train-config-max-steps-2.5",
-    "train-config-add-eos-no",
-    "online-config-resume-yes",
-    "reward-config-max-steps-2.5",
-    "aihf-config-iterations-2.5",
-}
 
 
 @pytest.mark.parametrize("args", _params())

@@ -192,7 +192,7 @@ def _error_line(capsys) -> str:
         ("beta: .inf\n", ".yaml", "field 'beta': must be a finite number"),
         ("batch_size: true\n", ".yaml", "field 'batch_size': must be an integer"),
         ("model: 3\n", ".yaml", "field 'model': must be a string"),
-        ("report_to: wandb\n", ".yaml", "field 'report_to': not supported yet"),
+        ("report_to: comet\n", ".yaml", "field 'report_to': unknown tracker(s) comet"),
         ("optim: adamw_torch\n", ".yaml", "TRL option(s) not supported here: optim"),
         ("loss_type: hinge\n", ".yaml", "loss_type 'hinge' is not supported"),
         ("output_dir: a\nout: b\n", ".yaml", "field 'output_dir': conflicts with out='b'"),
@@ -212,7 +212,7 @@ def test_bad_config_values_name_the_field(text, suffix, needle, tmp_path, capsys
     [
         (["--learning-rate", "inf"], "field 'learning_rate': must be a finite number"),
         (["--beta", "nan"], "field 'beta': must be a finite number"),
-        (["--report-to", "wandb"], "field 'report_to': not supported yet"),
+        (["--report-to", "comet"], "field 'report_to': unknown tracker(s) comet"),
         (["--loss_type", "hinge"], "loss_type 'hinge' is not supported"),
     ],
 )

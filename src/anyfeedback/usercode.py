@@ -43,8 +43,12 @@ def import_callable(spec: str, *, field: str, what: str = "function") -> Callabl
         raise InputError(f"expected 'module:{what}' or 'file.py:{what}', got {spec!r}", field=field)
     try:
         module = _import_module(module_name)
-    except ImportError as err:
-        raise InputError(f"cannot import module {module_name!r}: {err}", field=field) from err
+    except Exception as err:  # ImportError, SyntaxError, or whatever the module raises on import
+        where = f" (line {err.lineno})" if isinstance(err, SyntaxError) and err.lineno else ""
+        raise InputError(
+            f"cannot import module {module_name!r}{where}: {type(err).__name__}: {err}",
+            field=field,
+        ) from None
     obj: Any = module
     for part in attr.split("."):
         obj = getattr(obj, part, None)

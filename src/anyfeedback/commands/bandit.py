@@ -59,7 +59,7 @@ def do_run(
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         cfg = build()
-        out = out or _default_out("", "+".join(cfg.functions))
+        out = _default_out("", "+".join(cfg.functions)) if out is None else out
         with prepare_output_dir(out, resume=resume, overwrite=overwrite) as path:
             pieces = Pieces(path / "pieces", cfg, resume=resume)
             results = run_bandit(cfg, show_progress=not quiet, pieces=pieces)
@@ -82,7 +82,7 @@ def do_sweep(build, out: str | None = None, quiet: bool = False, overwrite: bool
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         cfg = build()
-        out = out or _default_out("sweep_", cfg.function)
+        out = _default_out("sweep_", cfg.function) if out is None else out
         with prepare_output_dir(out, overwrite=overwrite):
             results = run_sweep(cfg, show_progress=not quiet)
             report = write_sweep_outputs(results, out)
