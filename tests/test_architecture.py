@@ -22,6 +22,7 @@ LAYERS = {
     "anyfeedback.errors": 0,
     "anyfeedback.configfile": 0,
     "anyfeedback.runs": 0,
+    "anyfeedback.run_dir": 0,
     "anyfeedback.rewards": 0,
     "anyfeedback.trackers": 0,
     "anyfeedback.usercode": 0,

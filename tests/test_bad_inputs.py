@@ -337,7 +337,7 @@ def _runs(t, f) -> dict[str, str]:
     from anyfeedback.llm.config import TrainConfig
     from anyfeedback.llm.online.config import OnlineConfig
     from anyfeedback.llm.reward.config import RewardConfig
-    from anyfeedback.runs import MANIFEST
+    from anyfeedback.run_dir import MANIFEST
 
     def run_dir(name, config=None, **extra_files):
         d = t / name

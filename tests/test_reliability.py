@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from anyfeedback.cli import main
 from anyfeedback.errors import InputError
 from anyfeedback.llm.checkpoint import list_checkpoints
-from anyfeedback.runs import MANIFEST, prepare_output_dir
+from anyfeedback.run_dir import MANIFEST, prepare_output_dir
 from conftest_llm import *  # noqa: F403
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -15,7 +15,8 @@ import numpy as np
 
 from anyfeedback.bandit.engine import EngineResult
 from anyfeedback.errors import InputError
-from anyfeedback.runs import atomic_path, atomic_write_json, check_resume_config, jsonable
+from anyfeedback.run_dir import check_resume_config
+from anyfeedback.runs import atomic_path, atomic_write_json, jsonable
 
 # settings that do not change a result: worker processes only schedule CMA-ES runs
 RESUME_FREE = ("workers",)

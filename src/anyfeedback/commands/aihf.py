@@ -18,7 +18,7 @@ def _run_aihf(cfg) -> None:
 
     hf_logging.disable_progress_bar()
     from anyfeedback.llm.aihf.loop import run_aihf
-    from anyfeedback.runs import prepare_output_dir
+    from anyfeedback.run_dir import prepare_output_dir
 
     with prepare_output_dir(cfg.out, resume=getattr(cfg, "resume", False), overwrite=cfg.overwrite):
         r = run_aihf(cfg)
@@ -33,7 +33,7 @@ def _run_self_play(cfg) -> None:
 
     hf_logging.disable_progress_bar()
     from anyfeedback.llm.aihf.selfplay import run_self_play
-    from anyfeedback.runs import prepare_output_dir
+    from anyfeedback.run_dir import prepare_output_dir
 
     with prepare_output_dir(cfg.out, resume=getattr(cfg, "resume", False), overwrite=cfg.overwrite):
         r = run_self_play(cfg)

@@ -10,7 +10,7 @@ from anyfeedback.commands.options import add_dataclass_command
 
 def _run(cfg) -> None:
     from anyfeedback.control.aihf.loop import run_aihf_control
-    from anyfeedback.runs import prepare_output_dir
+    from anyfeedback.run_dir import prepare_output_dir
 
     resume = getattr(cfg, "resume", False)  # --resume: the control helper's branch
     with prepare_output_dir(cfg.out, resume=resume, overwrite=cfg.overwrite):

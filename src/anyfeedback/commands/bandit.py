@@ -54,7 +54,7 @@ def do_run(
     from anyfeedback.bandit.outputs import write_run_outputs
     from anyfeedback.bandit.pieces import Pieces
     from anyfeedback.bandit.run import run_bandit
-    from anyfeedback.runs import prepare_output_dir
+    from anyfeedback.run_dir import prepare_output_dir
 
     with warnings.catch_warnings():
         warnings.simplefilter("default")
@@ -77,7 +77,7 @@ def do_sweep(build, out: str | None = None, quiet: bool = False, overwrite: bool
 
     from anyfeedback.bandit.outputs import write_sweep_outputs
     from anyfeedback.bandit.sweep import run_sweep
-    from anyfeedback.runs import prepare_output_dir
+    from anyfeedback.run_dir import prepare_output_dir
 
     with warnings.catch_warnings():
         warnings.simplefilter("default")

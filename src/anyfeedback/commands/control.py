@@ -14,7 +14,7 @@ from anyfeedback.commands.options import add_dataclass_command
 
 def _run(cfg) -> None:
     from anyfeedback.control.train import run
-    from anyfeedback.runs import prepare_output_dir
+    from anyfeedback.run_dir import prepare_output_dir
 
     with prepare_output_dir(cfg.out, resume=cfg.resume, overwrite=cfg.overwrite):
         summary = run(cfg)

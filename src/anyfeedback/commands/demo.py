@@ -11,7 +11,7 @@ def _run(cfg) -> None:
     from pathlib import Path
 
     from anyfeedback.llm.demo.run import run_demo
-    from anyfeedback.runs import prepare_output_dir
+    from anyfeedback.run_dir import prepare_output_dir
 
     with prepare_output_dir(cfg.out, overwrite=cfg.overwrite):
         report = run_demo(Path(cfg.out), quick=cfg.quick, log=typer.echo)

@@ -16,7 +16,7 @@ def _run(cfg) -> None:
     hf_logging.disable_progress_bar()  # one line per problem on stderr, as every command
     from anyfeedback.llm.online.loop import run_online
     from anyfeedback.llm.trainer import NonFiniteLossError
-    from anyfeedback.runs import prepare_output_dir
+    from anyfeedback.run_dir import prepare_output_dir
 
     def one_line(message, category, *args, **kwargs):
         typer.echo(f"warning: {message}", err=True)

@@ -12,7 +12,7 @@ def _run(cfg) -> None:
 
     hf_logging.disable_progress_bar()
     from anyfeedback.llm.reward.train import train_reward
-    from anyfeedback.runs import prepare_output_dir
+    from anyfeedback.run_dir import prepare_output_dir
 
     with prepare_output_dir(cfg.out, resume=getattr(cfg, "resume", False), overwrite=cfg.overwrite):
         r = train_reward(cfg)

@@ -18,7 +18,7 @@ def _run(cfg) -> None:
 
     from anyfeedback.llm.fit import train
     from anyfeedback.llm.trainer import NonFiniteLossError
-    from anyfeedback.runs import prepare_output_dir
+    from anyfeedback.run_dir import prepare_output_dir
 
     hf_logging.disable_progress_bar()  # one line per problem on stderr, as every command
     try:

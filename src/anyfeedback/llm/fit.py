@@ -161,7 +161,7 @@ def _check_resume(cfg: TrainConfig, out: Path, total: int) -> None:
     uninterrupted run of the new length."""
     import json
 
-    from anyfeedback.runs import check_resume_config
+    from anyfeedback.run_dir import check_resume_config
 
     check_resume_config(out / "config.json", cfg.to_dict(), ignore=RESUME_FREE + EXTENDABLE)
     info = out / "run_info.json"

@@ -291,7 +291,8 @@ def _resume(run: AIHF, out: Path) -> int:
 def run_aihf(cfg: AIHFConfig, *, trace: list | None = None) -> AIHFResult:
     from anyfeedback.llm.aihf.report import write_outputs
     from anyfeedback.llm.checkpoint import save_checkpoint, save_final_model
-    from anyfeedback.runs import check_resume_config, debug_sigkill
+    from anyfeedback.run_dir import check_resume_config
+    from anyfeedback.runs import debug_sigkill
 
     out = Path(cfg.out)
     if cfg.resume:

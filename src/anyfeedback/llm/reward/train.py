@@ -70,7 +70,8 @@ def bt_step(model, tok, batch, optimizer, *, max_length: int, max_grad_norm: flo
 
 def train_reward(cfg: RewardConfig) -> RewardResult:
     from anyfeedback.llm.checkpoint import intact_checkpoint, save_checkpoint, save_final_model
-    from anyfeedback.runs import check_resume_config, debug_sigkill
+    from anyfeedback.run_dir import check_resume_config
+    from anyfeedback.runs import debug_sigkill
 
     out = Path(cfg.out)
     resume_from = None
