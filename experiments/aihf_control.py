@@ -29,7 +29,7 @@ import numpy as np
 from anyfeedback.runs import atomic_write_json, atomic_write_text, read_metrics, save_figure
 
 USAGE = """\
-A=/work/agents/cartpole-swingup; E="nice -n 10 .venv/bin/python experiments/aihf_control.py"
+A=runs/agents/cartpole-swingup; E="nice -n 10 .venv/bin/python experiments/aihf_control.py"
 MUJOCO_GL=disable $E --agents $A --out results/aihf_control  # many-clean, few-noisy
 MUJOCO_GL=disable $E --agents $A --out results/aihf_control --regimes few-clean,many-noisy
 MUJOCO_GL=disable $E --agents $A --out results/aihf_control \\

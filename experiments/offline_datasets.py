@@ -173,7 +173,7 @@ def build_dataset(agents: Path, domain: str, task: str, seed: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--agents", default="/work/agents", help="agent snapshots and datasets")
+    ap.add_argument("--agents", default="runs/agents", help="agent snapshots and datasets")
     ap.add_argument("--only", choices=["agents", "datasets"], default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(

@@ -93,7 +93,7 @@ def plot(table: dict, path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--datasets", default="/work/agents/datasets")
+    ap.add_argument("--datasets", default="runs/agents/datasets")
     ap.add_argument("--tag", default="", help="suffix of the run dirs and table files")
     ap.add_argument("--kl", default="policy", choices=["policy", "sample"])
     ap.add_argument("--baseline", default="policy", choices=["policy", "value"])
