@@ -28,10 +28,10 @@ from anyfeedback.llm.config import PolicyStepConfig
 from anyfeedback.llm.data import encode_records
 from anyfeedback.llm.prompts import encode_prompts, prompts_for_step
 from anyfeedback.llm.trainer import Trainer
+from anyfeedback.run_dir import check_resume_config
 from anyfeedback.runs import (
     MetricsLog,
     atomic_write_json,
-    check_resume_config,
     debug_sigkill,
     progress,
 )

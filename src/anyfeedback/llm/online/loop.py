@@ -45,10 +45,10 @@ from anyfeedback.llm.online.steps import (
 from anyfeedback.llm.prompts import encode_prompts, load_prompt_source, prompts_for_step
 from anyfeedback.llm.trainer import Trainer, seed_everything
 from anyfeedback.rewards import load_reward
+from anyfeedback.run_dir import check_resume_config
 from anyfeedback.runs import (
     MetricsLog,
     atomic_write_json,
-    check_resume_config,
     debug_sigkill,
     progress,
 )
