@@ -129,7 +129,7 @@ def test_mean_reduction_uses_the_per_token_kl(tiny_model, tmp_path, one_thread):
         _, metrics = compute_loss(trainer.model, trainer.ref, batch, cfg)
         sum_cfg = _cfg(tiny_model, tmp_path, logp_reduction="sum")
         _, kl, counts = policy_stats(
-            trainer.model, batch.seqs, sum_cfg, trainer.ref.logits(batch.seqs)
+            trainer.model, batch.seqs, sum_cfg, trainer.ref.scored_states(batch.seqs)
         )
     assert kl.mean().item() > 1e-4
     assert metrics["kl"].item() == pytest.approx((kl / counts).mean().item(), rel=1e-5)

@@ -197,7 +197,7 @@ def test_vllm_sampler_fallback_and_prompt_check(monkeypatch, policy_and_tokenize
     vllm = fake_vllm(apply_model=False)
     monkeypatch.setitem(sys.modules, "vllm", vllm)
     step = {"n": 0}
-    sampler = VLLMSampler(policy, tok, _cfg(k=1), lambda: step["n"])
+    sampler = VLLMSampler(policy, tok, _cfg(k=1, labelling="threshold"), lambda: step["n"])
     step["n"] = 1
     sampler([[5, 6]], seed=0)
     assert len(vllm.calls.loaded) == 1

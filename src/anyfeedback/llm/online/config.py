@@ -47,10 +47,10 @@ class OnlineConfig:
     """Completions sampled per prompt."""
     labelling: str = "rank"
     """rank (top/bottom k) | threshold | group-mean (sign of reward − the prompt's mean)."""
-    k_accept: int = 2
-    """rank: best samples per prompt labelled accepted."""
-    k_reject: int = 2
-    """rank: worst samples per prompt labelled rejected."""
+    k_accept: int | None = None
+    """rank: best samples per prompt labelled accepted (default: k // 2)."""
+    k_reject: int | None = None
+    """rank: worst samples per prompt labelled rejected (default: k // 2)."""
     threshold: float = 0.0
     """threshold: reward above is accepted, below rejected."""
     sample_from: str = "policy"
@@ -129,6 +129,8 @@ class OnlineConfig:
             raise bad("k", "DPO needs at least 2 samples per prompt (best vs worst)")
         if self.labelling in ("rank", "group-mean") and self.k < 2:
             raise bad("k", f"--labelling {self.labelling} compares the samples of a prompt: >= 2")
+        self.k_accept = self.k // 2 if self.k_accept is None else self.k_accept
+        self.k_reject = self.k // 2 if self.k_reject is None else self.k_reject
         nonneg(self, "k_accept", "k_reject", "eval_every", "save_steps", "micro_batch_size")
         if self.labelling == "rank" and not 0 < self.k_accept + self.k_reject <= self.k:
             raise bad("k_accept", f"k_accept + k_reject must be in 1..k={self.k}")
