@@ -17,11 +17,15 @@ each process taking every W-th batch; means are weighted by records and reduced 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
+from anyfeedback.errors import InputError
 from anyfeedback.llm.batching import collate_demos, collate_pairs, collate_unpaired
 from anyfeedback.llm.data import Encoded
 from anyfeedback.llm.objective import BATCH_LOSSES
+from anyfeedback.runs import atomic_write_json
 
 # our per-batch metric → its TRL name (without the eval/ prefix)
 TRL_NAMES = {
@@ -142,3 +146,40 @@ def eval_metric_name(name: str) -> str:
         if name.startswith(prefix):
             name = name[len(prefix) :]
     return f"eval/{name}"
+
+
+class Evaluator:
+    """Evaluation every --eval-steps and at the end; keeps the best weights in OUT/best_model
+    when --metric-for-best-model is set (its score in OUT/best_model/best.json)."""
+
+    def __init__(self, cfg, trainer, evals: Encoded | None, out: Path):
+        import json
+
+        self.cfg, self.trainer, self.evals = cfg, trainer, evals
+        self.best_dir = out / "best_model"
+        self.metric = eval_metric_name(cfg.metric_for_best_model or "") if evals else None
+        self.best = None
+        saved = self.best_dir / "best.json"
+        if self.metric and cfg.metric_for_best_model and saved.is_file():  # resumed run
+            self.best = json.loads(saved.read_text(encoding="utf-8")).get("value")
+
+    def due(self, step: int) -> bool:
+        every = self.cfg.eval_steps
+        return self.evals is not None and bool(every) and step % every == 0
+
+    def __call__(self, step: int) -> dict:
+        metrics = evaluate(self.trainer, self.evals, self.cfg)
+        if self.cfg.metric_for_best_model:
+            if self.metric not in metrics:
+                raise InputError(
+                    f"no eval metric {self.metric} (has: {', '.join(sorted(metrics))})",
+                    source="config",
+                    field="metric_for_best_model",
+                )
+            if is_better(self.metric, metrics[self.metric], self.best):
+                self.best = metrics[self.metric]
+                self.trainer.save_model(self.best_dir)
+                if self.trainer.accelerator.is_main_process:
+                    record = {"metric": self.metric, "value": self.best, "step": step}
+                    atomic_write_json(self.best_dir / "best.json", record)
+        return metrics

@@ -20,7 +20,7 @@ from anyfeedback.llm.batching import BatchPlan, collate_demos, collate_pairs, co
 from anyfeedback.llm.checkpoint import intact_checkpoint, latest_checkpoint
 from anyfeedback.llm.config import TrainConfig
 from anyfeedback.llm.data import Encoded, load_train_eval_data
-from anyfeedback.llm.evaluate import eval_metric_name, evaluate, is_better
+from anyfeedback.llm.evaluate import Evaluator
 from anyfeedback.llm.model import load_tokenizer
 from anyfeedback.llm.report import write_report
 from anyfeedback.llm.trainer import NonFiniteLossError, Trainer
@@ -266,43 +266,6 @@ def _describe(metrics: dict) -> str:
     return " ".join(parts + [f"{metrics['tokens_per_s']:.0f} tok/s"])
 
 
-class _Evaluator:
-    """Evaluation every --eval-steps and at the end; keeps the best weights in OUT/best_model
-    when --metric-for-best-model is set (its score in OUT/best_model/best.json)."""
-
-    def __init__(self, cfg: TrainConfig, trainer: Trainer, evals: Encoded | None, out: Path):
-        import json
-
-        self.cfg, self.trainer, self.evals = cfg, trainer, evals
-        self.best_dir = out / "best_model"
-        self.metric = eval_metric_name(cfg.metric_for_best_model or "") if evals else None
-        self.best = None
-        saved = self.best_dir / "best.json"
-        if self.metric and cfg.metric_for_best_model and saved.is_file():  # resumed run
-            self.best = json.loads(saved.read_text(encoding="utf-8")).get("value")
-
-    def due(self, step: int) -> bool:
-        every = self.cfg.eval_steps
-        return self.evals is not None and bool(every) and step % every == 0
-
-    def __call__(self, step: int) -> dict:
-        metrics = evaluate(self.trainer, self.evals, self.cfg)
-        if self.cfg.metric_for_best_model:
-            if self.metric not in metrics:
-                raise InputError(
-                    f"no eval metric {self.metric} (has: {', '.join(sorted(metrics))})",
-                    source="config",
-                    field="metric_for_best_model",
-                )
-            if is_better(self.metric, metrics[self.metric], self.best):
-                self.best = metrics[self.metric]
-                self.trainer.save_model(self.best_dir)
-                if self.trainer.accelerator.is_main_process:
-                    record = {"metric": self.metric, "value": self.best, "step": step}
-                    atomic_write_json(self.best_dir / "best.json", record)
-        return metrics
-
-
 def train(cfg: TrainConfig) -> TrainResult:
     """Fine-tune `cfg.model` on `cfg.data` with `cfg.method`; see `TrainConfig` for the knobs."""
     out, trainer, plan, collate, total, info, evals = _setup(cfg)
@@ -318,7 +281,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         out=out,
         config=cfg.to_dict(),
     )
-    evaluator = _Evaluator(cfg, trainer, evals, out)
+    evaluator = Evaluator(cfg, trainer, evals, out)
     if log is not None:
         log.truncate_after(trainer.step)  # drop lines after the checkpoint being resumed
         print(
@@ -365,7 +328,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     return TrainResult(out, model_dir, trainer.step, metrics)
 
 
-def _final_model(cfg: TrainConfig, trainer: Trainer, evaluator: _Evaluator, out: Path) -> Path:
+def _final_model(cfg: TrainConfig, trainer: Trainer, evaluator: Evaluator, out: Path) -> Path:
     """OUT/model: the last weights, or the best evaluated ones with --load-best-model-at-end."""
     import shutil
 
