@@ -120,6 +120,21 @@ def run_online(cfg: OnlineConfig) -> OnlineResult:
     eval_ids = encode_prompts(tok, eval_prompts)
     eval_texts = [flat_text(p) for p in eval_prompts]
     start = evaluate(start_model, tok, eval_ids, eval_texts, reward, cfg, dist=dist)
+
+    def held_out():  # the policy on the held-out prompts, against the start model
+        return evaluate(
+            trainer.policy,
+            tok,
+            eval_ids,
+            eval_texts,
+            reward,
+            cfg,
+            baseline=start,
+            dist=dist,
+            start_model=start_model,
+            tcfg=tcfg,
+        )
+
     train_ids = encode_prompts(tok, train_prompts)
     sampler = make_sampler(backend, trainer, cfg)
     log = MetricsLog(out / "metrics.jsonl") if dist.main else None
@@ -150,18 +165,7 @@ def run_online(cfg: OnlineConfig) -> OnlineResult:
                 )
                 step = trainer.step
                 if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
-                    ev = evaluate(
-                        trainer.policy,
-                        tok,
-                        eval_ids,
-                        eval_texts,
-                        reward,
-                        cfg,
-                        baseline=start,
-                        dist=dist,
-                        start_model=start_model,
-                        tcfg=tcfg,
-                    )
+                    ev = held_out()
                     row.update(eval_row(ev, start))
                     log_samples(samples, step, eval_texts, start, ev)
                 if log is not None:
@@ -175,18 +179,7 @@ def run_online(cfg: OnlineConfig) -> OnlineResult:
         for f in (log, samples):
             if f is not None:
                 f.close()
-    final = evaluate(
-        trainer.policy,
-        tok,
-        eval_ids,
-        eval_texts,
-        reward,
-        cfg,
-        baseline=start,
-        dist=dist,
-        start_model=start_model,
-        tcfg=tcfg,
-    )
+    final = held_out()
     trainer.save_model(out / "model")
     if dist.main:
         from anyfeedback.llm.card import write_run_card
