@@ -29,7 +29,7 @@ $(VENV)/.test-$(HASH): $(BIN)/python
 	touch $@ $(VENV)/.demo-$(HASH)
 
 demo: $(VENV)/.demo-$(HASH)
-	$(ENVVARS) $(BIN)/anyfeedback demo
+	$(ENVVARS) $(BIN)/anyfeedback demo --overwrite   # a re-run replaces its own runs/demo
 
 test: $(VENV)/.test-$(HASH)
 	$(ENVVARS) $(BIN)/python -m pytest -q
