@@ -83,7 +83,9 @@ def run_sweep(cfg: SweepConfig, *, show_progress: bool = True, pieces=None) -> d
 
 def _run_alpha(cfg, ecfg, function, a_rows, seeds, start_pts, tick, n) -> SweepPart:
     """One α's β × seed rows as one batch: one PMPO block with β per row. Rows share nothing but
-    the per-seed noise streams, so the α's may run apart (and be resumed apart)."""
+    the per-seed noise streams, so the α's may run apart (and be resumed apart) with results
+    equal to one batch of every row; the price is one engine loop per α (the default 3 × 7 grid,
+    d=10, 1000 iterations: 13.4 s CPU against 7.6 s for one batch)."""
     a, k = a_rows[0][0], cfg.samples
     betas = torch.tensor([b for _, b, _ in a_rows], dtype=torch.float64)
     sl = slice(0, len(a_rows))
