@@ -301,10 +301,24 @@ def test_bad_pool_files_one_line_exit_2_nothing_written(tmp_path, capsys, case):
 RESUME = dict(TINY, methods="aihf,bc", num_seeds=1, checkpoint_every=200)
 
 
-def test_resume_is_exact(pool_file, tmp_path, monkeypatch, one_thread):
-    """Killed in the third policy phase (last checkpoint: env step 400), then `--resume`d: the
-    metrics rows, the agents' and the reward nets' weights equal an uninterrupted run's; a
-    changed config is refused naming the fields."""
+def _flags(cfg: dict) -> list[str]:
+    """CLI flags for config fields: --name value, --flag / --no-flag for booleans."""
+    args = []
+    for k, v in cfg.items():
+        flag = "--" + k.replace("_", "-")
+        args += [flag if v else f"--no-{flag[2:]}"] if isinstance(v, bool) else [flag, str(v)]
+    return args
+
+
+def test_resume_is_exact(pool_file, tmp_path, one_thread):
+    """`anyfeedback aihf-control` killed (-9) after the second phase (last checkpoint: env step
+    400), then `--resume`d: the metrics rows, the agents' and the reward nets' weights equal an
+    uninterrupted run's; a changed config is refused naming the fields."""
+    import os
+    import subprocess
+    import sys
+
+    from anyfeedback.cli import main
     from anyfeedback.control.aihf import loop
     from anyfeedback.control.aihf.config import AIHFControlConfig
     from anyfeedback.control.checkpoint import checkpoint_paths, load_latest
@@ -312,20 +326,14 @@ def test_resume_is_exact(pool_file, tmp_path, monkeypatch, one_thread):
 
     kw = dict(data=str(pool_file), **RESUME)
     loop.run_aihf_control(AIHFControlConfig(out=str(tmp_path / "full"), **kw))
-    phase, calls = loop.AIHFControl.policy_phase, []
-
-    def killed(self):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return phase(self)
-
-    monkeypatch.setattr(loop.AIHFControl, "policy_phase", killed)
-    with pytest.raises(KeyboardInterrupt):
-        loop.run_aihf_control(AIHFControlConfig(out=str(tmp_path / "part"), **kw))
-    monkeypatch.setattr(loop.AIHFControl, "policy_phase", phase)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYFEEDBACK_DEBUG")}
+    env.update(OMP_NUM_THREADS="1", ANYFEEDBACK_DEBUG_SIGKILL_AFTER_STEP="2")
+    cmd = [sys.executable, "-m", "anyfeedback.cli", "aihf-control", *_flags(kw)]
+    proc = subprocess.run([*cmd, "--out", str(tmp_path / "part")], env=env, capture_output=True)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
     assert checkpoint_paths(tmp_path / "part")[0].name == "checkpoint-000000400.safetensors"
-    loop.run_aihf_control(AIHFControlConfig(out=str(tmp_path / "part"), resume=True, **kw))
+    assert not (tmp_path / "part" / "summary.json").exists()
+    assert main(["aihf-control", *_flags(kw), "--out", str(tmp_path / "part"), "--resume"]) == 0
 
     def rows(d):
         lines = (tmp_path / d / "metrics.jsonl").read_text().splitlines()

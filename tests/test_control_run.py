@@ -88,6 +88,44 @@ def test_resume_is_bit_exact(tmp_path, method):
     assert rows("full") == rows("part")
 
 
+def _flags(cfg: dict) -> list[str]:
+    """CLI flags for config fields: --name value, --flag / --no-flag for booleans."""
+    args = []
+    for k, v in cfg.items():
+        flag = "--" + k.replace("_", "-")
+        args += [flag if v else f"--no-{flag[2:]}"] if isinstance(v, bool) else [flag, str(v)]
+    return args
+
+
+def test_sigkill_then_resume_is_bit_exact(tmp_path):
+    """`anyfeedback control` killed (-9) after episode 3 (last checkpoint: episode 2, 200 env
+    steps), then `--resume`d to 500: the metrics rows (timings aside) and the final checkpoint's
+    parameters and duals equal an uninterrupted run's, bit for bit (CPU, one thread)."""
+    import os
+    import subprocess
+    import sys
+
+    args = ["control", "--steps", "500", *_flags(dict(method="pmpo-ar", **TINY))]
+    assert main([*args, "--out", str(tmp_path / "full")]) == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYFEEDBACK_DEBUG")}
+    env.update(OMP_NUM_THREADS="1", ANYFEEDBACK_DEBUG_SIGKILL_AFTER_STEP="3")
+    cmd = [sys.executable, "-m", "anyfeedback.cli", *args, "--out", str(tmp_path / "part")]
+    proc = subprocess.run(cmd, env=env, capture_output=True)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    newest = checkpoint_paths(tmp_path / "part")[0].name  # killed with its checkpoint at 200
+    assert newest == "checkpoint-000000200.safetensors", newest
+    assert main([*args, "--out", str(tmp_path / "part"), "--resume"]) == 0
+    full, part = _params(tmp_path / "full"), _params(tmp_path / "part")
+    assert full.keys() == part.keys()
+    assert all(torch.equal(full[key], part[key]) for key in full)
+
+    def rows(d):
+        out = [json.loads(x) for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if k not in ("time", "env_steps_per_s")} for r in out]
+
+    assert rows("full") == rows("part")
+
+
 @pytest.mark.parametrize(
     "args",
     [

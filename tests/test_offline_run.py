@@ -185,38 +185,44 @@ def _weights(out):
     return load_file(str(out / "policy.safetensors"))
 
 
-def test_offline_resume_is_exact(tmp_path, dataset, monkeypatch):
-    """Killed in the BC stage (last checkpoint: the value fit's end), then resumed; and resumed
-    from the checkpoint before the last one: metrics rows and final weights equal an
-    uninterrupted run's, bit for bit (CPU, one thread)."""
+def _flags(cfg: dict) -> list[str]:
+    """CLI flags for config fields: --name value, --flag / --no-flag for booleans."""
+    args = []
+    for k, v in cfg.items():
+        flag = "--" + k.replace("_", "-")
+        args += [flag if v else f"--no-{flag[2:]}"] if isinstance(v, bool) else [flag, str(v)]
+    return args
+
+
+def test_offline_resume_is_exact(tmp_path, dataset):
+    """`anyfeedback offline` killed (-9) at BC step 15 (global step 35; last checkpoint: BC step
+    10, global 30), then resumed; and resumed from the checkpoint before the last one: metrics
+    rows and final weights equal an uninterrupted run's, bit for bit (CPU, one thread)."""
+    import os
+    import subprocess
+    import sys
+
     import torch
 
     from anyfeedback.control.checkpoint import checkpoint_paths
-    from anyfeedback.control.offline import train as offline_train
 
     kw = dict(dataset=str(dataset), checkpoint_every=10, **RESUME)
     run(OfflineConfig(out=str(tmp_path / "full"), **kw))
-    step, calls = offline_train.PolicyFit.step, []
-
-    def killed(self):
-        calls.append(1)
-        if len(calls) == 15:  # BC step 15: the last checkpoint is BC step 10 (global 30)
-            raise KeyboardInterrupt
-        return step(self)
-
-    monkeypatch.setattr(offline_train.PolicyFit, "step", killed)
-    with pytest.raises(KeyboardInterrupt):
-        run(OfflineConfig(out=str(tmp_path / "part"), **kw))
-    monkeypatch.setattr(offline_train.PolicyFit, "step", step)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYFEEDBACK_DEBUG")}
+    env.update(OMP_NUM_THREADS="1", ANYFEEDBACK_DEBUG_SIGKILL_AFTER_STEP="35")
+    cmd = [sys.executable, "-m", "anyfeedback.cli", "offline", *_flags(kw)]
+    proc = subprocess.run([*cmd, "--out", str(tmp_path / "part")], env=env, capture_output=True)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
     assert checkpoint_paths(tmp_path / "part")[0].name == "checkpoint-000000030.safetensors"
-    run(OfflineConfig(out=str(tmp_path / "part"), resume=True, **kw))
+    assert main(["offline", *_flags(kw), "--out", str(tmp_path / "part"), "--resume"]) == 0
+    weights, rows = _weights(tmp_path / "full"), _rows(tmp_path / "full")  # uninterrupted
     newest, previous = checkpoint_paths(tmp_path / "full")  # 60 and 50 (mid "rest" stage)
     newest.unlink()
     run(OfflineConfig(out=str(tmp_path / "full"), resume=True, **kw))
-    full = _weights(tmp_path / "full")
-    part = _weights(tmp_path / "part")
-    assert full.keys() == part.keys() and all(torch.equal(full[k], part[k]) for k in full)
-    assert _rows(tmp_path / "full") == _rows(tmp_path / "part")
+    for out in ("part", "full"):  # killed + resumed; resumed from the older checkpoint
+        got = _weights(tmp_path / out)
+        assert got.keys() == weights.keys() and all(torch.equal(got[k], weights[k]) for k in got)
+        assert _rows(tmp_path / out) == rows
     changed = dict(kw, policy_steps=30, lr_policy=1e-3)
     with pytest.raises(InputError, match=r"changed config \(policy_steps, lr_policy\)"):
         run(OfflineConfig(out=str(tmp_path / "part"), resume=True, **changed))

@@ -109,6 +109,26 @@ def test_bandit_sigkill_then_resume_gives_the_same_results(tmp_path, capsys):
     assert _without_timings(a) == _without_timings(b)
 
 
+def test_bandit_sweep_sigkill_then_resume_gives_the_same_sweep(tmp_path, capsys):
+    args = ["bandit", "sweep", "--function", "sphere", "--dim", "2", "--evals", "80"]
+    args += ["--alphas", "0.5,1", "--betas", "0.5,2", "--seeds", "2", "--quiet"]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    assert main([*args, "--out", str(full)]) == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANYFEEDBACK_DEBUG")}
+    env.update(OMP_NUM_THREADS="1", ANYFEEDBACK_DEBUG_SIGKILL_AFTER_STEP="1")  # after alpha 0.5
+    cmd = [sys.executable, "-m", "anyfeedback.cli", *args, "--out", str(killed)]
+    proc = subprocess.run(cmd, env=env, capture_output=True)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    assert sorted(p.name for p in (killed / "pieces").iterdir()) == ["alpha-0.npz", "config.json"]
+    assert not (killed / "sweep.json").exists()
+    assert main([*args, "--out", str(killed), "--lr", "0.05", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "lr (0.02 -> 0.05)" in err and len(err.strip().splitlines()) == 1
+    assert main([*args, "--out", str(killed), "--resume"]) == 0
+    a, b = (json.loads((o / "sweep.json").read_text()) for o in (full, killed))
+    assert _without_timings(a) == _without_timings(b)
+
+
 # --- self-play: kill -9 inside an iteration, resume: the uninterrupted run ----------------------
 
 

@@ -1,6 +1,7 @@
 """Finished pieces of a bandit run kept in `OUT/pieces/`, so `bandit run --resume` redoes only
 what a killed run had not finished: `engine.npz` + `engine.json` (every torch method, one batched
-piece) and `cma-<i>.json` (CMA-ES run i). Each piece is written atomically once complete; the
+piece) and `cma-<i>.json` (CMA-ES run i); for `bandit sweep --resume`, `alpha-<j>.npz` (the
+j-th α's β × seed rows). Each piece is written atomically once complete; the
 run's config is saved beside them and a resume with different settings is refused. Pieces are
 pure functions of the config and seeds, so a resumed run's results equal an uninterrupted one's
 (timings aside)."""
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -20,6 +22,14 @@ from anyfeedback.runs import atomic_path, atomic_write_json, jsonable
 
 # settings that do not change a result: worker processes only schedule CMA-ES runs
 RESUME_FREE = ("workers",)
+
+
+class SweepPart(NamedTuple):
+    """What the sweep keeps of one engine run (one α, every β and seed; one batch of rows)."""
+
+    initial_f: np.ndarray  # [R] f(x₀)
+    final_f_mean: np.ndarray  # [R] f of the final (or frozen) mean
+    reason: list  # [R] divergence reason or None
 
 
 class Pieces:
@@ -74,6 +84,26 @@ class Pieces:
         if self.root is not None:
             self._start()
             atomic_write_json(self.root / f"cma-{i}.json", out)
+
+    def sweep_alpha(self, j: int):
+        """The kept rows of the sweep's j-th α (a `sweep.SweepPart`), or None: not finished."""
+        path = None if self.root is None else self.root / f"alpha-{j}.npz"
+        if path is None or not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                reason = [str(r) or None for r in z["reason"]]  # "" stands for None
+                return SweepPart(z["initial_f"], z["final_f_mean"], reason)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            return None  # not finished: recomputed
+
+    def save_sweep_alpha(self, j: int, part) -> None:
+        if self.root is None:
+            return
+        self._start()
+        reason = np.array([r or "" for r in part.reason], dtype=str)
+        with atomic_path(self.root / f"alpha-{j}.npz") as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, initial_f=part.initial_f, final_f_mean=part.final_f_mean, reason=reason)
 
     @staticmethod
     def _json(path: Path):

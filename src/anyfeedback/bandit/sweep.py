@@ -8,13 +8,15 @@ objective J(θ; π_ref) of Eq. 10, whose boundedness is what β controls (docs/a
 PMPO-R, W = β − 1 < 0 lets Σ grow without bound, and β < 2 (= K/|D_r|) leaves the signed weights
 indefinite; PMPO-A's objective is bounded for every β ≥ 0.
 
-All cells run as one batch: one PMPO block per α with β per row. A cell's value is the median
+Each α runs as one batch (β × seed rows; one engine run per α, kept as a piece by
+`bandit sweep --resume`). A cell's value is the median
 over seeds of the final f(μ), with a diverged run counted as +inf (heat map: "div").
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +26,14 @@ from anyfeedback.bandit.config import SweepConfig
 from anyfeedback.bandit.engine import Block, EngineConfig, run_engine
 from anyfeedback.bandit.functions import check_finite_start, resolve_function
 from anyfeedback.bandit.methods import PMPO
+from anyfeedback.bandit.pieces import SweepPart
 from anyfeedback.losses.pmpo import check_pmpo_beta
+from anyfeedback.runs import debug_sigkill
 
 
-def run_sweep(cfg: SweepConfig, *, show_progress: bool = True) -> dict:
-    """Run every (α, β, seed); returns the sweep results dict (final f per cell and seed)."""
+def run_sweep(cfg: SweepConfig, *, show_progress: bool = True, pieces=None) -> dict:
+    """Run every (α, β, seed); returns the sweep results dict (final f per cell and seed).
+    `pieces` (bandit/pieces.py): each α's finished rows are kept there and not rerun."""
     start = time.perf_counter()
     function = resolve_function(cfg.function, cfg.dim)
     for a in cfg.alphas:
@@ -40,16 +45,7 @@ def run_sweep(cfg: SweepConfig, *, show_progress: bool = True) -> dict:
     start_pts = [starting_points(function, cfg.dim, s, None) for s in seeds]
     check_finite_start(function, np.stack([x for x, _ in start_pts]))
     k = cfg.samples
-    rows, blocks = [], []
-    for a in cfg.alphas:
-        first = len(rows)
-        rows += [(a, b, i) for b in cfg.betas for i in range(len(seeds))]
-        sl = slice(first, len(rows))
-        betas = torch.tensor([b for _, b, _ in rows[sl]], dtype=torch.float64)
-        method = PMPO(a, betas, sl, k, k // 2, k // 2, normalization=cfg.normalization)
-        blocks.append(Block(f"alpha={a:g}", method, sl))
-    x0 = np.stack([start_pts[i][0] for _, _, i in rows])
-    sigma0 = np.array([start_pts[i][1] for _, _, i in rows])
+    rows = [(a, b, i) for a in cfg.alphas for b in cfg.betas for i in range(len(seeds))]
     ecfg = EngineConfig(
         dim=cfg.dim,
         samples=k,
@@ -59,26 +55,67 @@ def run_sweep(cfg: SweepConfig, *, show_progress: bool = True) -> dict:
         refresh_every=cfg.refresh_every,
         diagonal=cfg.covariance == "diag",
     )
-    functions = [function] * len(rows)
-    row_seeds = [seeds[i] for _, _, i in rows]
+    per_alpha = len(cfg.betas) * len(seeds)
+    finished = {
+        j: pieces.sweep_alpha(j) if pieces is not None else None for j in range(len(cfg.alphas))
+    }
+    todo = [j for j, done in finished.items() if done is None]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        if show_progress:
-            from anyfeedback.runs import progress
-
-            with progress(f"sweep {cfg.function} ({len(rows)} runs)", ecfg.iterations) as (bar, t):
-
-                def tick(i: int) -> None:
-                    if i % 25 == 0 or i == ecfg.iterations:
-                        bar.update(t, completed=i, info=f"{i * k} evals")
-
-                out = run_engine(ecfg, blocks, functions, row_seeds, x0, sigma0, tick)
-        else:
-            out = run_engine(ecfg, blocks, functions, row_seeds, x0, sigma0)
+        with _progress(cfg, len(rows), ecfg.iterations * len(todo), show_progress) as tick:
+            for n, j in enumerate(todo):
+                a_rows = rows[j * per_alpha : (j + 1) * per_alpha]
+                finished[j] = _run_alpha(cfg, ecfg, function, a_rows, seeds, start_pts, tick, n)
+                if pieces is not None:
+                    pieces.save_sweep_alpha(j, finished[j])
+                debug_sigkill(j + 1)  # test hook: a kill after α number j + 1 is kept
     finally:
         torch.set_num_threads(threads)
+    parts = [finished[j] for j in range(len(cfg.alphas))]
+    out = SweepPart(
+        np.concatenate([p.initial_f for p in parts]),
+        np.concatenate([p.final_f_mean for p in parts]),
+        [r for p in parts for r in p.reason],
+    )
     return _sweep_results(cfg, rows, seeds, out, time.perf_counter() - start)
+
+
+def _run_alpha(cfg, ecfg, function, a_rows, seeds, start_pts, tick, n) -> SweepPart:
+    """One α's β × seed rows as one batch: one PMPO block with β per row. Rows share nothing but
+    the per-seed noise streams, so the α's may run apart (and be resumed apart) with results
+    equal to one batch of every row; the price is one engine loop per α (the default 3 × 7 grid,
+    d=10, 1000 iterations: 13.4 s CPU against 7.6 s for one batch)."""
+    a, k = a_rows[0][0], cfg.samples
+    betas = torch.tensor([b for _, b, _ in a_rows], dtype=torch.float64)
+    sl = slice(0, len(a_rows))
+    method = PMPO(a, betas, sl, k, k // 2, k // 2, normalization=cfg.normalization)
+    blocks = [Block(f"alpha={a:g}", method, sl)]
+    x0 = np.stack([start_pts[i][0] for _, _, i in a_rows])
+    sigma0 = np.array([start_pts[i][1] for _, _, i in a_rows])
+    row_seeds = [seeds[i] for _, _, i in a_rows]
+    offset = n * ecfg.iterations
+    res = run_engine(
+        ecfg, blocks, [function] * len(a_rows), row_seeds, x0, sigma0, lambda i: tick(offset + i)
+    )
+    return SweepPart(res.f_mean[0], res.final_f_mean, list(res.reason))
+
+
+@contextmanager
+def _progress(cfg, n_rows: int, total: int, show: bool):
+    """A tick(i) for i iterations done out of `total` (a bar when `show`)."""
+    if not show:
+        yield lambda i: None
+        return
+    from anyfeedback.runs import progress
+
+    with progress(f"sweep {cfg.function} ({n_rows} runs)", total) as (bar, t):
+
+        def tick(i: int) -> None:
+            if i % 25 == 0 or i == total:
+                bar.update(t, completed=i, info=f"{i * cfg.samples} evals")
+
+        yield tick
 
 
 def _sweep_results(cfg, rows, seeds, out, seconds) -> dict:
@@ -105,7 +142,7 @@ def _sweep_results(cfg, rows, seeds, out, seconds) -> dict:
         "schema": "anyfeedback.bandit.sweep/1",
         "config": cfg,
         "seeds": seeds,
-        "initial_f_mean": float(np.median(out.f_mean[0])),  # f(x₀), median over every run
+        "initial_f_mean": float(np.median(out.initial_f)),  # f(x₀), median over every run
         "cells": cells,
         "seconds": round(seconds, 2),
     }

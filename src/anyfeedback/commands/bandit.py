@@ -32,6 +32,12 @@ RUN_EXTRAS = (
     *EXTRAS,
     Extra("resume", False, bool, "Continue a killed run in --out: finished pieces are not rerun."),
 )
+SWEEP_EXTRAS = (
+    *EXTRAS,
+    Extra(
+        "resume", False, bool, "Continue a killed sweep in --out: finished alphas are not rerun."
+    ),
+)
 FLAG_NAMES = {"functions": "--function"}
 
 
@@ -71,11 +77,18 @@ def do_run(
     )
 
 
-def do_sweep(build, out: str | None = None, quiet: bool = False, overwrite: bool = False) -> None:
+def do_sweep(
+    build,
+    out: str | None = None,
+    quiet: bool = False,
+    overwrite: bool = False,
+    resume: bool = False,
+) -> None:
     """Run the α × β grid and write sweep.json, heatmap.png and report.md."""
     import warnings
 
     from anyfeedback.bandit.outputs import write_sweep_outputs
+    from anyfeedback.bandit.pieces import Pieces
     from anyfeedback.bandit.sweep import run_sweep
     from anyfeedback.run_dir import prepare_output_dir
 
@@ -83,8 +96,9 @@ def do_sweep(build, out: str | None = None, quiet: bool = False, overwrite: bool
         warnings.simplefilter("default")
         cfg = build()
         out = _default_out("sweep_", cfg.function) if out is None else out
-        with prepare_output_dir(out, overwrite=overwrite):
-            results = run_sweep(cfg, show_progress=not quiet)
+        with prepare_output_dir(out, resume=resume, overwrite=overwrite) as path:
+            pieces = Pieces(path / "pieces", cfg, resume=resume)
+            results = run_sweep(cfg, show_progress=not quiet, pieces=pieces)
             report = write_sweep_outputs(results, out)
     typer.echo(f"done: sweep in {results['seconds']:.1f} s; heat map {out}/heatmap.png, {report}")
 
@@ -133,7 +147,7 @@ def register(app: typer.Typer) -> None:
             lambda cfg_build, **extras: do_sweep(cfg_build, **extras),
             "PMPO alpha x beta sweep on one function: heat map of final f (PMPO Fig. 3).",
             lazy=True,
-            extra=EXTRAS,
+            extra=SWEEP_EXTRAS,
         )
     )
     app.add_typer(bandit, name="bandit")

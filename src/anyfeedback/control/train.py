@@ -34,7 +34,14 @@ from anyfeedback.control.learner import Learner
 from anyfeedback.control.perf import keep_freed_memory
 from anyfeedback.control.replay import NStepReplay
 from anyfeedback.errors import InputError
-from anyfeedback.runs import MetricsLog, atomic_write_json, jsonable, progress, read_metrics
+from anyfeedback.runs import (
+    MetricsLog,
+    atomic_write_json,
+    debug_sigkill,
+    jsonable,
+    progress,
+    read_metrics,
+)
 
 # may change on resume; `steps` only where the longer run equals an uninterrupted one (_resume_state)
 RESUME_IGNORED = {"steps", "resume", "progress", "out", "threads"}
@@ -230,6 +237,7 @@ def run(cfg: ControlConfig, members: list[MemberSpec] | None = None) -> dict:
                     c["next_ckpt"] += cfg.checkpoint_every
                 c["explore_rng"] = st.explore.bit_generator.state
                 _checkpoint(out, st.learner, st.replay, st.envs, st.eval_envs, c)
+            debug_sigkill(c["episodes"])  # test hook: kill -9 after this episode
     log.close()
     return _finish(out, members, cfg)
 

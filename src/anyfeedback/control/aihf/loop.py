@@ -45,6 +45,7 @@ from anyfeedback.control.learner import Learner
 from anyfeedback.control.replay import NStepReplay
 from anyfeedback.control.train import evaluate, run_episode
 from anyfeedback.losses import aihf_reward_loss, bradley_terry_loss
+from anyfeedback.runs import debug_sigkill
 
 
 class AIHFControl:
@@ -325,6 +326,7 @@ def train_reward_learners(
                 save(
                     run.frames, run.state_dict() | {"next_eval": next_eval, "next_ckpt": next_ckpt}
                 )
+            debug_sigkill(k + 1)  # test hook: kill -9 after phase k + 1
             sps = (run.frames - frames0) / (time.perf_counter() - t0)
             bar.update(task, completed=run.frames, info=f"{sps:.0f} env-steps/s")
     return run

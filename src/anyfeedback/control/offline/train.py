@@ -33,7 +33,7 @@ from anyfeedback.control.rollouts import Transitions
 from anyfeedback.errors import InputError
 from anyfeedback.losses.pmpo import pmpo_loss
 from anyfeedback.policies.gaussian import GaussianPolicy, diagonal_log_prob
-from anyfeedback.runs import MetricsLog, atomic_path, atomic_write_json, progress
+from anyfeedback.runs import MetricsLog, atomic_path, atomic_write_json, debug_sigkill, progress
 
 
 class Members:
@@ -224,6 +224,7 @@ def train_stage(cfg, name: str, fit, steps: int, step0: int, run: _Run) -> None:
                 run.log.log(at, member=member, kind=kind, **row)
         if ckpt_now or k == steps:
             run.save(at)
+        debug_sigkill(at)  # test hook: kill -9 after global step `at`
 
 
 def run(cfg: OfflineConfig) -> dict:
