@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from anyfeedback.cli import main
+from wandb_history import read_wandb_history
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -54,39 +55,6 @@ def prefs_dict(feedback_files, tmp_path_factory) -> Path:
     )
     dd.save_to_disk(str(path))
     return path
-
-
-def _read_wandb_history(run_dir: Path) -> list[dict]:
-    """History rows of an offline W&B run file (LevelDB-style log of `Record` protobufs: a 7-byte
-    header, then 32 KiB blocks of chunks: crc32 (4), length (2), type (1: full, 2/3/4: parts))."""
-    import struct
-
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    data = next(run_dir.glob("wandb/offline-run-*/run-*.wandb")).read_bytes()
-    pos, buf, records = 7, b"", []
-    while pos + 7 <= len(data):
-        left = 32768 - pos % 32768
-        if left < 7:
-            pos += left
-            continue
-        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
-        if kind == 0 and length == 0:  # block padding
-            pos += left
-            continue
-        buf += data[pos + 7 : pos + 7 + length]
-        pos += 7 + length
-        if kind in (1, 4):
-            records.append(buf)
-            buf = b""
-    rows = []
-    for raw in records:
-        rec = pb.Record()
-        rec.ParseFromString(raw)
-        if rec.WhichOneof("record_type") == "history":
-            items = rec.history.item  # "eval/loss" is stored as the nested key (eval, loss)
-            rows.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in items})
-    return rows
 
 
 def test_dpo_on_train_prefs_with_eval_trackers_card_and_umask(
@@ -133,7 +101,7 @@ def test_dpo_on_train_prefs_with_eval_trackers_card_and_umask(
     assert [e.step for e in tb] == [1, 2]
     assert tb[-1].value == pytest.approx(last["eval/rewards/accuracies"], abs=1e-6)
 
-    history = [h for h in _read_wandb_history(tmp_path) if "eval/loss" in h]
+    history = [h for h in read_wandb_history(tmp_path) if "eval/loss" in h]
     assert [h["_step"] for h in history] == [1, 2]
     assert history[-1]["eval/loss"] == pytest.approx(last["eval/loss"], rel=1e-6)
 
