@@ -47,17 +47,3 @@ class InputError(ValueError):
         parts = [p for p in (head, f"field '{self.field}'" if self.field else "") if p]
         text = ": ".join(parts + [self.problem])
         return " ".join(text.split())  # guarantee a single line
-
-
-def check_finite_fields(config: object) -> None:
-    """InputError naming the first number of a config dataclass (or a tuple of numbers in it)
-    that is NaN or infinite: no setting of this package means anything at NaN or ±inf."""
-    import dataclasses
-    import math
-
-    for f in dataclasses.fields(config):  # type: ignore[arg-type]
-        value = getattr(config, f.name)
-        values = value if isinstance(value, tuple) else (value,)
-        for v in values:
-            if isinstance(v, float) and not math.isfinite(v):
-                raise InputError(f"must be a finite number, got {v}", source="config", field=f.name)
