@@ -121,6 +121,15 @@ ALIAS_CASES = [
     ("max_prompt_length", 17, "max_prompt_length", 17),
     ("beta", 0.25, "beta", 0.25),
     ("loss_type", "ipo", "method", "ipo"),
+    ("dataset_config", "default", "dataset_config", "default"),
+    ("dataset_train_split", "train_prefs", "split", "train_prefs"),
+    ("dataset_test_split", "test_prefs", "eval_split", "test_prefs"),
+    ("per_device_eval_batch_size", 4, "per_device_eval_batch_size", 4),
+    ("eval_steps", 3, "eval_steps", 3),
+    ("logging_steps", 2, "logging_steps", 2),
+    ("report_to", "tensorboard", "report_to", "tensorboard"),
+    ("run_name", "r1", "run_name", "r1"),
+    ("hub_model_id", "me/model", "hub_model_id", "me/model"),
 ]
 
 
