@@ -20,6 +20,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def launcher_2_processes() -> list[str]:
+    """`accelerate launch` for 2 local processes (gloo when no GPU is visible)."""
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_ip",
+        "127.0.0.1",
+        "--main_process_port",
+        str(_free_port()),
+    ]
+
+
 def _args(tiny_model, data, out, accumulation: int) -> list[str]:
     return [
         "-m",
@@ -78,24 +100,7 @@ def test_two_process_ddp_matches_single_process(tiny_model, feedback_files, tmp_
     )
     # `accelerate launch --multi_gpu` starts the processes through torchrun; with no GPU
     # visible, accelerate picks gloo and the run is CPU DDP (`--cpu` would start only one).
-    launcher = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_ip",
-        "127.0.0.1",
-        "--main_process_port",
-        str(_free_port()),
-    ]
+    launcher = launcher_2_processes()
     args = _args(tiny_model, data, ddp, 1)
     proc = subprocess.run(
         launcher + args, env=env, capture_output=True, text=True, timeout=600

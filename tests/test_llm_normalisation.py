@@ -5,7 +5,6 @@ neither its loss nor its gradient; per-token ℓ comes with the per-token KL."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -136,12 +135,6 @@ def test_mean_reduction_uses_the_per_token_kl(tiny_model, tmp_path, one_thread):
     assert metrics["kl"].item() < kl.mean().item()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def ddp_worker(tiny_model: str, out: str) -> None:
     """One of 2 gloo processes: rank r trains on micro-batch r of the 2-way split; rank 0
     writes the step's loss and gradient."""
@@ -158,6 +151,8 @@ def ddp_worker(tiny_model: str, out: str) -> None:
 def test_two_gloo_processes_equal_one(tiny_model, tmp_path, one_thread):
     """2 processes, one micro-batch each (different label ratios), one all-reduce of the
     counts: the same loss and gradient as one process with one micro-batch."""
+    from test_llm_ddp import _free_port
+
     port = _free_port()
     code = (
         f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from safetensors.torch import load_file
 import anyfeedback
 from anyfeedback.llm.online.shard import Dist, chunk_plan, chunk_seed, my_share, split_micro_batches
 from conftest_llm import *  # noqa: F403
+from test_llm_ddp import launcher_2_processes
 
 
 def test_chunk_plan_and_shares():
@@ -98,29 +98,6 @@ def _args(tiny_model, prompts, out, steps: int, *extra: str) -> list[str]:
     ]
 
 
-def _launcher() -> list[str]:
-    from test_llm_ddp import _free_port
-
-    return [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_ip",
-        "127.0.0.1",
-        "--main_process_port",
-        str(_free_port()),
-    ]
-
-
 def _run(cmd: list[str], env: dict) -> str:
     proc = subprocess.run(
         cmd, env=env, capture_output=True, text=True, timeout=600
@@ -151,8 +128,8 @@ def test_two_process_online_matches_one_process_and_resumes(
     env["PYTHONPATH"] = os.pathsep.join([str(src), str(here), env.get("PYTHONPATH", "")])
     prompts, one, two = feedback_files["paired"], tmp_path / "one", tmp_path / "two"
     assert main(_args(tiny_model, prompts, one, 3)[2:]) == 0
-    first = _run(_launcher() + _args(tiny_model, prompts, two, 2), env)
-    resumed = _run(_launcher() + _args(tiny_model, prompts, two, 3, "--resume"), env)
+    first = _run(launcher_2_processes() + _args(tiny_model, prompts, two, 2), env)
+    resumed = _run(launcher_2_processes() + _args(tiny_model, prompts, two, 3, "--resume"), env)
     assert first.count("done: 2 steps") == 1 and resumed.count("done: 3 steps") == 1  # rank 0
     a, b = _rows(one), _rows(two)
     assert [r["step"] for r in a] == [r["step"] for r in b] == [0, 1, 2, 3]  # written once
