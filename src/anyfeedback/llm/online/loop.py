@@ -147,6 +147,7 @@ def run_online(cfg: OnlineConfig) -> OnlineResult:
         log_samples(samples, 0, eval_texts, start, start)
     detector = CollapseDetector()
     show = cfg.progress and dist.main
+    last = None  # the held-out evaluation of the final step, when the loop made one
     try:
         with progress(f"online {cfg.method}", cfg.steps, disable=not show) as (bar, task):
             bar.update(task, completed=trainer.step)
@@ -168,6 +169,7 @@ def run_online(cfg: OnlineConfig) -> OnlineResult:
                     ev = held_out()
                     row.update(eval_row(ev, start))
                     log_samples(samples, step, eval_texts, start, ev)
+                    last = ev if step == cfg.steps else None
                 if log is not None:
                     log.log(step, **row)
                 _stop_on_collapse(cfg, row, step)
@@ -179,7 +181,7 @@ def run_online(cfg: OnlineConfig) -> OnlineResult:
         for f in (log, samples):
             if f is not None:
                 f.close()
-    final = held_out()
+    final = last if last is not None else held_out()
     trainer.save_model(out / "model")
     if dist.main:
         from anyfeedback.llm.card import write_run_card
