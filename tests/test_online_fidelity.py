@@ -95,3 +95,39 @@ def test_demo_table_renders_summary_json():
         "| PMPO-A | 0.312 → 0.875 | 0.500 | 4.000 | 0.900 → 0.250 | 0.000 → 0.500 | yes |"
     )
     assert table[-1] == "`anyfeedback demo`: wall 80 s, CPU 150 s on 2 cores."
+
+
+@pytest.mark.parametrize("method", ["pmpo", "dpo", "kto"])
+def test_start_kl_from_the_update_forward_equals_a_separate_forward(
+    method, tiny_model, one_thread
+):
+    """The KL to the start model measured through the update's own policy forward
+    (`StartKL` as the tap around `train_step`) equals `kl_to_start` run separately on the same
+    micro-batches with the policy before the update; KTO's no-grad mismatched pairs are not
+    counted. On the start model itself it is exactly 0."""
+    import copy
+
+    from anyfeedback.llm.objective import tap_policy_states
+    from anyfeedback.llm.online.steps import StartKL, build_batches, kl_to_start
+    from anyfeedback.llm.trainer import Trainer
+
+    cfg = OnlineConfig(model=str(tiny_model), prompts="p", method=method, k=4, max_new_tokens=6)
+    trainer = Trainer(cfg.train_config(), total_steps=2)
+    tcfg, pad = cfg.train_config(), trainer.tokenizer.pad_token_id
+    start = copy.deepcopy(trainer.policy).eval()
+    prompts = [[5, 6, 7], [8, 9]]
+    comps = [[10 + i, 11 + i, 12][: 1 + i % 3] for i in range(8)]
+    scores = [0.1, 0.9, -0.3, 0.5, 0.2, 0.0, 0.7, -0.1]
+    labels = [False, True, False, True, False, False, True, False]
+    batches = build_batches(cfg, prompts, comps, scores, labels, pad)
+    zero = StartKL(start, tcfg)
+    with tap_policy_states(zero):
+        trainer.train_step(batches)
+    assert zero.result() == (0.0, 0.0)
+    before = copy.deepcopy(trainer.policy)  # after one update: away from the start model
+    want = kl_to_start(before, start, batches, tcfg)
+    got = StartKL(start, tcfg)
+    with tap_policy_states(got):
+        trainer.train_step(batches)
+    assert want[0] > 1e-6
+    assert got.result() == pytest.approx(want, rel=1e-5)

@@ -21,7 +21,9 @@ split into micro-batches and processes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import NamedTuple
 
 import torch
@@ -99,6 +101,9 @@ def sequence_stats(
     `ref_states` (π_ref's hidden states and head, `Reference.scored_states`); `reverse` gives
     KL(π_θ‖π_ref) instead of KL(π_ref‖π_θ)."""
     states = scored_states(policy, seqs)  # [N, H]
+    tap = _TAP.get()
+    if tap is not None and torch.is_grad_enabled():
+        tap(seqs, ScoredStates(states.hidden.detach(), states.head))
     _, _, targets, view = seqs.scored()  # [N]
     ref_hidden, ref_head = ref_states if ref_states is not None else (None, None)
     tok = fused_token_stats(
@@ -118,6 +123,25 @@ def sequence_stats(
     if cfg.average_logps:
         logps, ref_lp = logps / counts.clamp(min=1), ref_lp / counts.clamp(min=1)
     return SequenceStats(logps, kl, counts, ref_lp)
+
+
+_TAP: ContextVar[Callable[[Packed, ScoredStates], None] | None] = ContextVar(
+    "policy_states_tap", default=None
+)
+
+
+@contextlib.contextmanager
+def tap_policy_states(fn: Callable[[Packed, ScoredStates], None]) -> Iterator[None]:
+    """Within the block, call `fn(seqs, states)` right after every policy forward that builds a
+    graph (the rows a step trains on; no-grad forwards such as KTO's mismatched pairs are not
+    passed), with the hidden states detached and before any parameter changes: a caller can
+    measure something more from the same forward (the online loop's KL to the start model)
+    instead of running the policy a second time."""
+    token = _TAP.set(fn)
+    try:
+        yield
+    finally:
+        _TAP.reset(token)
 
 
 def policy_stats(policy, seqs: Packed, cfg, ref_states: ScoredStates | None = None):

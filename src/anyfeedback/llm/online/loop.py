@@ -31,15 +31,16 @@ from pathlib import Path
 from anyfeedback.errors import DivergenceError, InputError
 from anyfeedback.feedback import flat_text
 from anyfeedback.llm.checkpoint import intact_checkpoint
+from anyfeedback.llm.objective import tap_policy_states
 from anyfeedback.llm.online.backends import make_sampler, resolve_backend
 from anyfeedback.llm.online.config import OnlineConfig
 from anyfeedback.llm.online.shard import Dist, sample_and_score
 from anyfeedback.llm.online.steps import (
     CollapseDetector,
     Evaluation,
+    StartKL,
     build_batches,
     evaluate,
-    kl_to_start,
     label_samples,
 )
 from anyfeedback.llm.prompts import encode_prompts, load_prompt_source, prompts_for_step
@@ -263,9 +264,11 @@ def _one_step(
         trainer.state["step"] = step + 1
         return {**row, "train/skipped": 1}
     t0 = time.perf_counter()
-    metrics = trainer.train_step(batches)
+    start_kl = StartKL(start_model, tcfg)  # from the update's own policy forward
+    with tap_policy_states(start_kl):
+        metrics = trainer.train_step(batches)
     metrics = trainer.timing_metrics(metrics, time.perf_counter() - t0)
-    kl_start, kl_token = kl_to_start(trainer.policy, start_model, batches, tcfg, dist)
+    kl_start, kl_token = start_kl.result(dist)
     row.update({f"train/{k}": v for k, v in metrics.items()})
     row["train/kl_init"], row["train/kl_init_per_token"] = kl_start, kl_token
     if detector.update(metrics.get("logp_rejected", float("nan")), kl_start, kl_token):

@@ -20,7 +20,10 @@ from anyfeedback.runs import atomic_write_json, atomic_write_text, save_figure
 PLOTS = {
     "reward.png": ("train/reward_mean", "mean reward of sampled completions (training prompts)"),
     "eval_reward.png": ("eval/reward_mean", "mean reward on held-out prompts"),
-    "kl.png": ("train/kl_init", "KL(π_init ‖ π_θ) per completion, on sampled completions"),
+    "kl.png": (
+        "train/kl_init",
+        "KL(π_init ‖ π_θ) per completion, on the step's samples (before its update)",
+    ),
     "winrate.png": ("eval/win_rate", "win rate vs the start model on held-out prompts"),
 }
 

@@ -14,9 +14,10 @@ from anyfeedback.feedback import label_groups
 from anyfeedback.llm.batching import Batch, collate_pairs, collate_unpaired
 from anyfeedback.llm.data import Example
 from anyfeedback.llm.generate import sample_completions
-from anyfeedback.llm.model import scored_states
+from anyfeedback.llm.model import ScoredStates, scored_states
 from anyfeedback.llm.objective import policy_stats
 from anyfeedback.llm.online.shard import Dist, my_share, sample_and_score, split_micro_batches
+from anyfeedback.losses.tokens import fused_token_stats
 
 
 def label_samples(scores: list[float], cfg) -> list[bool | None]:
@@ -75,6 +76,34 @@ def build_batches(cfg, prompt_ids, completion_ids, scores, labels, pad_id, dist=
     else:
         collate = lambda ex: collate_unpaired(ex, pad_id, mismatched=kto)  # noqa: E731
     return [collate([examples[i] for i in slices[m]]) for m in my_share(len(slices), dist)]
+
+
+class StartKL:
+    """Dense KL(π_start ‖ π_θ) along the samples a step trains on, for the policy that drew
+    them (before the step's update), from the hidden states of the update's own policy forward
+    (`objective.tap_policy_states`): only π_start runs again, the policy does not. Use as the
+    tap around `Trainer.train_step`; `result(dist)` gives the mean per completion and the mean
+    per completion token over every micro-batch of every process."""
+
+    def __init__(self, start_model, tcfg) -> None:
+        self.start_model, self.chunk = start_model, tcfg.kl_chunk_size
+        self.totals = torch.zeros(3, dtype=torch.float64)  # Σ KL, completions, tokens
+
+    @torch.no_grad()
+    def __call__(self, seqs, states: ScoredStates) -> None:
+        start = scored_states(self.start_model, seqs)
+        _, _, targets, _ = seqs.scored()
+        tok = fused_token_stats(
+            states.hidden, states.head, targets, start.hidden, start.head, chunk_size=self.chunk
+        )
+        counts = torch.tensor([seqs.n_views, targets.numel()], dtype=torch.float64)
+        step = torch.cat([tok.kl.sum().double().reshape(1), counts.to(tok.kl.device)])
+        self.totals = self.totals.to(step.device) + step
+
+    def result(self, dist=Dist()) -> tuple[float, float]:
+        device = next(self.start_model.parameters()).device
+        kl_sum, n, tokens = dist.sum(self.totals.to(device)).tolist()
+        return kl_sum / max(n, 1), kl_sum / max(tokens, 1)
 
 
 @torch.no_grad()
