@@ -60,9 +60,15 @@ def _cpu_seconds() -> float:
 
 
 def _worker_start() -> None:
-    """Each worker: one torch thread, no HF progress bars, the online loop imported while the
-    parent still trains the start model."""
+    """Each worker: one torch thread, no HF progress bars, and what a run imports (the online
+    loop, the demo model's Llama classes, matplotlib for the report: seconds of CPU) imported
+    now, while the parent still trains the start model on another core."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
     import torch
+    import transformers.models.llama.modeling_llama  # noqa: F401  (the demo model is a Llama)
     from transformers.utils import logging as hf_logging
 
     import anyfeedback.llm.online.loop  # noqa: F401
@@ -132,7 +138,7 @@ def _stop(pool: ProcessPoolExecutor) -> None:
     than let the other methods run to completion first. The executor has no public way to end
     running tasks, hence its worker table (absent on other Python versions: then we just wait)."""
     pool.shutdown(wait=False, cancel_futures=True)
-    for proc in list(getattr(pool, "_processes", {}).values()):
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
         proc.terminate()
 
 
@@ -176,7 +182,7 @@ def run_methods(
     return {name: fut.result()[:2] for name, fut in futures.items()}
 
 
-def run_demo(out: Path, *, quick: bool = False, log=print) -> Path:
+def run_demo(out: Path, *, quick: bool = False, log=print, workers: int | None = None) -> Path:
     """Run the demo into `out`; return the report path. `summary.json` records each method's
     summary row (`report.summary_row`), and the wall and CPU time of the whole demo (the start
     model's training included when it was not cached; the workers' CPU time included)."""
@@ -188,14 +194,27 @@ def run_demo(out: Path, *, quick: bool = False, log=print) -> Path:
     hf_logging.disable_progress_bar()
     t0, cpu0 = time.perf_counter(), _cpu_seconds()
     cores = len(os.sched_getaffinity(0))
-    workers = max(1, min(len(METHODS), cores))
+    workers = workers or len(METHODS)
     steps, eval_every = STEPS["quick" if quick else "full"]
     methods = {
         name: {**ONLINE, **settings, "steps": steps, "eval_every": eval_every}
         for name, settings in METHODS.items()
     }
+    # what training the start model imports, before the workers start: their imports then
+    # overlap the training (on the core it leaves free) instead of slowing ours down
+    import transformers.models.llama.modeling_llama  # noqa: F401
+
+    import anyfeedback.llm.fit  # noqa: F401
+
     with worker_pool(workers) as pool:
-        model = demo_model(QUICK if quick else DemoModelSpec(), log=log)
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # the other cores import the workers meanwhile
+        try:
+            model = demo_model(QUICK if quick else DemoModelSpec(), log=log)
+        finally:
+            torch.set_num_threads(threads)
         log(
             f"online: {', '.join(METHODS)}, {steps} steps × {ONLINE['prompts_per_step']} "
             f"prompts × {ONLINE['k']} samples each, {workers} at a time"
