@@ -23,6 +23,7 @@ import torch
 
 from anyfeedback.errors import InputError
 from anyfeedback.llm.packing import Packed
+from anyfeedback.llm.swiglu import fuse_swiglu
 from anyfeedback.losses.tokens import LMHead
 
 
@@ -70,6 +71,7 @@ def load_policy(cfg) -> torch.nn.Module:
         first = str(err).strip().splitlines()[0]
         raise InputError(f"cannot load the model: {first}", source=cfg.model) from None
     model.config.use_cache = False
+    fuse_swiglu(model)  # one MLP activation less kept for backward (llm/swiglu.py)
     if cfg.disable_dropout:
         zero_dropout(model)
     if cfg.gradient_checkpointing:
