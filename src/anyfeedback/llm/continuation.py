@@ -19,6 +19,7 @@ cache (`continuation_supported`, checked once per model on a toy input) and retu
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -90,7 +91,8 @@ def hidden_and_cache(model: torch.nn.Module, seqs: Packed, extra: tuple | None =
     hook.scored = (rows, positions)
     try:
         out = model(**{**_forward_kwargs(seqs), "use_cache": True})
-        return hook.captured[:n], hook.captured[n:], getattr(out, "past_key_values", None)
+        cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+        return hook.captured[:n], hook.captured[n:], cache
     finally:
         hook.scored, hook.captured = None, None
 
@@ -104,12 +106,19 @@ def tail_hidden(model: torch.nn.Module, tail: Continuation, cache) -> torch.Tens
             input_ids=tail.input_ids,
             attention_mask=tail.attention_mask,
             position_ids=tail.position_ids,
-            past_key_values=cache,
             use_cache=True,
+            **{_cache_argument(model): cache},
         )
         return hook.captured
     finally:
         hook.scored, hook.captured = None, None
+
+
+def _cache_argument(model: torch.nn.Module) -> str:
+    """`cache` (transformers >= 5.2x) or `past_key_values` (before; deprecated since)."""
+    inner = _inner(model)
+    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner  # LoRA
+    return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
 
 
 def mismatched_hidden(first: torch.Tensor, rest: torch.Tensor, tail: Continuation, n: int):
