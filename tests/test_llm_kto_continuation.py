@@ -1,10 +1,11 @@
 """KTO's mismatched pairs run as continuations of the matched rows' KV cache
 (`llm.continuation`) give the losses, reference point, log-probs and gradients of running the
-mismatched rows on their own (sdpa attention on a real causal LM); eager attention, which reads a
+mismatched rows on their own (sdpa attention on a real causal LM, full and LoRA); eager attention, which reads a
 boolean 4D mask as additive, is detected and keeps the rows path."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from conftest_llm import *  # noqa: F403
@@ -20,17 +21,18 @@ def _examples():
     ]
 
 
-def test_kto_continuation_equals_mismatched_rows(train_cfg, one_thread, monkeypatch):
+@pytest.mark.parametrize("lora_r", [0, 4])
+def test_kto_continuation_equals_mismatched_rows(train_cfg, one_thread, monkeypatch, lora_r):
     from anyfeedback.llm import objective
     from anyfeedback.llm.batching import collate_unpaired
     from anyfeedback.llm.continuation import continuation_supported, kto_terms
     from anyfeedback.llm.model import Reference, load_policy
 
-    cfg = train_cfg("kto", attn_implementation="sdpa", beta=0.5)
+    cfg = train_cfg("kto", attn_implementation="sdpa", beta=0.5, lora_r=lora_r)
     policy = load_policy(cfg)
     ref = Reference(policy)
     with torch.no_grad():  # π_θ ≠ π_ref, so ℓ_θ − ℓ_ref and the KL are not zero
-        for p in policy.parameters():
+        for p in (p for p in policy.parameters() if p.requires_grad):
             p.add_(0.05 * torch.randn_like(p))
     assert continuation_supported(policy)
     batch = collate_unpaired(_examples(), 0, mismatched=True)
