@@ -87,3 +87,23 @@ def test_eager_attention_keeps_the_rows_path(train_cfg, one_thread):
     assert not continuation_supported(policy)
     batch = collate_unpaired(_examples(), 0, mismatched=True)
     assert kto_terms(policy, Reference(policy), batch, cfg, want_kl=False) is None
+
+
+def test_gradient_checkpointing_keeps_the_rows_path(train_cfg, one_thread):
+    """Under gradient checkpointing the model keeps no cache: the rows path, same loss."""
+    from anyfeedback.llm.batching import collate_unpaired
+    from anyfeedback.llm.continuation import kto_terms
+    from anyfeedback.llm.model import Reference, load_policy
+    from anyfeedback.llm.objective import compute_loss
+
+    batch = collate_unpaired(_examples(), 0, mismatched=True)
+    losses = []
+    for checkpointing in (False, True):
+        cfg = train_cfg("kto", gradient_checkpointing=checkpointing)
+        policy = load_policy(cfg)
+        policy.train()
+        ref = Reference(policy)
+        terms = kto_terms(policy, ref, batch, cfg, want_kl=False)
+        assert (terms is None) == checkpointing
+        losses.append(compute_loss(policy, ref, batch, cfg, want_kl=False)[0].detach())
+    torch.testing.assert_close(losses[0], losses[1], atol=1e-6, rtol=1e-5)

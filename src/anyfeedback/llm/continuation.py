@@ -240,6 +240,7 @@ def kto_terms(policy, ref: Reference, batch, cfg, want_kl: bool) -> KTOTerms | N
 def _checkpointing(model: torch.nn.Module) -> bool:
     """Gradient checkpointing on? (transformers 5.x renamed the flag; the model keeps no cache
     under it.)"""
+    model = model.get_base_model() if hasattr(model, "get_base_model") else model  # LoRA
     for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
         if hasattr(type(model), name) or name in model.__dict__:
             return bool(getattr(model, name))
