@@ -14,7 +14,8 @@ rows (x_i, y_{i+1}) alone, up to float rounding (`tests/test_llm_kto_continuatio
 
 Only for right-padded rows (`packing.pack`) of models that honour a custom 4D mask with a KV
 cache (`continuation_supported`, checked once per model on a toy input) and return a cache
-(not under gradient checkpointing); otherwise KTO runs the mismatched rows as before.
+(not under gradient checkpointing), and not under `--torch-compile`; otherwise KTO runs the
+mismatched rows as before.
 """
 
 from __future__ import annotations
@@ -194,7 +195,7 @@ def kto_terms(policy, ref: Reference, batch, cfg, want_kl: bool) -> KTOTerms | N
     on the matched rows then on the tails, π_θ on the matched rows (grad) then on the tails (no
     grad). None where the layout, the model or gradient checkpointing rules it out."""
     seqs, mm = batch.seqs, batch.mismatched
-    if mm is None or _checkpointing(_inner(policy)):
+    if mm is None or _checkpointing(_inner(policy)) or _compiled(policy):
         return None
     tail = continuation_of(seqs, mm)
     if tail is None or not continuation_supported(policy, seqs.pad_id):
@@ -235,6 +236,16 @@ def kto_terms(policy, ref: Reference, batch, cfg, want_kl: bool) -> KTOTerms | N
         logps, ref_lp = logps / counts.clamp(min=1), ref_lp / counts.clamp(min=1)
         mm_lp, mm_ref = mm_lp / mm_counts.clamp(min=1), mm_ref / mm_counts.clamp(min=1)
     return KTOTerms(logps, kl, counts, ref_lp.detach().clone(), mm_lp, mm_ref)
+
+
+def _compiled(model: torch.nn.Module) -> bool:
+    """Under `--torch-compile` (a wrapper with `_orig_mod`, possibly inside DDP): the rows path,
+    which is what compiled runs are tested with; the cache and 4D mask would add recompiles."""
+    while not hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None)
+        if not isinstance(model, torch.nn.Module):
+            return False
+    return True
 
 
 def _checkpointing(model: torch.nn.Module) -> bool:
