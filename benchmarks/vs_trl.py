@@ -379,6 +379,11 @@ def main() -> None:
         help="combine the JSONs of single-run invocations started side by side (one rep each) "
         "into one result at --out, ratios across them",
     )
+    parser.add_argument(
+        "--one-after-another",
+        action="store_true",
+        help="with --merge: the single runs ran one after another, not side by side",
+    )
     args = parser.parse_args()
     p = PROFILES[args.profile]
     if args.batch:
@@ -418,9 +423,12 @@ def _merge(p: Profile, args) -> None:
         for name in part["reps"][0]
     }
     result["command"] = (
-        "side by side, one process each: "
+        ("one after another" if args.one_after_another else "side by side")
+        + ", one process each: "
         + "; ".join(part["command"] for part in parts)
-        + f"; then benchmarks/vs_trl.py --merge {' '.join(map(str, args.merge))}"
+        + "; then benchmarks/vs_trl.py --merge "
+        + " ".join(map(str, args.merge))
+        + (" --one-after-another" if args.one_after_another else "")
     )
     _write(p, result, args, runs)
 

@@ -22,6 +22,7 @@ from typing import NamedTuple
 import torch
 
 from anyfeedback.errors import InputError
+from anyfeedback.llm.fused_blocks import fuse_blocks
 from anyfeedback.llm.packing import Packed
 from anyfeedback.losses.tokens import LMHead
 
@@ -70,6 +71,7 @@ def load_policy(cfg) -> torch.nn.Module:
         first = str(err).strip().splitlines()[0]
         raise InputError(f"cannot load the model: {first}", source=cfg.model) from None
     model.config.use_cache = False
+    fuse_blocks(model)  # fewer activations kept for backward (llm/fused_blocks.py)
     if cfg.disable_dropout:
         zero_dropout(model)
     if cfg.gradient_checkpointing:

@@ -29,6 +29,7 @@ from typing import NamedTuple
 import torch
 
 from anyfeedback.llm.batching import Batch
+from anyfeedback.llm.continuation import kto_terms
 from anyfeedback.llm.model import Reference, ScoredStates, scored_states
 from anyfeedback.llm.packing import Packed, cat_rows
 from anyfeedback.losses import (
@@ -280,20 +281,26 @@ def kto_batch_loss(
     policy, ref, batch: Batch, cfg, *, want_kl=False, all_reduce_mean=None, step=None
 ):
     """KTO: λ·(1 − σ(±β·(ρ − z_ref))), z_ref from mismatched (x_i, y_{i+1}) pairs, detached,
-    averaged over processes, clamped at 0."""
-    ref_states = ref.scored_states(batch.seqs) if want_kl else None
-    logps, kl, counts = policy_stats(policy, batch.seqs, cfg, ref_states)
-    with torch.no_grad():
-        mm_logps, _, _ = policy_stats(policy, batch.mismatched, cfg)
-    both = cat_rows(batch.seqs, batch.mismatched)  # one π_ref forward for both: [2R, T]
-    ref_lp = ref_logps(ref, both, cfg)
-    r = batch.n_records
+    averaged over processes, clamped at 0. The mismatched pairs run as continuations of the
+    matched rows' prompts where the model allows it (`llm.continuation`), else as rows."""
+    terms = kto_terms(policy, ref, batch, cfg, want_kl)
+    if terms is None:
+        ref_states = ref.scored_states(batch.seqs) if want_kl else None
+        logps, kl, counts = policy_stats(policy, batch.seqs, cfg, ref_states)
+        with torch.no_grad():
+            mm_logps = policy_stats(policy, batch.mismatched, cfg)[0]
+        both = cat_rows(batch.seqs, batch.mismatched)  # one π_ref forward for both: [2R, T]
+        ref_lp = ref_logps(ref, both, cfg)
+        r = batch.n_records
+        ref_lp, mm_ref_lp = ref_lp[:r], ref_lp[r:]
+    else:
+        logps, kl, counts, ref_lp, mm_logps, mm_ref_lp = terms
     loss, d = kto_loss(
         logps,
-        ref_lp[:r],
+        ref_lp,
         batch.accepted,
         mm_logps,
-        ref_lp[r:],
+        mm_ref_lp,
         beta=cfg.beta,
         lambda_d=cfg.desirable_weight,
         lambda_u=cfg.undesirable_weight,
