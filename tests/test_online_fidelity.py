@@ -98,17 +98,15 @@ def test_demo_table_renders_summary_json():
 
 
 @pytest.mark.parametrize("method", ["pmpo", "dpo", "kto"])
-def test_start_kl_from_the_update_forward_equals_a_separate_forward(
-    method, tiny_model, one_thread
-):
+def test_start_kl_from_the_update_forward_equals_a_separate_forward(method, tiny_model, one_thread):
     """The KL to the start model measured through the update's own policy forward
     (`StartKL` as the tap around `train_step`) equals `kl_to_start` run separately on the same
     micro-batches with the policy before the update; KTO's no-grad mismatched pairs are not
     counted. On the start model itself it is exactly 0."""
     import copy
 
-    from anyfeedback.llm.objective import tap_policy_states
     from anyfeedback.llm.online.steps import StartKL, build_batches, kl_to_start
+    from anyfeedback.llm.state_tap import tap_policy_states
     from anyfeedback.llm.trainer import Trainer
 
     cfg = OnlineConfig(model=str(tiny_model), prompts="p", method=method, k=4, max_new_tokens=6)

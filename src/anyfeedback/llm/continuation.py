@@ -26,8 +26,16 @@ from typing import NamedTuple
 
 import torch
 
-from anyfeedback.llm.model import Reference, _forward_kwargs, _gather_hook, _inner, lm_head
+from anyfeedback.llm.model import (
+    Reference,
+    ScoredStates,
+    _forward_kwargs,
+    _gather_hook,
+    _inner,
+    lm_head,
+)
 from anyfeedback.llm.packing import Packed
+from anyfeedback.llm.state_tap import notify_policy_states
 from anyfeedback.losses.tokens import fused_token_stats
 
 
@@ -216,6 +224,7 @@ def kto_terms(policy, ref: Reference, batch, cfg, want_kl: bool) -> KTOTerms | N
     hidden, first, cache = hidden_and_cache(policy, seqs, tail.first_at)
     if cache is None:  # the model kept no cache (e.g. gradient checkpointing turned on)
         return None
+    notify_policy_states(seqs, ScoredStates(hidden, lm_head(policy)))  # llm/state_tap.py
     with torch.inference_mode():
         pol_mm = mismatched_hidden(
             first.detach(), tail_hidden(policy, tail, cache), tail, len(mm_view)

@@ -21,9 +21,7 @@ split into micro-batches and processes.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
-from contextvars import ContextVar
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -32,6 +30,7 @@ from anyfeedback.llm.batching import Batch
 from anyfeedback.llm.continuation import kto_terms
 from anyfeedback.llm.model import Reference, ScoredStates, scored_states
 from anyfeedback.llm.packing import Packed, cat_rows
+from anyfeedback.llm.state_tap import notify_policy_states
 from anyfeedback.losses import (
     aihf_dpo_loss,
     dpo_loss,
@@ -102,9 +101,7 @@ def sequence_stats(
     `ref_states` (π_ref's hidden states and head, `Reference.scored_states`); `reverse` gives
     KL(π_θ‖π_ref) instead of KL(π_ref‖π_θ)."""
     states = scored_states(policy, seqs)  # [N, H]
-    tap = _TAP.get()
-    if tap is not None and torch.is_grad_enabled():
-        tap(seqs, ScoredStates(states.hidden.detach(), states.head))
+    notify_policy_states(seqs, states)  # llm/state_tap.py
     _, _, targets, view = seqs.scored()  # [N]
     ref_hidden, ref_head = ref_states if ref_states is not None else (None, None)
     tok = fused_token_stats(
@@ -124,25 +121,6 @@ def sequence_stats(
     if cfg.average_logps:
         logps, ref_lp = logps / counts.clamp(min=1), ref_lp / counts.clamp(min=1)
     return SequenceStats(logps, kl, counts, ref_lp)
-
-
-_TAP: ContextVar[Callable[[Packed, ScoredStates], None] | None] = ContextVar(
-    "policy_states_tap", default=None
-)
-
-
-@contextlib.contextmanager
-def tap_policy_states(fn: Callable[[Packed, ScoredStates], None]) -> Iterator[None]:
-    """Within the block, call `fn(seqs, states)` right after every policy forward that builds a
-    graph (the rows a step trains on; no-grad forwards such as KTO's mismatched pairs are not
-    passed), with the hidden states detached and before any parameter changes: a caller can
-    measure something more from the same forward (the online loop's KL to the start model)
-    instead of running the policy a second time."""
-    token = _TAP.set(fn)
-    try:
-        yield
-    finally:
-        _TAP.reset(token)
 
 
 def policy_stats(policy, seqs: Packed, cfg, ref_states: ScoredStates | None = None):

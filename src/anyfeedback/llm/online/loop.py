@@ -31,7 +31,6 @@ from pathlib import Path
 from anyfeedback.errors import DivergenceError, InputError
 from anyfeedback.feedback import flat_text
 from anyfeedback.llm.checkpoint import intact_checkpoint
-from anyfeedback.llm.objective import tap_policy_states
 from anyfeedback.llm.online.backends import make_sampler, resolve_backend
 from anyfeedback.llm.online.config import OnlineConfig
 from anyfeedback.llm.online.shard import Dist, sample_and_score
@@ -44,6 +43,7 @@ from anyfeedback.llm.online.steps import (
     label_samples,
 )
 from anyfeedback.llm.prompts import encode_prompts, load_prompt_source, prompts_for_step
+from anyfeedback.llm.state_tap import tap_policy_states
 from anyfeedback.llm.trainer import Trainer, seed_everything
 from anyfeedback.rewards import load_reward
 from anyfeedback.run_dir import check_resume_config
