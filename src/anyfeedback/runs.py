@@ -30,12 +30,17 @@ MAX_THREADS = 8  # intra-op threads beyond this gain little on the small models 
 def thread_defaults(environ: dict[str, str] | None = None) -> dict[str, str]:
     """Thread settings for torch's OpenMP/MKL pools, for variables the user has not set.
 
-    The pools spin-wait at every barrier by default (OpenMP's active wait policy); when another
-    CPU-bound process shares the cores, a spinning thread steals the time slice of the thread
-    it waits for, and a 2-thread op can run several times slower than its fair share. Passive
-    waiting (threads sleep at barriers) gives the time back. The intra-op thread count is the
-    number of cores this process may run on (its CPU affinity, e.g. a container's cpuset),
-    capped at `MAX_THREADS`, instead of every core of the machine."""
+    At every barrier libgomp's threads spin for GOMP_SPINCOUNT iterations before they sleep
+    (300,000 by default: up to about a millisecond). When another CPU-bound process shares the
+    cores, a spinning thread takes the time slice of the thread it waits for, and a 2-thread op
+    runs several times slower than its fair share; sleeping at once (OMP_WAIT_POLICY=PASSIVE)
+    avoids that but pays a wake-up at every op, which on small models makes 2 threads slower
+    than 1 even on an idle machine. A short spin (1,000 iterations, tens of microseconds) keeps
+    the threads awake between the back-to-back ops of a training step and gives the core back
+    soon after (measured in docs/results/demo.md#threads). Intel's OpenMP (KMP_BLOCKTIME, in
+    ms) sleeps at once. The intra-op thread count is the number of cores this process may run
+    on (its CPU affinity, e.g. a container's cpuset), capped at `MAX_THREADS`, instead of every
+    core of the machine. A user's OMP_WAIT_POLICY or GOMP_SPINCOUNT keeps both ours unset."""
     environ = os.environ if environ is None else environ
     try:
         cores = len(os.sched_getaffinity(0))
@@ -43,12 +48,14 @@ def thread_defaults(environ: dict[str, str] | None = None) -> dict[str, str]:
         cores = os.cpu_count() or 1
     threads = str(max(1, min(cores, MAX_THREADS)))
     wanted = {
-        "OMP_WAIT_POLICY": "PASSIVE",  # GNU and LLVM OpenMP: sleep, do not spin, at barriers
-        "KMP_BLOCKTIME": "0",  # Intel OpenMP (and MKL on it): the same
+        "GOMP_SPINCOUNT": "1000",  # GNU OpenMP (torch's CPU wheels): a short spin, then sleep
+        "KMP_BLOCKTIME": "0",  # Intel OpenMP (and MKL on it): sleep at once
         "MKL_DYNAMIC": "TRUE",
         "OMP_NUM_THREADS": threads,
         "MKL_NUM_THREADS": threads,
     }
+    if "OMP_WAIT_POLICY" in environ:  # the user chose a wait policy: no spin count of ours
+        del wanted["GOMP_SPINCOUNT"]
     return {k: v for k, v in wanted.items() if k not in environ}
 
 

@@ -194,7 +194,7 @@ def run_demo(out: Path, *, quick: bool = False, log=print, workers: int | None =
     hf_logging.disable_progress_bar()
     t0, cpu0 = time.perf_counter(), _cpu_seconds()
     cores = len(os.sched_getaffinity(0))
-    workers = workers or len(METHODS)
+    workers = workers or max(1, min(cores, len(METHODS)))
     steps, eval_every = STEPS["quick" if quick else "full"]
     methods = {
         name: {**ONLINE, **settings, "steps": steps, "eval_every": eval_every}
@@ -207,14 +207,7 @@ def run_demo(out: Path, *, quick: bool = False, log=print, workers: int | None =
     import anyfeedback.llm.fit  # noqa: F401
 
     with worker_pool(workers) as pool:
-        import torch
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # the other cores import the workers meanwhile
-        try:
-            model = demo_model(QUICK if quick else DemoModelSpec(), log=log)
-        finally:
-            torch.set_num_threads(threads)
+        model = demo_model(QUICK if quick else DemoModelSpec(), log=log)
         log(
             f"online: {', '.join(METHODS)}, {steps} steps × {ONLINE['prompts_per_step']} "
             f"prompts × {ONLINE['k']} samples each, {workers} at a time"
