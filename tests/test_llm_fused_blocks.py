@@ -78,7 +78,8 @@ def test_fused_blocks_same_gradients_fewer_activations(tiny_model, one_thread):
         torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-5)
     cfg, n = plain.config, ids.numel()
     mlp, norm = n * cfg.intermediate_size * 4, n * cfg.hidden_size * 4  # float32 bytes
-    assert saved_a - saved_b == layers * mlp + (2 * layers + 1) * norm
+    # per layer: silu(gate) and the product (the down projection's input); per norm: x·r
+    assert saved_a - saved_b == 2 * layers * mlp + (2 * layers + 1) * norm
 
 
 def test_other_modules_are_left_alone():
@@ -95,3 +96,40 @@ def test_other_modules_are_left_alone():
     model = torch.nn.Sequential(LlamaMLP(), GemmaRMSNorm(), torch.nn.Linear(2, 2))
     assert fuse_blocks(model) == 0
     assert all("forward" not in m.__dict__ for m in model)
+
+
+def test_swiglu_down_hand_values_bias_and_hooked_fallback():
+    """down(silu(g)·u) with W = [[1, 2]], b = [0.5]: g = (0, 1), u = (3, −1) → silu = (0, σ(1)),
+    out = 0·1 + (−σ(1))·2 + 0.5; ∂out/∂W = (0, −σ(1)), ∂out/∂b = 1, ∂out/∂u = silu(g)·W. A hooked
+    down projection is called as a module (the hook runs) and gives the same gradients."""
+    from anyfeedback.llm.fused_blocks import SwiGLUDown, _mlp_forward
+
+    s1 = 1 / (1 + torch.exp(torch.tensor(-1.0, dtype=torch.float64)))
+    g = torch.tensor([[0.0, 1.0]], dtype=torch.float64, requires_grad=True)
+    u = torch.tensor([[3.0, -1.0]], dtype=torch.float64, requires_grad=True)
+    w = torch.tensor([[1.0, 2.0]], dtype=torch.float64, requires_grad=True)
+    b = torch.tensor([0.5], dtype=torch.float64, requires_grad=True)
+    out = SwiGLUDown.apply(g, u, w, b)
+    torch.testing.assert_close(out, (-2 * s1 + 0.5).reshape(1, 1))
+    out.sum().backward()
+    torch.testing.assert_close(w.grad, torch.stack([torch.zeros(()), -s1]).reshape(1, 2))
+    torch.testing.assert_close(b.grad, torch.ones(1, dtype=torch.float64))
+    torch.testing.assert_close(u.grad, torch.stack([torch.zeros(()), 2 * s1]).reshape(1, 2))
+
+    mlp = torch.nn.Module()
+    mlp.gate_proj, mlp.up_proj = torch.nn.Linear(3, 4), torch.nn.Linear(3, 4)
+    mlp.down_proj = torch.nn.Linear(4, 3)
+    mlp.act_fn = torch.nn.SiLU()
+    x = torch.randn(5, 3)
+    want = mlp.down_proj(torch.nn.functional.silu(mlp.gate_proj(x)) * mlp.up_proj(x))
+    ref = torch.autograd.grad(want.square().sum(), list(mlp.parameters()))
+    calls = []
+    for hooked in (False, True):
+        if hooked:
+            mlp.down_proj.register_forward_hook(lambda m, i, o: calls.append(1))
+        got = _mlp_forward(mlp, x)
+        torch.testing.assert_close(got, want)
+        grads = torch.autograd.grad(got.square().sum(), list(mlp.parameters()))
+        for a, c in zip(ref, grads, strict=True):
+            torch.testing.assert_close(c, a)
+    assert calls == [1]  # the fused path skipped the module, the hooked one called it

@@ -3,9 +3,11 @@ backward; the same forward values bit for bit.
 
 transformers' SwiGLU MLP, down(silu(gate(x)) · up(x)), leaves autograd holding gate(x) (for
 SiLU's backward), silu(gate(x)) and up(x) (for the product's backward) and the product (the down
-projection's input). `SiLUMul` computes silu(g)·u in one function that saves g and u only and
-runs the same backward kernels (`aten.silu_backward`, the products): the same gradients, one
-[tokens, intermediate] tensor less per layer.
+projection's input). `SwiGLUDown` computes down(silu(g)·u) in one function that saves g, u and
+the down weight only, recomputing the product in backward for the weight's gradient; it runs the
+same backward kernels (`aten.silu_backward`, the matmuls): the same gradients, two [tokens,
+intermediate] tensors less per layer. Where the down projection is not a bare `nn.Linear` (LoRA,
+quantized, hooked), `SiLUMul` fuses the product alone (one tensor less).
 
 transformers' RMSNorm, w ⊙ x·r with r = (mean(x²) + ε)^(−1/2), keeps x (for the square) and the
 normalised x·r (for the weight's product). `RMSNormFn` keeps x and r ([tokens, 1]) and recomputes
@@ -79,8 +81,57 @@ class RMSNormFn(torch.autograd.Function):
         return d_x.to(x.dtype), d_weight, None
 
 
+class SwiGLUDown(torch.autograd.Function):
+    """down(silu(g)·u) = (silu(g)·u) Wᵀ (+ b), saving (g, u, W): the product silu(g)·u, which the
+    down projection would keep as its input, is recomputed in backward (one elementwise pass)
+    for ∂L/∂W = gradᵀ · (silu(g)·u). ∂L/∂(silu(g)·u) = grad · W, then `SiLUMul`'s backward.
+    Under autocast the forward's matmul runs in the autocast dtype and backward in the dtype of
+    the incoming gradient (the forward output's), like the plain linear."""
+
+    @staticmethod
+    def forward(ctx, gate, up, weight, bias):
+        out = F.linear(F.silu(gate) * up, weight, bias)
+        ctx.save_for_backward(gate, up, weight)
+        ctx.bias_dtype = None if bias is None else bias.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        gate, up, weight = ctx.saved_tensors
+        dtype = grad.dtype
+        grad2 = grad.reshape(-1, grad.shape[-1])
+        d_prod = grad @ weight.to(dtype)
+        d_weight = d_bias = None
+        if ctx.needs_input_grad[2]:
+            prod = (F.silu(gate) * up).to(dtype)
+            d_weight = (grad2.t() @ prod.reshape(-1, prod.shape[-1])).to(weight.dtype)
+            del prod
+        if ctx.bias_dtype is not None and ctx.needs_input_grad[3]:
+            d_bias = grad2.sum(0).to(ctx.bias_dtype)
+        d_prod = d_prod.to(gate.dtype)
+        d_gate = torch.ops.aten.silu_backward(d_prod * up, gate)
+        d_up = F.silu(gate).mul_(d_prod)
+        return d_gate, d_up, d_weight, d_bias
+
+
+def _plain_linear(module: torch.nn.Module) -> bool:
+    """A bare nn.Linear with no hooks (not a LoRA or quantized layer, no offloading hooks):
+    calling its weight directly is then exactly calling the module."""
+    return (
+        type(module) is torch.nn.Linear
+        and not module._forward_hooks
+        and not module._forward_pre_hooks
+        and not torch.nn.modules.module._global_forward_hooks
+        and not torch.nn.modules.module._global_forward_pre_hooks
+    )
+
+
 def _mlp_forward(self, x: torch.Tensor) -> torch.Tensor:
-    return self.down_proj(SiLUMul.apply(self.gate_proj(x), self.up_proj(x)))
+    gate, up = self.gate_proj(x), self.up_proj(x)
+    down = self.down_proj
+    if _plain_linear(down):  # checked at each call: hooks or adapters may come later
+        return SwiGLUDown.apply(gate, up, down.weight, down.bias)
+    return down(SiLUMul.apply(gate, up))
 
 
 def _norm_forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,13 +7,12 @@
 3. `report.html` + PNGs: reward and KL against steps, win rate against the start model on
    held-out prompts, and real completions of the start and trained models for the same prompts.
 
-The four methods are independent runs, so they run side by side in worker processes (one per
-available core, at most four), each with one torch thread: on a model this small, intra-op
-threads mostly wait for each other (a 2-thread op is no faster than a 1-thread one once
-threads sleep at barriers instead of spinning, `runs.thread_defaults`), while separate
-processes use the cores fully. Every run is the same whatever the number of workers: each
-method's numbers depend only on its own settings and seed, and every process computes with
-one thread.
+The four methods are independent runs, so they run side by side in spawned worker processes, one
+per available core (at most four), each with one torch thread: on a model this small, separate
+processes use the cores far better than intra-op threads, which wait for each other at every
+op. The workers start (and import torch and transformers) while the start model trains, on the
+cores the training leaves free. Every number is the same whatever the number of workers: a
+method's run depends only on its settings and seed, and each worker computes with one thread.
 """
 
 from __future__ import annotations
