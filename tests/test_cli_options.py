@@ -271,7 +271,9 @@ def test_demo_config_file(tmp_path, capsys, monkeypatch):
     import anyfeedback.llm.demo.run as demo_run
 
     calls = []
-    monkeypatch.setattr(demo_run, "run_demo", lambda out, quick, log: calls.append((out, quick)))
+    monkeypatch.setattr(
+        demo_run, "run_demo", lambda out, quick, log, fork: calls.append((out, quick))
+    )
     cfg_file = tmp_path / "d.json"
     cfg_file.write_text(json.dumps({"quick": "yes"}))
     assert main(["demo", "--config", str(cfg_file)]) == 2

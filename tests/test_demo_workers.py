@@ -1,5 +1,5 @@
-"""The demo's method runner (`llm/demo/run.py`): methods run side by side in spawned worker
-processes give exactly what the same runs give in this process, and a failing method is raised
+"""The demo's method runner (`llm/demo/run.py`): methods run side by side in worker (spawned or
+forked) processes give exactly what the same runs give in this process, and a failing method is raised
 in the caller."""
 
 import pytest
@@ -61,3 +61,35 @@ def test_workers_match_in_process_runs_and_raise_failures(
 
 def _timing(key: str) -> bool:
     return key == "time" or any(s in key for s in ("per_s", "_time", "seconds", "peak_mem"))
+
+
+def test_forked_workers_match_in_process_runs(tmp_path, tiny_model, feedback_files, one_thread):
+    """`anyfeedback demo` on Linux forks its workers from a process that has imported torch but
+    run no op yet (they share its imports): the same metrics as the run in this process, and no
+    hang (a fresh interpreter, as the CLI; a timeout would fail the test)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    settings = _settings(feedback_files, method="pmpo", alpha=0.5, beta=0.5)
+    script = (
+        "import json, sys\n"
+        "from anyfeedback.llm.demo.run import _worker_imports, run_methods, worker_pool\n"
+        "_worker_imports()\n"
+        "with worker_pool(1, 'fork') as pool:\n"
+        "    run_methods(pool, sys.argv[1], __import__('pathlib').Path(sys.argv[2]),\n"
+        "                {'AR': json.loads(sys.argv[3])}, log=print)\n"
+    )
+    out = tmp_path / "forked"
+    args = [sys.executable, "-c", script, str(tiny_model), str(out), json.dumps(settings)]
+    path = [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]  # the custom reward
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
+    proc = subprocess.run(args, timeout=300, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    here = tmp_path / "here"
+    run_online(OnlineConfig(model=str(tiny_model), out=str(here), progress=False, **settings))
+    keep = lambda r: {k: v for k, v in r.items() if not _timing(k)}  # noqa: E731
+    rows_there = read_metrics(out / "ar" / "metrics.jsonl")
+    assert [keep(r) for r in rows_there] == [keep(r) for r in read_metrics(here / "metrics.jsonl")]

@@ -125,7 +125,14 @@ def test_start_kl_from_the_update_forward_equals_a_separate_forward(method, tiny
     before = copy.deepcopy(trainer.policy)  # after one update: away from the start model
     want = kl_to_start(before, start, batches, tcfg)
     got = StartKL(start, tcfg)
-    with tap_policy_states(got):
+    # π_ref not refreshed yet: the loss's π_ref states stand in for π_start's (never run here)
+    assert trainer.ref.exact_initial_copy
+    never_run = torch.nn.Linear(1, 1)  # not a language model: running it would raise
+    reused = StartKL(never_run, tcfg, ref_is_start=True)
+    with tap_policy_states(lambda *a: (got(*a), reused(*a))):
         trainer.train_step(batches)
     assert want[0] > 1e-6
     assert got.result() == pytest.approx(want, rel=1e-5)
+    assert reused.result() == pytest.approx(want, rel=1e-5)
+    trainer.ref.refresh()
+    assert not trainer.ref.exact_initial_copy

@@ -8,13 +8,17 @@ from anyfeedback.commands.options import add_dataclass_command
 
 
 def _run(cfg) -> None:
+    import sys
     from pathlib import Path
 
     from anyfeedback.llm.demo.run import run_demo
     from anyfeedback.run_dir import prepare_output_dir
 
     with prepare_output_dir(cfg.out, overwrite=cfg.overwrite):
-        report = run_demo(Path(cfg.out), quick=cfg.quick, log=typer.echo)
+        # nothing has run a torch op in this process yet, so on Linux the method workers can be
+        # forked and share its imports (macOS: fork is unsafe with system frameworks; spawn)
+        fork = sys.platform.startswith("linux")
+        report = run_demo(Path(cfg.out), quick=cfg.quick, log=typer.echo, fork=fork)
     typer.echo(f"report: {report.resolve()}")
 
 

@@ -224,7 +224,8 @@ def kto_terms(policy, ref: Reference, batch, cfg, want_kl: bool) -> KTOTerms | N
     hidden, first, cache = hidden_and_cache(policy, seqs, tail.first_at)
     if cache is None:  # the model kept no cache (e.g. gradient checkpointing turned on)
         return None
-    notify_policy_states(seqs, ScoredStates(hidden, lm_head(policy)))  # llm/state_tap.py
+    ref_states = ScoredStates(ref_hidden, ref_head) if want_kl else None
+    notify_policy_states(seqs, ScoredStates(hidden, lm_head(policy)), ref_states)  # state_tap
     with torch.inference_mode():
         pol_mm = mismatched_hidden(
             first.detach(), tail_hidden(policy, tail, cache), tail, len(mm_view)

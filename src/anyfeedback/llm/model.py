@@ -304,12 +304,19 @@ class Reference:
         self.model = None
         self.adapter: dict[str, torch.Tensor] | None = None  # LoRA: frozen adapter copy
         self.moved = False  # has π_ref left the initial model?
+        self.cast = dtype is not None and not self.lora  # a lower-precision copy?
         if self.lora:  # the initial adapter (B = 0, so base ≡ initial adapter); EMA starts here
             self._initial = {n: p.detach().clone() for n, p in self._adapter_params().items()}
         else:
             self.model = copy.deepcopy(policy).eval().requires_grad_(False)
             if dtype is not None:
                 self.model.to(dtype)
+
+    @property
+    def exact_initial_copy(self) -> bool:
+        """Is π_ref still a full-precision copy of the initial policy (its forwards then equal
+        those of any other such copy, e.g. the online loop's π_start)?"""
+        return not (self.moved or self.lora or self.cast)
 
     def _adapter_params(self) -> dict[str, torch.nn.Parameter]:
         return {n: p for n, p in self.policy.named_parameters() if p.requires_grad}

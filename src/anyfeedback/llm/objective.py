@@ -101,7 +101,7 @@ def sequence_stats(
     `ref_states` (π_ref's hidden states and head, `Reference.scored_states`); `reverse` gives
     KL(π_θ‖π_ref) instead of KL(π_ref‖π_θ)."""
     states = scored_states(policy, seqs)  # [N, H]
-    notify_policy_states(seqs, states)  # llm/state_tap.py
+    notify_policy_states(seqs, states, ref_states)  # llm/state_tap.py
     _, _, targets, view = seqs.scored()  # [N]
     ref_hidden, ref_head = ref_states if ref_states is not None else (None, None)
     tok = fused_token_stats(

@@ -7,11 +7,12 @@
 3. `report.html` + PNGs: reward and KL against steps, win rate against the start model on
    held-out prompts, and real completions of the start and trained models for the same prompts.
 
-The four methods are independent runs, so they run side by side in spawned worker processes, one
-per available core (at most four), each with one torch thread: on a model this small, separate
+The four methods are independent runs, so they run side by side in worker processes, one per
+available core (at most four), each with one torch thread: on a model this small, separate
 processes use the cores far better than intra-op threads, which wait for each other at every
-op. The workers start (and import torch and transformers) while the start model trains, on the
-cores the training leaves free. Every number is the same whatever the number of workers: a
+op. `anyfeedback demo` on Linux forks the workers before it runs any torch op, so they share its
+imports (seconds of CPU each); elsewhere they are spawned and import while the start model
+trains. Every number is the same whatever the number of workers and however they start: a
 method's run depends only on its settings and seed, and each worker computes with one thread.
 """
 
@@ -58,20 +59,26 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def _worker_start() -> None:
-    """Each worker: one torch thread, no HF progress bars, and what a run imports (the online
-    loop, the demo model's Llama classes, matplotlib for the report: seconds of CPU) imported
-    now, while the parent still trains the start model on another core."""
+def _worker_imports() -> None:
+    """What a method's run imports (the online loop, the demo model's Llama classes, matplotlib
+    for the report): seconds of CPU, paid once per spawned worker, or once in the parent
+    before forking them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot  # noqa: F401
-    import torch
     import transformers.models.llama.modeling_llama  # noqa: F401  (the demo model is a Llama)
-    from transformers.utils import logging as hf_logging
 
     import anyfeedback.llm.online.loop  # noqa: F401
 
+
+def _worker_start() -> None:
+    """Each worker: one torch thread, no HF progress bars, and its imports done now (spawned
+    workers: while the parent still trains the start model)."""
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    _worker_imports()
     torch.set_num_threads(1)
     hf_logging.disable_progress_bar()
 
@@ -142,13 +149,15 @@ def _stop(pool: ProcessPoolExecutor) -> None:
 
 
 @contextlib.contextmanager
-def worker_pool(workers: int):
-    """`workers` spawned processes for `run_methods`, started now: their imports overlap
-    whatever the caller does next (the demo: training the start model on another core)."""
+def worker_pool(workers: int, start_method: str = "spawn"):
+    """`workers` processes for `run_methods`, started now. Spawned workers import what they need
+    while the caller goes on (the demo: training the start model). "fork" shares the parent's
+    imports instead (no import at all in the workers), but only a parent that has not run a
+    torch op yet may fork: a forked child of a process whose OpenMP threads have started can
+    hang at its first parallel region."""
     import multiprocessing
 
-    # spawn, not fork: a forked child of a process that has run torch ops can hang in OpenMP
-    ctx = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context(start_method)
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_start) as pool:
         for _ in range(workers):
             pool.submit(_ready)
@@ -181,10 +190,14 @@ def run_methods(
     return {name: fut.result()[:2] for name, fut in futures.items()}
 
 
-def run_demo(out: Path, *, quick: bool = False, log=print, workers: int | None = None) -> Path:
+def run_demo(
+    out: Path, *, quick: bool = False, log=print, workers: int | None = None, fork: bool = False
+) -> Path:
     """Run the demo into `out`; return the report path. `summary.json` records each method's
     summary row (`report.summary_row`), and the wall and CPU time of the whole demo (the start
-    model's training included when it was not cached; the workers' CPU time included)."""
+    model's training included when it was not cached; the workers' CPU time included).
+    `fork`: fork the workers (`worker_pool`) — only from a process that has run no torch op
+    yet (`anyfeedback demo` on Linux); otherwise they are spawned."""
     from transformers.utils import logging as hf_logging
 
     from anyfeedback.llm.online.report import write_report
@@ -199,13 +212,15 @@ def run_demo(out: Path, *, quick: bool = False, log=print, workers: int | None =
         name: {**ONLINE, **settings, "steps": steps, "eval_every": eval_every}
         for name, settings in METHODS.items()
     }
-    # what training the start model imports, before the workers start: their imports then
-    # overlap the training (on the core it leaves free) instead of slowing ours down
+    # what training the start model imports, before the workers start: spawned workers' imports
+    # then overlap the training instead of slowing ours down; forked ones share ours
     import transformers.models.llama.modeling_llama  # noqa: F401
 
     import anyfeedback.llm.fit  # noqa: F401
 
-    with worker_pool(workers) as pool:
+    if fork:
+        _worker_imports()
+    with worker_pool(workers, "fork" if fork else "spawn") as pool:
         model = demo_model(QUICK if quick else DemoModelSpec(), log=log)
         log(
             f"online: {', '.join(METHODS)}, {steps} steps × {ONLINE['prompts_per_step']} "

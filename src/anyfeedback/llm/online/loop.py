@@ -264,7 +264,8 @@ def _one_step(
         trainer.state["step"] = step + 1
         return {**row, "train/skipped": 1}
     t0 = time.perf_counter()
-    start_kl = StartKL(start_model, tcfg)  # from the update's own policy forward
+    # from the update's own policy forward (and π_ref's, while π_ref is π_start)
+    start_kl = StartKL(start_model, tcfg, ref_is_start=trainer.ref.exact_initial_copy)
     with tap_policy_states(start_kl):
         metrics = trainer.train_step(batches)
     metrics = trainer.timing_metrics(metrics, time.perf_counter() - t0)

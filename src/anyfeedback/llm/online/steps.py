@@ -81,17 +81,23 @@ def build_batches(cfg, prompt_ids, completion_ids, scores, labels, pad_id, dist=
 class StartKL:
     """Dense KL(π_start ‖ π_θ) along the samples a step trains on, for the policy that drew
     them (before the step's update), from the hidden states of the update's own policy forward
-    (`objective.tap_policy_states`): only π_start runs again, the policy does not. Use as the
-    tap around `Trainer.train_step`; `result(dist)` gives the mean per completion and the mean
-    per completion token over every micro-batch of every process."""
+    (`objective.tap_policy_states`): only π_start runs again, the policy does not — and not even
+    π_start while π_ref is still an exact copy of it (`ref_is_start`: before π_ref's first
+    refresh), as the loss's π_ref forward on the same rows then gives the same states. Use as
+    the tap around `Trainer.train_step`; `result(dist)` gives the mean per completion and the
+    mean per completion token over every micro-batch of every process."""
 
-    def __init__(self, start_model, tcfg) -> None:
+    def __init__(self, start_model, tcfg, *, ref_is_start: bool = False) -> None:
         self.start_model, self.chunk = start_model, tcfg.kl_chunk_size
+        self.ref_is_start = ref_is_start
         self.totals = torch.zeros(3, dtype=torch.float64)  # Σ KL, completions, tokens
 
     @torch.no_grad()
-    def __call__(self, seqs, states: ScoredStates) -> None:
-        start = scored_states(self.start_model, seqs)
+    def __call__(self, seqs, states: ScoredStates, ref_states: ScoredStates | None = None):
+        if self.ref_is_start and ref_states is not None:
+            start = ref_states
+        else:
+            start = scored_states(self.start_model, seqs)
         _, _, targets, _ = seqs.scored()
         tok = fused_token_stats(
             states.hidden, states.head, targets, start.hidden, start.head, chunk_size=self.chunk
