@@ -27,8 +27,8 @@ def main() -> None:
     from anyfeedback.llm.batching import BatchPlan, collate_unpaired
     from anyfeedback.llm.config import TrainConfig
     from anyfeedback.llm.fused_blocks import fuse_blocks
-    from anyfeedback.llm.model import Reference
     from anyfeedback.llm.objective import compute_loss
+    from anyfeedback.llm.reference import Reference
 
     torch.set_num_threads(1)
     p = PROFILES["cpu"]

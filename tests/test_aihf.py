@@ -120,9 +120,10 @@ def test_self_play_batches_are_dpo_and_spin(tiny_model, feedback_files):
     from anyfeedback.llm import TrainConfig
     from anyfeedback.llm.batching import collate_pairs
     from anyfeedback.llm.data import encode_records
-    from anyfeedback.llm.model import Reference, load_policy, load_tokenizer
+    from anyfeedback.llm.model import load_policy, load_tokenizer
     from anyfeedback.llm.objective import dpo_batch_loss, ref_logps, self_play_aihf_batch_loss
     from anyfeedback.llm.records import load_dataset
+    from anyfeedback.llm.reference import Reference
     from anyfeedback.losses import spin_loss, token_logps_and_kl
 
     cfg = TrainConfig(model=str(tiny_model), data="x", method="self-play-aihf", beta=0.1)
@@ -292,8 +293,9 @@ def test_rloo_batch_penalises_the_dense_kl_to_the_frozen_reference(tiny_model):
     differentiable term β·mean KL (`rloo_dense_kl_loss`)."""
     from anyfeedback.llm import TrainConfig
     from anyfeedback.llm.batching import collate_samples
-    from anyfeedback.llm.model import Reference, completion_logits, load_policy
+    from anyfeedback.llm.model import completion_logits, load_policy
     from anyfeedback.llm.objective import rloo_batch_loss
+    from anyfeedback.llm.reference import Reference
     from anyfeedback.losses import rloo_dense_kl_loss, token_logps_and_kl
 
     cfg = TrainConfig(model=str(tiny_model), data="x", method="rloo", beta=0.5)

@@ -26,7 +26,8 @@ def test_kto_continuation_equals_mismatched_rows(train_cfg, one_thread, monkeypa
     from anyfeedback.llm import objective
     from anyfeedback.llm.batching import collate_unpaired
     from anyfeedback.llm.continuation import continuation_supported, kto_terms
-    from anyfeedback.llm.model import Reference, load_policy
+    from anyfeedback.llm.model import load_policy
+    from anyfeedback.llm.reference import Reference
 
     cfg = train_cfg("kto", attn_implementation="sdpa", beta=0.5, lora_r=lora_r)
     policy = load_policy(cfg)
@@ -80,7 +81,8 @@ def test_continuation_falls_back_for_flat_rows():
 def test_eager_attention_keeps_the_rows_path(train_cfg, one_thread):
     from anyfeedback.llm.batching import collate_unpaired
     from anyfeedback.llm.continuation import continuation_supported, kto_terms
-    from anyfeedback.llm.model import Reference, load_policy
+    from anyfeedback.llm.model import load_policy
+    from anyfeedback.llm.reference import Reference
 
     cfg = train_cfg("kto", attn_implementation="eager")
     policy = load_policy(cfg)
@@ -93,8 +95,9 @@ def test_gradient_checkpointing_keeps_the_rows_path(train_cfg, one_thread):
     """Under gradient checkpointing the model keeps no cache: the rows path, same loss."""
     from anyfeedback.llm.batching import collate_unpaired
     from anyfeedback.llm.continuation import kto_terms
-    from anyfeedback.llm.model import Reference, load_policy
+    from anyfeedback.llm.model import load_policy
     from anyfeedback.llm.objective import compute_loss
+    from anyfeedback.llm.reference import Reference
 
     batch = collate_unpaired(_examples(), 0, mismatched=True)
     losses = []

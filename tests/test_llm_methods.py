@@ -117,7 +117,8 @@ def test_reference_refresh_makes_the_kl_zero_after_each_refresh(train_cfg, lora_
 def test_lora_reference_is_the_base_with_the_adapter_disabled_and_ema_moves_it(train_cfg):
     from anyfeedback.llm.batching import collate_unpaired
     from anyfeedback.llm.data import Example
-    from anyfeedback.llm.model import Reference, completion_logits, load_policy
+    from anyfeedback.llm.model import completion_logits, load_policy
+    from anyfeedback.llm.reference import Reference
 
     policy = load_policy(train_cfg("pmpo", lora_r=4))
     ref = Reference(policy)

@@ -26,8 +26,9 @@ def _examples(paired: bool):
 @pytest.mark.parametrize("method", ["pmpo", "kto", "dpo"])
 def test_flat_and_padded_batches_agree(train_cfg, one_thread, attn, method):
     from anyfeedback.llm.batching import collate_pairs, collate_unpaired
-    from anyfeedback.llm.model import Reference, load_policy
+    from anyfeedback.llm.model import load_policy
     from anyfeedback.llm.objective import compute_loss
+    from anyfeedback.llm.reference import Reference
 
     cfg = train_cfg(method, attn_implementation=attn, beta=0.5)
     policy = load_policy(cfg)

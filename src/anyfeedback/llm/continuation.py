@@ -27,7 +27,6 @@ from typing import NamedTuple
 import torch
 
 from anyfeedback.llm.model import (
-    Reference,
     ScoredStates,
     _forward_kwargs,
     _gather_hook,
@@ -35,6 +34,7 @@ from anyfeedback.llm.model import (
     lm_head,
 )
 from anyfeedback.llm.packing import Packed
+from anyfeedback.llm.reference import Reference
 from anyfeedback.llm.state_tap import notify_policy_states
 from anyfeedback.losses.tokens import fused_token_stats
 

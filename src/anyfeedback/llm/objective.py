@@ -28,8 +28,9 @@ import torch
 
 from anyfeedback.llm.batching import Batch
 from anyfeedback.llm.continuation import kto_terms
-from anyfeedback.llm.model import Reference, ScoredStates, scored_states
+from anyfeedback.llm.model import ScoredStates, scored_states
 from anyfeedback.llm.packing import Packed, cat_rows
+from anyfeedback.llm.reference import Reference
 from anyfeedback.llm.state_tap import notify_policy_states
 from anyfeedback.losses import (
     aihf_dpo_loss,

@@ -24,8 +24,9 @@ import torch
 
 from anyfeedback.errors import DivergenceError
 from anyfeedback.llm.batching import Batch
-from anyfeedback.llm.model import Reference, load_policy, load_tokenizer
+from anyfeedback.llm.model import load_policy, load_tokenizer
 from anyfeedback.llm.objective import StepCounts, batch_counts, compute_loss
+from anyfeedback.llm.reference import Reference
 from anyfeedback.llm.report import peak_memory_mib
 
 # A step that multiplies the trainable parameters' global L2 norm by more than this since the start
