@@ -110,3 +110,35 @@ def test_gradient_checkpointing_keeps_the_rows_path(train_cfg, one_thread):
         assert (terms is None) == checkpointing
         losses.append(compute_loss(policy, ref, batch, cfg, want_kl=False)[0].detach())
     torch.testing.assert_close(losses[0], losses[1], atol=1e-6, rtol=1e-5)
+
+
+def test_tail_groups_by_hand():
+    """Sorted lengths 50, 48, 5, 4, 3 padded as one group: 5 × 50 = 250 positions; split after
+    2 rows: 2 × 50 + 3 × 5 + 64 (the extra call) = 179, the cheapest split (after 1: 306,
+    after 3: 222, after 4: 267). Lengths 5, 3, 2, 1 save less than a call: one group."""
+    from anyfeedback.llm.continuation import tail_groups
+
+    groups = tail_groups(torch.tensor([5, 50, 3, 48, 4]))
+    assert [g.tolist() for g in groups] == [[1, 3], [0, 4, 2]]
+    assert [g.tolist() for g in tail_groups(torch.tensor([5, 1, 3, 2]))] == [[0, 1, 2, 3]]
+
+
+def test_tails_in_groups_equal_one_group(train_cfg, one_thread):
+    """The tails run in groups on their rows of the cache (cut to the group's longest prompt)
+    give the hidden states of running them all at once: two groups, and one row at a time."""
+    from anyfeedback.llm.batching import collate_unpaired
+    from anyfeedback.llm.continuation import continuation_of, hidden_and_cache, tail_hidden
+    from anyfeedback.llm.model import load_policy
+
+    policy = load_policy(train_cfg("kto", attn_implementation="sdpa")).eval()
+    batch = collate_unpaired(_examples(), 0, mismatched=True)
+    tail = continuation_of(batch.seqs, batch.mismatched)
+    order = torch.argsort(tail.lengths, descending=True)
+    splits = [None, [order[:2], order[2:]], [order[i : i + 1] for i in range(4)]]
+    with torch.inference_mode():
+        got = []
+        for groups in splits:
+            _, _, cache = hidden_and_cache(policy, batch.seqs, tail.first_at)  # a fresh cache
+            got.append(tail_hidden(policy, tail, cache, groups))
+    for g in got[1:]:
+        torch.testing.assert_close(g, got[0], atol=1e-5, rtol=1e-5)
