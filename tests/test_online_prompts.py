@@ -62,3 +62,43 @@ def test_sequence_classifier_reward(tmp_path, tiny_model):
     scores = reward(["the cat saw", "a dog"], [" a red box.", " it was good and kind."])
     assert len(scores) == 2 and all(isinstance(s, float) for s in scores)
     assert scores[0] != scores[1]
+
+
+def test_prompts_by_length_only_across_several_generate_calls():
+    """Prompt lengths 2, 5, 1, 5 (indices 0–3), the step's order 3, 0, 2, 1: with 2 calls the
+    longest first, ties in the step's order (3 before 1); with 1 call unchanged."""
+    from anyfeedback.llm.prompts import by_length_for_sampling
+
+    ids = [[1] * 2, [1] * 5, [1], [1] * 5]
+    assert by_length_for_sampling([3, 0, 2, 1], ids, calls=2) == [3, 1, 0, 2]
+    assert by_length_for_sampling([3, 0, 2, 1], ids, calls=1) == [3, 0, 2, 1]
+
+
+def test_online_step_samples_prompts_by_length(tiny_model, feedback_files, tmp_path, monkeypatch):
+    """An online step whose prompts take several generate calls (2 prompts × k 2 per call of 4
+    rows) hands them to the sampler longest first."""
+    from anyfeedback.llm.online import loop
+
+    seen = []
+
+    def stop(sampler, prompt_ids, *args, **kwargs):
+        seen.append([len(p) for p in prompt_ids])
+        raise KeyboardInterrupt  # the first step's prompts are all this test needs
+
+    monkeypatch.setattr(loop, "sample_and_score", stop)
+    cfg = OnlineConfig(
+        model=str(tiny_model),
+        prompts=str(feedback_files["paired"]),
+        reward="custom_rewards:toy_sentiment",
+        out=str(tmp_path / "run"),
+        k=2,
+        prompts_per_step=6,
+        generation_batch_size=4,
+        eval_prompts=8,
+        eval_every=0,
+        progress=False,
+    )
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_online(cfg)
+    assert len(seen) == 1 and len(set(seen[0])) > 1
+    assert seen[0] == sorted(seen[0], reverse=True)

@@ -74,3 +74,15 @@ def prompts_for_step(n_prompts: int, per_step: int, step: int, seed: int) -> lis
         random.Random(seed * 1_000_003 + epoch).shuffle(order)
         out.append(order[offset])
     return out
+
+
+def by_length_for_sampling(idx: list[int], prompt_ids: list[list[int]], calls: int) -> list[int]:
+    """The step's prompt indices `idx`, longest prompt first when sampling them takes more than
+    one generate call (`calls`, in order, each a contiguous run of prompts): each call is
+    left-padded to its longest prompt and runs until its longest completion, so prompts of
+    similar length belong together. Stable, so a pure function of the step (resume sees the
+    same order). With one call the order would only move the random draws between rows, so it
+    is left as it is."""
+    if calls <= 1:
+        return idx
+    return sorted(idx, key=lambda i: -len(prompt_ids[i]))

@@ -33,7 +33,7 @@ from anyfeedback.feedback import flat_text
 from anyfeedback.llm.checkpoint import intact_checkpoint
 from anyfeedback.llm.online.backends import make_sampler, resolve_backend
 from anyfeedback.llm.online.config import OnlineConfig
-from anyfeedback.llm.online.shard import Dist, sample_and_score
+from anyfeedback.llm.online.shard import Dist, chunk_plan, sample_and_score
 from anyfeedback.llm.online.steps import (
     CollapseDetector,
     Evaluation,
@@ -42,7 +42,12 @@ from anyfeedback.llm.online.steps import (
     evaluate,
     label_samples,
 )
-from anyfeedback.llm.prompts import encode_prompts, load_prompt_source, prompts_for_step
+from anyfeedback.llm.prompts import (
+    by_length_for_sampling,
+    encode_prompts,
+    load_prompt_source,
+    prompts_for_step,
+)
 from anyfeedback.llm.state_tap import tap_policy_states
 from anyfeedback.llm.trainer import Trainer, seed_everything
 from anyfeedback.rewards import load_reward
@@ -234,6 +239,8 @@ def _one_step(
     """Sample → score → label → update for one step; returns the step's metrics row."""
     step = trainer.step
     idx = prompts_for_step(len(train_ids), cfg.prompts_per_step, step, cfg.seed)
+    calls = len(chunk_plan(len(idx), cfg.k, cfg.generation_batch_size, dist.world))
+    idx = by_length_for_sampling(idx, train_ids, calls)
     prompt_ids = [train_ids[i] for i in idx]
     got = sample_and_score(
         sampler,
