@@ -14,6 +14,7 @@ from anyfeedback.llm.online.loop import CollapseWarning, run_online
 from anyfeedback.llm.online.steps import (
     CollapseDetector,
     build_batches,
+    build_examples,
     label_samples,
 )
 from anyfeedback.llm.prompts import prompts_for_step
@@ -212,3 +213,36 @@ def test_pmpo_r_kl_covers_every_sample_of_the_step():
     assert acc.tolist() == [F, F, F, F] and rej.tolist() == [T, F, T, F]
     assert batch_counts(batch, "pmpo").tolist() == [4, 0, 2, 4]
     assert build_batches(cfg, [[1, 2]], comps, [0.0] * 4, [N] * 4, 0) == []
+
+
+def test_shared_prompt_batches_by_hand_and_same_step(tiny_model, one_thread):
+    """Prompts [1, 2] and [3] with 2 samples each (labels T, N | F, T): one row per prompt,
+    views completion-major (samples 0, 2, then 1, 3), labels following them; runs of unequal
+    size fall back to rows. A PMPO step on the shared rows gives the loss and gradients of
+    the same step on one row per sample."""
+    from anyfeedback.llm.batching import collate_shared_prompts
+    from anyfeedback.llm.trainer import Trainer
+
+    cfg = cfg_of(k=2, k_accept=1, k_reject=1)
+    comps = [[10], [11, 12], [13, 14, 15], [16]]
+    scores, labels = [0.5, 0.0, -1.0, 1.0], [T, N, F, T]
+    (shared,) = build_batches(cfg, [[1, 2], [3]], comps, scores, labels, 0, share_prompt=True)
+    (rows,) = build_batches(cfg, [[1, 2], [3]], comps, scores, labels, 0)
+    assert shared.seqs.input_ids.tolist() == [[1, 2, 10, 11, 12], [3, 13, 14, 15, 16]]
+    assert shared.seqs.rows.tolist() == [0, 1, 0, 1]
+    assert shared.accepted.tolist() == [T, F, F, T] and shared.labelled.tolist() == [T, T, F, T]
+    assert rows.seqs.input_ids.shape[0] == 4
+    ragged = build_examples(cfg, [[1, 2], [3]], comps, scores, labels)[:3]
+    assert collate_shared_prompts(ragged, 0) is None
+
+    tcfg = OnlineConfig(model=str(tiny_model), prompts="p", k=2).train_config()
+    got = []
+    for batch in (rows, shared):
+        trainer = Trainer(tcfg, total_steps=1)
+        metrics = trainer.train_step([batch])
+        got.append((metrics, [p.detach().clone() for p in trainer.policy.parameters()]))
+    (m_rows, w_rows), (m_shared, w_shared) = got
+    for key in ("loss", "kl", "logp_accepted", "logp_rejected", "grad_norm"):
+        assert m_shared[key] == pytest.approx(m_rows[key], rel=1e-4, abs=1e-5), key
+    for a, b in zip(w_rows, w_shared, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

@@ -103,6 +103,35 @@ def collate_unpaired(
     )
 
 
+def collate_shared_prompts(examples: list[Example], pad_id: int) -> Batch | None:
+    """Unpaired records in runs that share a prompt (the online loop's K samples per prompt),
+    every run of the same size g: one row per prompt with its g completions after it
+    (`pack_shared`: the prompt computed once, each completion seeing only the prompt and
+    itself). Views come completion-major (the first completion of every prompt, then the
+    second, …), and `accepted`/`labelled` follow the views. None when the runs differ in size
+    (then `collate_unpaired`)."""
+    runs: list[list[Example]] = []
+    for e in examples:
+        if runs and runs[-1][0].prompt_ids == e.prompt_ids:
+            runs[-1].append(e)
+        else:
+            runs.append([e])
+    g = len(runs[0]) if runs else 0
+    if g < 2 or any(len(run) != g for run in runs):
+        return None
+    seqs = pack_shared(
+        [run[0].prompt_ids for run in runs],
+        [tuple(e.completion_ids[0] for e in run) for run in runs],
+        pad_id,
+    )
+    in_views = [run[j] for j in range(g) for run in runs]
+    labelled = None
+    if any(e.accepted is None for e in in_views):
+        labelled = torch.tensor([e.accepted is not None for e in in_views])
+    accepted = torch.tensor([bool(e.accepted) for e in in_views])
+    return Batch(seqs, len(examples), accepted=accepted, labelled=labelled)
+
+
 def collate_pairs(
     examples: list[Example],
     pad_id: int,

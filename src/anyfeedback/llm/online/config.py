@@ -68,6 +68,10 @@ class OnlineConfig:
     generation_batch_size: int = 64
     """Rows (prompts × k) per generate call; each such chunk has its own seed, and the chunks
     are shared out among processes."""
+    share_prompt: bool = True
+    """Update: compute each prompt once for all its samples (DPO: its pair; PMPO: its K samples
+    when they come whole), each sample after it under a block-causal mask (checked against
+    separate rows at start-up; off if the model's attention ignores it)."""
     generation_backend: str = "hf"
     """hf (transformers generate) | vllm (extra `vllm`, CUDA) | auto (vllm if usable, else hf)."""
     vllm_gpu_memory_utilization: float = 0.3

@@ -152,6 +152,7 @@ def run_online(cfg: OnlineConfig) -> OnlineResult:
         log.log(0, **eval_row(start, start), processes=dist.world)
         log_samples(samples, 0, eval_texts, start, start)
     detector = CollapseDetector()
+    share = cfg.share_prompt and cfg.method in ("pmpo", "dpo") and trainer.shared_prompt_ok()
     show = cfg.progress and dist.main
     last = None  # the held-out evaluation of the final step, when the loop made one
     try:
@@ -169,6 +170,7 @@ def run_online(cfg: OnlineConfig) -> OnlineResult:
                     train_prompts,
                     detector,
                     dist,
+                    share,
                 )
                 step = trainer.step
                 if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
@@ -234,7 +236,17 @@ def log_samples(samples, step: int, prompts: list[str], start: Evaluation, ev: E
 
 
 def _one_step(
-    cfg, tcfg, trainer, start_model, reward, sampler, train_ids, train_prompts, detector, dist
+    cfg,
+    tcfg,
+    trainer,
+    start_model,
+    reward,
+    sampler,
+    train_ids,
+    train_prompts,
+    detector,
+    dist,
+    share,
 ):
     """Sample → score → label → update for one step; returns the step's metrics row."""
     step = trainer.step
@@ -255,7 +267,9 @@ def _one_step(
     )
     scores, labels = got.scores, got.labels
     pad = trainer.tokenizer.pad_token_id
-    batches = build_batches(cfg, prompt_ids, got.completion_ids, scores, labels, pad, dist)
+    batches = build_batches(
+        cfg, prompt_ids, got.completion_ids, scores, labels, pad, dist, share_prompt=share
+    )
     row = {
         "train/reward_mean": sum(scores) / len(scores),
         "train/reward_accepted": _mean([s for s, lab in zip(scores, labels, strict=True) if lab]),

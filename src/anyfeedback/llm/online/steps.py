@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from anyfeedback.feedback import label_groups
-from anyfeedback.llm.batching import Batch, collate_pairs, collate_unpaired
+from anyfeedback.llm.batching import Batch, collate_pairs, collate_shared_prompts, collate_unpaired
 from anyfeedback.llm.data import Example
 from anyfeedback.llm.generate import sample_completions
 from anyfeedback.llm.model import ScoredStates, scored_states
@@ -65,16 +65,24 @@ def build_examples(cfg, prompt_ids, completion_ids, scores, labels) -> list[Exam
     return examples
 
 
-def build_batches(cfg, prompt_ids, completion_ids, scores, labels, pad_id, dist=Dist()):
+def build_batches(
+    cfg, prompt_ids, completion_ids, scores, labels, pad_id, dist=Dist(), *, share_prompt=False
+):
     """This process's micro-batches of the step (`split_micro_batches`: as many on every
-    process); [] when the step has too few records (KTO needs 2 per micro-batch)."""
+    process); [] when the step has too few records (KTO needs 2 per micro-batch).
+    `share_prompt`: a prompt is computed once for all its samples in the micro-batch (DPO: its
+    pair, `collate_pairs`; PMPO: its K samples, `collate_shared_prompts`, where they come as
+    runs of one size), else once per sample."""
     examples = build_examples(cfg, prompt_ids, completion_ids, scores, labels)
     kto = cfg.method == "kto"
     slices = split_micro_batches(len(examples), cfg.micro_batch_size, dist.world, 2 if kto else 1)
-    if cfg.method == "dpo":
-        collate = lambda ex: collate_pairs(ex, pad_id)  # noqa: E731
-    else:
-        collate = lambda ex: collate_unpaired(ex, pad_id, mismatched=kto)  # noqa: E731
+
+    def collate(ex):
+        if cfg.method == "dpo":
+            return collate_pairs(ex, pad_id, share_prompt=share_prompt)
+        shared = collate_shared_prompts(ex, pad_id) if share_prompt and not kto else None
+        return shared if shared is not None else collate_unpaired(ex, pad_id, mismatched=kto)
+
     return [collate([examples[i] for i in slices[m]]) for m in my_share(len(slices), dist)]
 
 
