@@ -153,25 +153,26 @@ def run_online(cfg: OnlineConfig) -> OnlineResult:
         log_samples(samples, 0, eval_texts, start, start)
     detector = CollapseDetector()
     share = cfg.share_prompt and cfg.method in ("pmpo", "dpo") and trainer.shared_prompt_ok()
+    run = _Run(
+        cfg,
+        tcfg,
+        trainer,
+        start_model,
+        reward,
+        sampler,
+        train_ids,
+        train_prompts,
+        dist,
+        detector,
+        share,
+    )
     show = cfg.progress and dist.main
     last = None  # the held-out evaluation of the final step, when the loop made one
     try:
         with progress(f"online {cfg.method}", cfg.steps, disable=not show) as (bar, task):
             bar.update(task, completed=trainer.step)
             while trainer.step < cfg.steps:
-                row = _one_step(
-                    cfg,
-                    tcfg,
-                    trainer,
-                    start_model,
-                    reward,
-                    sampler,
-                    train_ids,
-                    train_prompts,
-                    detector,
-                    dist,
-                    share,
-                )
+                row = _one_step(run)
                 step = trainer.step
                 if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
                     ev = held_out()
@@ -235,30 +236,37 @@ def log_samples(samples, step: int, prompts: list[str], start: Evaluation, ev: E
         )
 
 
-def _one_step(
-    cfg,
-    tcfg,
-    trainer,
-    start_model,
-    reward,
-    sampler,
-    train_ids,
-    train_prompts,
-    detector,
-    dist,
-    share,
-):
+@dataclass
+class _Run:
+    """What every step of one `run_online` call uses (fixed for the run)."""
+
+    cfg: OnlineConfig
+    tcfg: object  # PolicyStepConfig
+    trainer: Trainer
+    start_model: object  # frozen π_start
+    reward: object
+    sampler: object
+    train_ids: list[list[int]]
+    train_prompts: list
+    dist: Dist
+    detector: CollapseDetector
+    share: bool  # --share-prompt, where the method and the model allow it
+
+
+def _one_step(run: _Run):
     """Sample → score → label → update for one step; returns the step's metrics row."""
+    cfg, tcfg, trainer, dist = run.cfg, run.tcfg, run.trainer, run.dist
+    train_ids, detector = run.train_ids, run.detector
     step = trainer.step
     idx = prompts_for_step(len(train_ids), cfg.prompts_per_step, step, cfg.seed)
     calls = len(chunk_plan(len(idx), cfg.k, cfg.generation_batch_size, dist.world))
     idx = by_length_for_sampling(idx, train_ids, calls)
     prompt_ids = [train_ids[i] for i in idx]
     got = sample_and_score(
-        sampler,
+        run.sampler,
         prompt_ids,
-        [flat_text(train_prompts[i]) for i in idx],
-        reward,
+        [flat_text(run.train_prompts[i]) for i in idx],
+        run.reward,
         k=cfg.k,
         seed=cfg.seed * 7_919 + step,
         rows=cfg.generation_batch_size,
@@ -268,7 +276,7 @@ def _one_step(
     scores, labels = got.scores, got.labels
     pad = trainer.tokenizer.pad_token_id
     batches = build_batches(
-        cfg, prompt_ids, got.completion_ids, scores, labels, pad, dist, share_prompt=share
+        cfg, prompt_ids, got.completion_ids, scores, labels, pad, dist, share_prompt=run.share
     )
     row = {
         "train/reward_mean": sum(scores) / len(scores),
@@ -286,7 +294,7 @@ def _one_step(
         return {**row, "train/skipped": 1}
     t0 = time.perf_counter()
     # from the update's own policy forward (and π_ref's, while π_ref is π_start)
-    start_kl = StartKL(start_model, tcfg, ref_is_start=trainer.ref.exact_initial_copy)
+    start_kl = StartKL(run.start_model, tcfg, ref_is_start=trainer.ref.exact_initial_copy)
     with tap_policy_states(start_kl):
         metrics = trainer.train_step(batches)
     metrics = trainer.timing_metrics(metrics, time.perf_counter() - t0)
