@@ -121,32 +121,33 @@ def tail_hidden(model: torch.nn.Module, tail: Continuation, cache, groups=None) 
     if len(groups) == 1 or not _row_cache(cache):  # all rows: the whole cache, in row order
         groups = [torch.arange(tail.lengths.numel(), device=tail.lengths.device)]
     hook = _gather_hook(model)
+    if len(groups) == 1:
+        hook.scored = tail.rest_at
+        try:
+            _run_tail(model, tail.input_ids, tail.attention_mask, tail.position_ids, cache)
+            return hook.captured
+        finally:
+            hook.scored, hook.captured = None, None
     rows, positions = tail.rest_at
+    t = tail.attention_mask.shape[-1] - tail.input_ids.shape[1]  # cached columns
     out = None
     try:
         for idx in groups:
-            width = max(int(tail.lengths[idx].max()), 1)
-            cached = int(tail.prompt_lengths[idx].max())
             local = torch.full_like(tail.lengths, -1)
             local[idx] = torch.arange(idx.numel(), device=idx.device)
             mine = (local[rows] >= 0).nonzero().squeeze(1)  # this group's tokens in rest order
             if mine.numel() == 0:
                 continue
-            if len(groups) == 1:
-                sub, ids, pos, mask = cache, tail.input_ids, tail.position_ids, tail.attention_mask
-            else:
-                sub = _cache_rows(cache, idx, cached)
-                t = tail.attention_mask.shape[-1] - tail.input_ids.shape[1]  # cached columns
-                cols = torch.cat([torch.arange(cached), t + torch.arange(width)]).to(idx.device)
-                mask = tail.attention_mask[idx][:, :, :width][..., cols]
-                ids, pos = tail.input_ids[idx, :width], tail.position_ids[idx, :width]
+            width = max(int(tail.lengths[idx].max()), 1)
+            cached = int(tail.prompt_lengths[idx].max())
+            cols = torch.cat([torch.arange(cached), t + torch.arange(width)]).to(idx.device)
             hook.scored = (local[rows[mine]], positions[mine])
-            model(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=pos,
-                use_cache=True,
-                **{_cache_argument(model): sub},
+            _run_tail(
+                model,
+                tail.input_ids[idx, :width],
+                tail.attention_mask[idx][:, :, :width][..., cols],
+                tail.position_ids[idx, :width],
+                _cache_rows(cache, idx, cached),
             )
             got = hook.captured
             if out is None:
@@ -155,6 +156,16 @@ def tail_hidden(model: torch.nn.Module, tail: Continuation, cache, groups=None) 
         return out
     finally:
         hook.scored, hook.captured = None, None
+
+
+def _run_tail(model, input_ids, attention_mask, position_ids, cache) -> None:
+    model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        use_cache=True,
+        **{_cache_argument(model): cache},
+    )
 
 
 def tail_groups(lengths: torch.Tensor, overhead: int = 64) -> list[torch.Tensor]:
