@@ -83,7 +83,7 @@ def save_checkpoint(
     if reference_state:
         ref = {n: t.detach().to("cpu", copy=True).contiguous() for n, t in reference_state.items()}
         save_file(ref, str(tmp / "reference.safetensors"))
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(optimizer_state(optimizer), tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     torch.save(_rng_state(), tmp / "rng.pt")
     _verify_saved(tmp, weights, ref)
@@ -210,9 +210,36 @@ def load_weights(path: Path, policy: torch.nn.Module) -> dict[str, torch.Tensor]
     return load_file(str(ref_file)) if ref_file.is_file() else {}
 
 
+# DeepSpeed ZeRO's optimizer state holds objects that a weights_only load refuses: the loss scaler
+# is kept as its numbers, the enum stage as an int, and the fragment map (read only by DeepSpeed's
+# own universal checkpoints) dropped.
+def optimizer_state(optimizer) -> dict[str, Any]:
+    """The optimizer's state dict as tensors and plain numbers (DeepSpeed ZeRO's included)."""
+    state = optimizer.state_dict()
+    scaler = state.pop("loss_scaler", None)
+    if scaler is not None:
+        plain = (bool, int, float)
+        state["loss_scaler_numbers"] = {k: v for k, v in vars(scaler).items() if type(v) in plain}
+        state.pop("param_slice_mappings", None)
+        state["zero_stage"] = int(state["zero_stage"])
+    return state
+
+
+def load_optimizer_state(optimizer, state: dict[str, Any]) -> None:
+    """Restore `optimizer_state`. DeepSpeed ZeRO (one process: the checkpoint holds one
+    partition) takes a list of per-rank states and restores its float32 master weights from it."""
+    numbers = state.pop("loss_scaler_numbers", None)
+    if numbers is None:
+        optimizer.load_state_dict(state)
+        return
+    zero = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper holds DeepSpeed's
+    zero.load_state_dict([state], load_optimizer_states=True, load_from_fp32_weights=True)
+    vars(zero.loss_scaler).update(numbers)
+
+
 def load_training_state(path: Path, optimizer, scheduler) -> dict[str, Any]:
     """Restore optimizer, scheduler and RNG states; return trainer_state.json."""
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    load_optimizer_state(optimizer, torch.load(path / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
     _set_rng_state(torch.load(path / "rng.pt", weights_only=True))
     return json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))

@@ -251,6 +251,10 @@ def _setup(cfg: TrainConfig):
         ref_samples = _reference_samples(trainer, demos, cfg, out)
     share = cfg.share_prompt and data.kind == "paired" and trainer.shared_prompt_ok()
     info["shared_prompt"] = share
+    # what accelerate actually set up (NO, MULTI_GPU, MULTI_CPU, FSDP, DEEPSPEED): a launch config
+    # the installed accelerate does not honour shows here, not only in its log
+    info["distributed_type"] = trainer.accelerator.distributed_type.value
+    info["mixed_precision"] = trainer.accelerator.mixed_precision
     pad_id = tokenizer.pad_token_id
     collate = _Collator(cfg, data, demos, demo_plan, ref_samples, pad_id, share)
     if trainer.accelerator.is_main_process:

@@ -23,6 +23,7 @@ import random
 import torch
 
 from anyfeedback.errors import DivergenceError
+from anyfeedback.llm import deepspeed_setup
 from anyfeedback.llm.batching import Batch
 from anyfeedback.llm.model import load_policy, load_tokenizer
 from anyfeedback.llm.objective import StepCounts, batch_counts, compute_loss
@@ -135,6 +136,7 @@ class Trainer:
         forward = policy
         if cfg.torch_compile:
             forward = torch.compile(policy, backend=cfg.torch_compile_backend, dynamic=True)
+        deepspeed_setup.configure(acc, cfg, int(os.environ.get("WORLD_SIZE", "1")))
         self.model, self.optimizer = acc.prepare(forward, optimizer)
         if resume_from is not None:
             self.state = ckpt.load_training_state(resume_from, self.optimizer, self.scheduler)
@@ -231,12 +233,14 @@ class Trainer:
                     step=step_counts,
                 )
                 self._check_finite(loss, "loss")
-                acc.backward(loss * world)
+                acc.backward(loss * world, **deepspeed_setup.backward_options(acc, i, n))
             for key, value in {"loss": loss.detach(), **metrics}.items():
                 sums.setdefault(key, []).append(value.float().reshape(()))
             tokens += batch.seqs.n_tokens
             records += batch.n_records
         max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
+        # under DeepSpeed the engine clipped and stepped in the last backward: this reads its
+        # gradient norm, and the optimizer calls below are accelerate's no-ops
         grad_norm = acc.clip_grad_norm_(self.model.parameters(), max_norm)
         self._check_finite(torch.as_tensor(grad_norm), "gradient norm")
         lr = self.scheduler.get_last_lr()[0]
