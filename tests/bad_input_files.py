@@ -25,6 +25,27 @@ def nan(y):
 """
 
 
+# placeholder -> (file name, bytes): the single files of the cases ({file} is plain text, where a
+# folder or a dataset is expected; the others are wrong by their content)
+FILES = {
+    "file": ("plain.txt", b"just text\n"),
+    "empty_jsonl": ("empty.jsonl", b""),
+    "latin1_jsonl": (
+        "latin1.jsonl",
+        '{"prompt": "caf\xe9", "completion": "x"}\n'.encode("latin-1"),
+    ),
+    "broken_jsonl": (
+        "broken.jsonl",
+        b'{"prompt": "a", "completion": "b", "label": true}\n{"prompt":\n',
+    ),
+    "syntax_py": ("syntax.py", b"def f(:\n"),
+    "bandit_py": ("bandit_fns.py", BANDIT_PY.encode()),
+    "cfg_unknown": ("unknown.yaml", b"learning_rte: 0.1\n"),
+    "cfg_latin1": ("latin1.yaml", "model: caf\xe9\n".encode("latin-1")),
+    "cfg_broken": ("broken.yaml", b"a: [1, 2\n"),
+}
+
+
 def _pool(path, **override):
     rng = np.random.default_rng(0)
     arrays = dict(
@@ -46,32 +67,15 @@ def broken_inputs(t: Path, model, feedback_files) -> dict[str, str]:
     module docstring, built in `t` (`{tmp}`; `{out}` is a run directory not made yet)."""
     f = {"tmp": str(t), "model": str(model), "out": str(t / "run")}
     f.update({k: str(feedback_files[k]) for k in ("unpaired", "paired", "demos")})
-    (t / "plain.txt").write_text("just text\n")
-    f["file"] = str(t / "plain.txt")
+    for key, (name, data) in FILES.items():
+        (t / name).write_bytes(data)
+        f[key] = str(t / name)
     (t / "mine").mkdir()
     (t / "mine" / "notes.txt").write_text("the user's own")
     f["full"] = str(t / "mine")
-    (t / "empty.jsonl").write_text("")
-    f["empty_jsonl"] = str(t / "empty.jsonl")
-    (t / "latin1.jsonl").write_bytes('{"prompt": "caf\xe9", "completion": "x"}\n'.encode("latin-1"))
-    f["latin1_jsonl"] = str(t / "latin1.jsonl")
-    (t / "broken.jsonl").write_text(
-        '{"prompt": "a", "completion": "b", "label": true}\n{"prompt":\n'
-    )
-    f["broken_jsonl"] = str(t / "broken.jsonl")
-    (t / "syntax.py").write_text("def f(:\n")
-    f["syntax_py"] = str(t / "syntax.py")
-    (t / "bandit_fns.py").write_text(BANDIT_PY)
-    f["bandit_py"] = str(t / "bandit_fns.py")
     (t / "bogus-model").mkdir()
     (t / "bogus-model" / "config.json").write_text("{not json")
     f["bogus_model"] = str(t / "bogus-model")
-    (t / "unknown.yaml").write_text("learning_rte: 0.1\n")
-    f["cfg_unknown"] = str(t / "unknown.yaml")
-    (t / "latin1.yaml").write_bytes("model: caf\xe9\n".encode("latin-1"))
-    f["cfg_latin1"] = str(t / "latin1.yaml")
-    (t / "broken.yaml").write_text("a: [1, 2\n")
-    f["cfg_broken"] = str(t / "broken.yaml")
     f["pool_npz"] = str(_pool(t / "pool.npz"))
     blob = (t / "pool.npz").read_bytes()
     (t / "truncated.npz").write_bytes(blob[: len(blob) // 2])
