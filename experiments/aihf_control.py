@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from repo_paths import ROOT, relative_paths, repo_relative
 
 from anyfeedback.runs import atomic_write_json, atomic_write_text, read_metrics, save_figure
 
@@ -63,17 +64,19 @@ def make_pool(agents: Path, path: Path, episodes: int, noise: float) -> dict:
     return returns
 
 
-def launch(out: Path, pool: Path, name: str, args) -> tuple[subprocess.Popen, list[str]]:
+def regime_command(out: Path, pool: Path, name: str, args) -> list[str]:
+    """The `aihf-control` run of one regime as `python -m ...`, run from the repository root; its
+    paths are relative to it."""
     methods, pairs, noise, extra = REGIMES[name]
-    cmd = [
-        sys.executable,
+    return [
+        "python",
         "-m",
         "anyfeedback.cli",
         "aihf-control",
         "--data",
-        str(pool),
+        repo_relative(pool),
         "--out",
-        str(out / name),
+        repo_relative(out / name),
         "--methods",
         methods,
         "--num-pairs",
@@ -93,9 +96,15 @@ def launch(out: Path, pool: Path, name: str, args) -> tuple[subprocess.Popen, li
         "--no-progress",
         *extra,
     ]
+
+
+def launch(out: Path, pool: Path, name: str, args) -> tuple[subprocess.Popen, list[str]]:
+    """Start one regime's run (this interpreter in place of `python`); -> (process, command)."""
+    cmd = regime_command(out, pool, name, args)
     log = open(out / f"{name}.log", "w")  # noqa: SIM115
     env = os.environ | {"MUJOCO_GL": "disable"}
-    return subprocess.Popen(["nice", "-n", "10", *cmd], stdout=log, stderr=log, env=env), cmd
+    argv = ["nice", "-n", "10", sys.executable, *cmd[1:]]
+    return subprocess.Popen(argv, stdout=log, stderr=log, env=env, cwd=ROOT), cmd
 
 
 COLOURS = {"aihf": "C0", "rlhf": "C1", "ml-irl": "C2", "bc": "C3"}
@@ -233,7 +242,7 @@ def main() -> int:
             "pref_noise": REGIMES[name][2],
         }
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out / "results.json", results | {"args": vars(args)})
+    atomic_write_json(args.out / "results.json", results | {"args": relative_paths(vars(args))})
     plot(results, args.out / "plot.png")
     cmds = (args.work / "commands.txt").read_text()
     atomic_write_text(args.out / "command.txt", USAGE + "\n# which ran, per regime:\n" + cmds)

@@ -7,7 +7,8 @@
 2. Datasets: per task, episodes of several behaviours (uniform random; snapshots of increasing
    quality with Gaussian action noise), concatenated into AGENTS/datasets/<domain>-<task>.npz
    (format: src/anyfeedback/control/offline/dataset.py) with `behaviour_ids` naming the source of each row.
-   A manifest (sources, their returns, the file's SHA-256) goes to results/offline/datasets.json.
+   A manifest (sources, their returns, the file's SHA-256; paths relative to the repository root)
+   goes to results/offline/datasets.json.
 
     PYTHONPATH=src python experiments/offline_datasets.py    # agents (if missing) + datasets
     PYTHONPATH=src python experiments/offline_datasets.py --only datasets
@@ -31,6 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("MUJOCO_GL", "disable")
+
+from repo_paths import repo_relative  # noqa: E402
 
 from anyfeedback.control.checkpoint import checkpoint_paths  # noqa: E402
 from anyfeedback.control.offline.dataset import save_npz  # noqa: E402
@@ -137,7 +140,7 @@ def build_dataset(agents: Path, domain: str, task: str, seed: int) -> dict:
             {
                 "id": b,
                 "name": name,
-                "snapshot": str(snap) if snap else "uniform random",
+                "snapshot": repo_relative(snap) if snap else "uniform random",
                 "snapshot_eval_return": eval_return,
                 "noise": noise,
                 "episodes": episodes,
@@ -160,7 +163,7 @@ def build_dataset(agents: Path, domain: str, task: str, seed: int) -> dict:
     )
     all_returns = data.episode_returns()
     return {
-        "path": str(path),
+        "path": repo_relative(path),
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         "transitions": len(data),
         "episodes": len(all_returns),

@@ -23,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from repo_paths import repo_relative  # noqa: E402
+
 from anyfeedback.control.offline.config import PRESETS, TABLE_ROWS  # noqa: E402
 from anyfeedback.runs import atomic_write_json, atomic_write_text, save_figure  # noqa: E402
 
@@ -91,6 +93,27 @@ def plot(table: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
+def run_command(task: str, args: argparse.Namespace, suffix: str) -> list[str]:
+    """The `anyfeedback offline` command of one task, run from the repository root; its paths are
+    relative to it (the run's config.json and summary.json record the dataset path as given).
+    A relative `--datasets` is read from the repository root, as the runs read it."""
+    return [
+        "anyfeedback",
+        "offline",
+        "--dataset",
+        repo_relative(ROOT / args.datasets / f"{task}.npz"),
+        "--methods",
+        ",".join(TABLE_ROWS),
+        "--kl",
+        args.kl,
+        "--baseline",
+        args.baseline,
+        *SETTINGS,
+        "--out",
+        f"results/offline/{task}{suffix}",
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", default="runs/agents/datasets")
@@ -108,21 +131,7 @@ def main() -> None:
     }
     cmds, procs = {}, {}
     for task in TASKS:
-        cmds[task] = [
-            "anyfeedback",
-            "offline",
-            "--dataset",
-            f"{args.datasets}/{task}.npz",
-            "--methods",
-            ",".join(TABLE_ROWS),
-            "--kl",
-            args.kl,
-            "--baseline",
-            args.baseline,
-            *SETTINGS,
-            "--out",
-            f"results/offline/{task}{suffix}",
-        ]
+        cmds[task] = run_command(task, args, suffix)
         argv = [sys.executable, "-m", "anyfeedback.cli", *cmds[task][1:]]
         log = open(out / f"{task}{suffix}.log", "w")  # noqa: SIM115
         procs[task] = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=log)

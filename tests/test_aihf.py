@@ -121,9 +121,10 @@ def test_self_play_batches_are_dpo_and_spin(tiny_model, feedback_files):
     from anyfeedback.llm.batching import collate_pairs
     from anyfeedback.llm.data import encode_records
     from anyfeedback.llm.model import load_policy, load_tokenizer
-    from anyfeedback.llm.objective import dpo_batch_loss, ref_logps, self_play_aihf_batch_loss
+    from anyfeedback.llm.objective import dpo_batch_loss, self_play_aihf_batch_loss
     from anyfeedback.llm.records import load_dataset
     from anyfeedback.llm.reference import Reference
+    from anyfeedback.llm.sequence_stats import ref_logps
     from anyfeedback.losses import spin_loss, token_logps_and_kl
 
     cfg = TrainConfig(model=str(tiny_model), data="x", method="self-play-aihf", beta=0.1)

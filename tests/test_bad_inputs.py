@@ -4,19 +4,19 @@ missing). In-process `anyfeedback.cli.main` calls on tiny files; each case fails
 
 Placeholders in a case's arguments: {model} tiny Llama, {unpaired} {paired} {demos} feedback
 files, {out} a fresh run directory, {file} an existing regular file, {full} a non-empty folder
-of the user's, {tmp} the test's directory; `files` builds the other broken inputs by name."""
+of the user's, {tmp} the test's directory; the other names are the broken inputs that
+`bad_input_files.broken_inputs` builds, and `files` adds the mistyped config files of TYPED."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import zipfile
 
-import numpy as np
 import pytest
 
 from anyfeedback.cli import main
+from bad_input_files import broken_inputs
 from conftest_llm import *  # noqa: F403
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -241,17 +241,6 @@ CASES += [
     for n, b, _ in TYPED
 ]
 
-BANDIT_PY = """import numpy as np
-def raises(y):
-    raise RuntimeError("boom")
-def strings(y):
-    return np.array(["a"] * len(y))
-def wrong_shape(y):
-    return np.zeros((len(y), 2))
-def nan(y):
-    return np.full(len(y), np.nan)
-"""
-
 
 def _tree(root) -> str:
     digest = hashlib.sha256()
@@ -268,117 +257,14 @@ def _tree(root) -> str:
     return digest.hexdigest()
 
 
-def _pool(path, **override):
-    rng = np.random.default_rng(0)
-    arrays = dict(
-        obs=rng.normal(size=(4, 6, 3)).astype(np.float32),
-        act=rng.uniform(-1, 1, size=(4, 6, 2)).astype(np.float32),
-        reward=rng.normal(size=(4, 6)).astype(np.float32),
-        quality=np.array(["expert", "expert", "random", "random"]),
-        domain="cartpole",
-        task="swingup",
-        action_repeat=1,
-    )
-    arrays.update(override)
-    np.savez(path, **arrays)
-    return path
-
-
 @pytest.fixture
 def files(tmp_path, tiny_model, feedback_files):
     """Name → path of every input a case refers to, built in `tmp_path`."""
-    t = tmp_path
-    f = {"tmp": str(t), "model": str(tiny_model), "out": str(t / "run")}
-    f.update({k: str(feedback_files[k]) for k in ("unpaired", "paired", "demos")})
-    (t / "plain.txt").write_text("just text\n")
-    f["file"] = str(t / "plain.txt")
-    (t / "mine").mkdir()
-    (t / "mine" / "notes.txt").write_text("the user's own")
-    f["full"] = str(t / "mine")
-    (t / "empty.jsonl").write_text("")
-    f["empty_jsonl"] = str(t / "empty.jsonl")
-    (t / "latin1.jsonl").write_bytes('{"prompt": "caf\xe9", "completion": "x"}\n'.encode("latin-1"))
-    f["latin1_jsonl"] = str(t / "latin1.jsonl")
-    (t / "broken.jsonl").write_text(
-        '{"prompt": "a", "completion": "b", "label": true}\n{"prompt":\n'
-    )
-    f["broken_jsonl"] = str(t / "broken.jsonl")
-    (t / "syntax.py").write_text("def f(:\n")
-    f["syntax_py"] = str(t / "syntax.py")
-    (t / "bandit_fns.py").write_text(BANDIT_PY)
-    f["bandit_py"] = str(t / "bandit_fns.py")
-    (t / "bogus-model").mkdir()
-    (t / "bogus-model" / "config.json").write_text("{not json")
-    f["bogus_model"] = str(t / "bogus-model")
-    (t / "unknown.yaml").write_text("learning_rte: 0.1\n")
-    f["cfg_unknown"] = str(t / "unknown.yaml")
-    (t / "latin1.yaml").write_bytes("model: caf\xe9\n".encode("latin-1"))
-    f["cfg_latin1"] = str(t / "latin1.yaml")
-    (t / "broken.yaml").write_text("a: [1, 2\n")
-    f["cfg_broken"] = str(t / "broken.yaml")
+    f = broken_inputs(tmp_path, tiny_model, feedback_files)
     for name, _, values in TYPED:
-        (t / f"{name}.json").write_text(json.dumps(values))
-        f["cfg_" + name.replace(".", "_")] = str(t / f"{name}.json")
-    f["pool_npz"] = str(_pool(t / "pool.npz"))
-    blob = (t / "pool.npz").read_bytes()
-    (t / "truncated.npz").write_bytes(blob[: len(blob) // 2])
-    f["truncated_npz"] = str(t / "truncated.npz")
-    bad = np.full((4, 6), np.nan, np.float32)
-    f["pool_nan_reward"] = str(_pool(t / "nan_reward.npz", reward=bad))
-    inf = np.full((4, 6, 3), np.inf, np.float32)
-    f["pool_inf_obs"] = str(_pool(t / "inf_obs.npz", obs=inf))
-    f.update(_runs(t, f))
-    assert zipfile.is_zipfile(f["pool_npz"])
+        (tmp_path / f"{name}.json").write_text(json.dumps(values))
+        f["cfg_" + name.replace(".", "_")] = str(tmp_path / f"{name}.json")
     return f
-
-
-def _runs(t, f) -> dict[str, str]:
-    """Run directories to resume, made by hand (what a run writes, minus the training)."""
-    from anyfeedback.llm.config import TrainConfig
-    from anyfeedback.llm.online.config import OnlineConfig
-    from anyfeedback.llm.reward.config import RewardConfig
-    from anyfeedback.run_dir import MANIFEST
-
-    def run_dir(name, config=None, **extra_files):
-        d = t / name
-        d.mkdir()
-        (d / MANIFEST).write_text(json.dumps({"created": ["config.json"]}))
-        if config is not None:
-            (d / "config.json").write_text(json.dumps(config))
-        for fname, data in extra_files.items():
-            (d / fname.replace("_", ".")).write_bytes(data)
-        return str(d)
-
-    train = dict(model=f["model"], data=f["unpaired"], max_steps=1, progress=False)
-    out = {}
-    out["run_lr"] = run_dir("run-lr", TrainConfig(**train, learning_rate=0.5).to_dict())
-    out["run_bogus_cfg"] = run_dir("run-bogus", None, config_json=b"{oops")
-    out["run_latin1_metrics"] = run_dir(
-        "run-latin1", None, metrics_jsonl=b'{"step": 1, "x": "\xe9"}\n'
-    )
-    other = run_dir("run-other")
-    _foreign_checkpoint(t / "run-other" / "checkpoints" / "step-000001")
-    out["run_other_model"] = other
-    online = OnlineConfig(model=f["model"], prompts="demo", steps=1, progress=False)
-    online.out = str(t / "online-run")
-    out["online_run"] = run_dir("online-run", online.to_dict())
-    reward = RewardConfig(model=f["model"], data=f["paired"], max_steps=1, learning_rate=0.5)
-    out["reward_run"] = run_dir("reward-run", {**reward.to_dict(), "progress": False})
-    return out
-
-
-def _foreign_checkpoint(path) -> None:
-    """A complete, intact checkpoint of another model (one 3×3 weight)."""
-    import hashlib as h
-
-    import torch
-    from safetensors.torch import save_file
-
-    path.mkdir(parents=True)
-    save_file({"other.weight": torch.zeros(3, 3)}, str(path / "policy.safetensors"))
-    digest = h.sha256((path / "policy.safetensors").read_bytes()).hexdigest()
-    (path / "checksums.json").write_text(json.dumps({"policy.safetensors": digest}))
-    (path / "trainer_state.json").write_text(json.dumps({"step": 1}))
 
 
 def _params():

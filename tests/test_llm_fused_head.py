@@ -16,8 +16,8 @@ def test_fused_path_equals_logits_path(train_cfg, one_thread, lora_r):
     from anyfeedback.llm.batching import collate_unpaired
     from anyfeedback.llm.data import Example
     from anyfeedback.llm.model import completion_logits, load_policy
-    from anyfeedback.llm.objective import sequence_stats
     from anyfeedback.llm.reference import Reference
+    from anyfeedback.llm.sequence_stats import sequence_stats
     from anyfeedback.losses import token_logps_and_kl
 
     cfg = train_cfg("pmpo", lora_r=lora_r)

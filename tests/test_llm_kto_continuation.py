@@ -23,7 +23,7 @@ def _examples():
 
 @pytest.mark.parametrize("lora_r", [0, 4])
 def test_kto_continuation_equals_mismatched_rows(train_cfg, one_thread, monkeypatch, lora_r):
-    from anyfeedback.llm import objective
+    from anyfeedback.llm import objective, sequence_stats
     from anyfeedback.llm.batching import collate_unpaired
     from anyfeedback.llm.continuation import continuation_supported, kto_terms
     from anyfeedback.llm.model import load_policy
@@ -42,8 +42,8 @@ def test_kto_continuation_equals_mismatched_rows(train_cfg, one_thread, monkeypa
     # the mismatched log-probs themselves: continuation vs the rows (x_i, y_{i+1}) alone
     terms = kto_terms(policy, ref, batch, cfg, want_kl=True)
     assert terms is not None
-    rows_lp, _, _ = objective.policy_stats(policy, batch.mismatched, cfg)
-    rows_ref = objective.ref_logps(ref, batch.mismatched, cfg)
+    rows_lp, _, _ = sequence_stats.policy_stats(policy, batch.mismatched, cfg)
+    rows_ref = sequence_stats.ref_logps(ref, batch.mismatched, cfg)
     torch.testing.assert_close(terms.mm_logps, rows_lp.detach(), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(terms.mm_ref_logps, rows_ref.clone(), atol=1e-5, rtol=1e-5)
     assert not (terms.mm_logps - terms.mm_ref_logps).abs().lt(1e-3).all()

@@ -117,7 +117,8 @@ def test_mean_reduction_uses_the_per_token_kl(tiny_model, tmp_path, one_thread):
     the same per-token scale as ℓ; with sum it is Σ_t KL. Checked on a step after which the
     policy has moved from π_ref (the first step's KL is 0)."""
     from anyfeedback.llm.batching import collate_unpaired
-    from anyfeedback.llm.objective import compute_loss, policy_stats
+    from anyfeedback.llm.objective import compute_loss
+    from anyfeedback.llm.sequence_stats import policy_stats
     from anyfeedback.llm.trainer import Trainer
 
     cfg = _cfg(tiny_model, tmp_path, logp_reduction="mean", learning_rate=1e-2)

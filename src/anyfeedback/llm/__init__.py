@@ -41,7 +41,7 @@ _EXPORTS = {
     "shared_prompt_supported": "model",
     "BATCH_LOSSES": "objective",
     "compute_loss": "objective",
-    "policy_stats": "objective",
+    "policy_stats": "sequence_stats",
     "NonFiniteLossError": "trainer",
     "Trainer": "trainer",
 }

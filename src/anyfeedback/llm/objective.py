@@ -4,14 +4,13 @@
 online loop). The method is picked at the edge from `BATCH_LOSSES`; each function reads: π_ref
 forward → policy forward → per-sequence ℓ_θ (and dense KL, ℓ_ref) → loss from
 `anyfeedback.losses`. Both forwards stop at the final hidden states of the N scored tokens; the
-fused chunked LM head (`sequence_stats`, `losses.tokens.fused_token_stats`) turns them into
+fused chunked LM head (`llm.sequence_stats`, `losses.tokens.fused_token_stats`) turns them into
 log-probs and the KL without any [N, V] logits (docs/algorithms.md#token-kl).
 
-Shapes: M scored sequences (views) of `batch.seqs`, N scored tokens, H hidden size, V vocabulary.
-ℓ = Σ_t log π(y_t|x, y_<t) over completion tokens (or the per-token mean, `cfg.average_logps`).
-KL = Σ_t KL(π_ref(·|x,y_<t) ‖ π_θ(·|x,y_<t)), dense over V along the completion, chunked
-(docs/algorithms.md#pmpo-kl; never ℓ_ref − ℓ_θ on the same samples). With per-token mean ℓ the
-PMPO KL term is the per-token mean KL too, so β weighs the same kind of quantity as the ℓ terms.
+Shapes: M scored sequences (views) of `batch.seqs`; ℓ and KL per view as in `llm.sequence_stats`
+(sums over the completion, or per-token means with `cfg.average_logps`). With per-token mean ℓ
+the PMPO KL term is the per-token mean KL too, so β weighs the same kind of quantity as the ℓ
+terms.
 
 Pooled normalisation (docs/algorithms.md#normalisation): given the optimizer step's `StepCounts`
 (every micro-batch of every process, counted before any forward), each micro-batch's loss is
@@ -28,10 +27,9 @@ import torch
 
 from anyfeedback.llm.batching import Batch
 from anyfeedback.llm.continuation import kto_terms
-from anyfeedback.llm.model import ScoredStates, scored_states
-from anyfeedback.llm.packing import Packed, cat_rows
+from anyfeedback.llm.packing import cat_rows
 from anyfeedback.llm.reference import Reference
-from anyfeedback.llm.state_tap import notify_policy_states
+from anyfeedback.llm.sequence_stats import policy_stats, ref_logps, sequence_stats
 from anyfeedback.losses import (
     aihf_dpo_loss,
     dpo_loss,
@@ -42,7 +40,6 @@ from anyfeedback.losses import (
     self_play_aihf_loss,
     sft_loss,
 )
-from anyfeedback.losses.tokens import fused_token_stats
 
 Metrics = dict[str, torch.Tensor]
 
@@ -83,64 +80,6 @@ def _records(batch: Batch) -> int:
 def own_counts(batch: Batch, method: str) -> StepCounts:
     """The counts of a step made of this one micro-batch."""
     return StepCounts(*(int(x) for x in batch_counts(batch, method).tolist()))
-
-
-class SequenceStats(NamedTuple):
-    """Per view, each [M]: ℓ_θ (sum or mean), Σ_t KL(π_ref‖π_θ), token count, ℓ_ref (like ℓ_θ)."""
-
-    logps: torch.Tensor
-    kl: torch.Tensor
-    counts: torch.Tensor
-    ref_logps: torch.Tensor
-
-
-def sequence_stats(
-    policy, seqs: Packed, cfg, ref_states: ScoredStates | None = None, *, reverse: bool = False
-):
-    """One policy forward to the final hidden states, then the fused chunked LM head
-    (`fused_token_stats`): no [M, K, V] logits of either model. KL and ℓ_ref are zeros without
-    `ref_states` (π_ref's hidden states and head, `Reference.scored_states`); `reverse` gives
-    KL(π_θ‖π_ref) instead of KL(π_ref‖π_θ)."""
-    states = scored_states(policy, seqs)  # [N, H]
-    notify_policy_states(seqs, states, ref_states)  # llm/state_tap.py
-    _, _, targets, view = seqs.scored()  # [N]
-    ref_hidden, ref_head = ref_states if ref_states is not None else (None, None)
-    tok = fused_token_stats(
-        states.hidden,
-        states.head,
-        targets,
-        ref_hidden,
-        ref_head,
-        chunk_size=cfg.kl_chunk_size,
-        reverse=reverse,
-    )
-    zeros = tok.logps.new_zeros(seqs.n_views)
-    logps, kl, ref_lp, counts = (
-        zeros.index_add(0, view, x)
-        for x in (tok.logps, tok.kl, tok.ref_logps, torch.ones_like(tok.logps))
-    )
-    if cfg.average_logps:
-        logps, ref_lp = logps / counts.clamp(min=1), ref_lp / counts.clamp(min=1)
-    return SequenceStats(logps, kl, counts, ref_lp)
-
-
-def policy_stats(policy, seqs: Packed, cfg, ref_states: ScoredStates | None = None):
-    """ℓ_θ [M] (sum or mean), Σ_t KL [M] (zeros without `ref_states`), token counts [M]."""
-    logps, kl, counts, _ = sequence_stats(policy, seqs, cfg, ref_states)
-    return logps, kl, counts
-
-
-@torch.inference_mode()
-def ref_logps(ref: Reference, seqs: Packed, cfg) -> torch.Tensor:
-    """ℓ_ref [M] without grad, reduced like ℓ_θ."""
-    states = ref.inference_states(seqs)
-    _, _, targets, view = seqs.scored()
-    tok = fused_token_stats(states.hidden, states.head, targets, chunk_size=cfg.kl_chunk_size)
-    logps = tok.logps.new_zeros(seqs.n_views).index_add(0, view, tok.logps)
-    if cfg.average_logps:
-        counts = torch.bincount(view, minlength=seqs.n_views).clamp(min=1)
-        logps = logps / counts
-    return logps.clone()
 
 
 def pmpo_batch_loss(

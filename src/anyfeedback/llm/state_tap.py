@@ -7,7 +7,7 @@ model, `online.steps.StartKL`) instead of running the policy a second time. Forw
 mismatched pairs, evaluation) are not passed.
 
 The loss code calls `notify_policy_states` wherever it runs the policy with grad
-(`objective.sequence_stats`, `continuation.kto_terms`)."""
+(`sequence_stats.sequence_stats`, `continuation.kto_terms`)."""
 
 from __future__ import annotations
 

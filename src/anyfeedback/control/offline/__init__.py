@@ -6,4 +6,5 @@ a value function fitted to it, accepted/rejected labels by advantage sign, PMPO 
   labels.py   advantage-sign labels (pure)
   config.py   OfflineConfig and the Table 1 method presets (α, β)
   train.py    value fit → labels → policy ensemble → evaluation → run directory
+  report.py   the run directory's outputs: weights, summary.json, curves.png, report.md
 """

@@ -2,7 +2,7 @@
 load + validate the dataset → fit Q, V of the behaviour data (one per seed) → train the BC
 policies (one per seed: the `bc` row, the labels' baseline, with `--kl policy` also π_ref) →
 label every transition by the sign of Q − baseline → train the other (method, seed) policies as
-one ensemble → evaluate in dm_control → write the run directory.
+one ensemble → evaluate in dm_control → write the run directory (`report.py`).
 
 Shapes: M members (method-major: member m = method i, seed j), S seeds, B batch, T transitions,
 do observation dims, D action dims.
@@ -28,12 +28,13 @@ from anyfeedback.control.nets import EnsembleGaussianActor
 from anyfeedback.control.offline.config import OfflineConfig, Preset
 from anyfeedback.control.offline.dataset import load_npz
 from anyfeedback.control.offline.labels import advantage_sign_labels, label_stats
+from anyfeedback.control.offline.report import save_policies, write_outputs
 from anyfeedback.control.offline.value import ValueFit
 from anyfeedback.control.rollouts import Transitions
 from anyfeedback.errors import InputError
 from anyfeedback.losses.pmpo import pmpo_loss
 from anyfeedback.policies.gaussian import GaussianPolicy, diagonal_log_prob
-from anyfeedback.runs import MetricsLog, atomic_path, atomic_write_json, debug_sigkill, progress
+from anyfeedback.runs import MetricsLog, atomic_write_json, debug_sigkill, progress
 
 
 class Members:
@@ -287,8 +288,8 @@ def run(cfg: OfflineConfig) -> dict:
     for name in names:
         log.log(total, member=name, kind="eval", eval_return=round(float(returns[name]), 3))
     log.close()
-    _save_policies(out / "policy.safetensors", policies)
-    return _finish(
+    save_policies(out / "policy.safetensors", policies)
+    return write_outputs(
         out,
         cfg,
         methods,
@@ -338,69 +339,3 @@ def _truncate_metrics(path: Path, step: int) -> None:
     rows = read_metrics(path) if path.exists() else []
     kept = [r for r in rows if r.get("step", 0) <= step and r.get("kind") != "eval"]
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
-
-
-def _save_policies(path: Path, policies: dict) -> None:
-    """The trained ensembles' weights as safetensors, `<bc|rest>/<parameter>` (no pickle)."""
-    from safetensors.torch import save_file
-
-    tensors = {
-        f"{k}/{n}": v.contiguous() for k, p in policies.items() for n, v in p.state_dict().items()
-    }
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp))
-
-
-def summarise(names: list[str], methods: list[str], returns) -> dict:
-    """Per method: mean and sample std over its seeds' evaluation returns."""
-    by_method = {}
-    for method in methods:
-        r = np.array(
-            [ret for n, ret in zip(names, returns, strict=True) if n.rsplit("-s", 1)[0] == method]
-        )
-        by_method[method] = {
-            "mean": round(float(r.mean()), 2),
-            "std": round(float(r.std(ddof=1)) if len(r) > 1 else 0.0, 2),
-            "returns": [round(float(x), 2) for x in r],
-        }
-    return by_method
-
-
-def _finish(out: Path, cfg, methods, names, returns, stats, env, n_transitions: int) -> dict:
-    from anyfeedback.control.plots import plot_run
-    from anyfeedback.runs import atomic_write_text, read_metrics
-
-    domain, task, repeat = env
-    summary = {
-        "dataset": cfg.dataset,
-        "transitions": n_transitions,
-        "env": {"domain": domain, "task": task, "action_repeat": repeat},
-        "kl": cfg.kl,
-        "methods": summarise(names, methods, returns),
-        "presets": {m: cfg.preset(m)._asdict() for m in methods},
-        "labels": stats,
-    }
-    atomic_write_json(out / "summary.json", summary)
-    plot_run(
-        read_metrics(out / "metrics.jsonl"),
-        names,
-        out / "curves.png",
-        title=f"offline {domain}-{task}",
-    )
-    lines = [
-        f"# Offline {domain}-{task}",
-        "",
-        f"dataset `{cfg.dataset}` ({n_transitions} "
-        f"transitions); {cfg.num_seeds} seeds; {cfg.eval_episodes} evaluation episodes each; "
-        f"KL term: {cfg.kl}.",
-        "",
-        "| method | α | β | return (mean ± std over seeds) |",
-        "|---|---|---|---|",
-    ]
-    for m, s in summary["methods"].items():
-        p = cfg.preset(m)
-        lines.append(f"| {m} | {p.alpha:g} | {p.beta:g} | {s['mean']:.1f} ± {s['std']:.1f} |")
-    acc = [v["accepted"] for v in stats.values()]
-    lines += ["", f"accepted fraction per seed: {', '.join(f'{a:.3f}' for a in acc)}", ""]
-    atomic_write_text(out / "report.md", "\n".join(lines))
-    return summary

@@ -15,8 +15,8 @@ from anyfeedback.llm.batching import Batch, collate_pairs, collate_shared_prompt
 from anyfeedback.llm.data import Example
 from anyfeedback.llm.generate import sample_completions
 from anyfeedback.llm.model import ScoredStates, scored_states
-from anyfeedback.llm.objective import policy_stats
 from anyfeedback.llm.online.shard import Dist, my_share, sample_and_score, split_micro_batches
+from anyfeedback.llm.sequence_stats import policy_stats
 from anyfeedback.losses.tokens import fused_token_stats
 
 
@@ -89,7 +89,7 @@ def build_batches(
 class StartKL:
     """Dense KL(π_start ‖ π_θ) along the samples a step trains on, for the policy that drew
     them (before the step's update), from the hidden states of the update's own policy forward
-    (`objective.tap_policy_states`): only π_start runs again, the policy does not — and not even
+    (`state_tap.tap_policy_states`): only π_start runs again, the policy does not — and not even
     π_start while π_ref is still an exact copy of it (`ref_is_start`: before π_ref's first
     refresh), as the loss's π_ref forward on the same rows then gives the same states. Use as
     the tap around `Trainer.train_step`; `result(dist)` gives the mean per completion and the
