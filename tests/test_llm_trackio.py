@@ -40,9 +40,13 @@ def _refuse_network(monkeypatch) -> list:
 
 def _local_trackio_store(monkeypatch, store) -> None:
     """Point trackio at `store` with no Space, server or bucket configured."""
-    for var in ("TRACKIO_SPACE_ID", "TRACKIO_SERVER_URL", "TRACKIO_BUCKET_ID"):
+    for var in (
+        "TRACKIO_SPACE_ID",
+        "TRACKIO_SERVER_URL",
+        "TRACKIO_BUCKET_ID",
+        "TRACKIO_DATASET_ID",
+    ):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.delenv("TRACKIO_DATASET_ID", raising=False)
     monkeypatch.setenv("TRACKIO_DIR", str(store))
     import trackio  # noqa: F401  (a first import reads TRACKIO_DIR from the environment)
 
