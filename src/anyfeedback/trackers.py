@@ -9,7 +9,8 @@ naming the extra, before the model loads. Where a tracker keeps its data:
   wandb        wandb's own settings (WANDB_MODE=offline, WANDB_DIR, WANDB_PROJECT, an API key)
   mlflow       MLFLOW_TRACKING_URI, else a local file store `file:OUT/mlruns` (a file store is
                allowed: MLFLOW_ALLOW_FILE_STORE=true unless set)
-  trackio      trackio's local store (TRACKIO_DIR), or a Space it is set up for
+  trackio      trackio's local store (TRACKIO_DIR), or a Space / server it is set up for
+               (TRACKIO_SPACE_ID, TRACKIO_SERVER_URL); a local run makes no network call
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +87,31 @@ def init_kwargs(names: list[str], run_name: str, out: Path) -> dict[str, dict[st
     return kwargs
 
 
+def trackio_is_local(names: list[str]) -> bool:
+    """trackio is chosen with no Space or server to send to: it writes only to TRACKIO_DIR."""
+    remote = os.environ.get("TRACKIO_SPACE_ID") or os.environ.get("TRACKIO_SERVER_URL")
+    return "trackio" in names and not remote
+
+
+@contextmanager
+def hub_offline() -> Iterator[None]:
+    """huggingface_hub refuses every request inside (it reads its offline switch per request).
+
+    A local trackio run needs nothing from the Hub, but `trackio.init` (0.43) asks huggingface.co
+    who the saved token belongs to (`whoami`, for the run's `_Username` config field): a network
+    call that sends the token from a run meant to stay on this machine, and that waits with no
+    timeout where the network drops packets. Offline it fails and trackio stores no user name.
+    """
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
 def scalars(metrics: dict[str, Any]) -> dict[str, float]:
     """The finite numbers of `metrics` (trackers reject NaN, strings and None)."""
     return {
@@ -105,7 +134,7 @@ class Trackers:
         out: Path,
         config: dict[str, Any],
     ) -> None:
-        self.accelerator, self.active = accelerator, bool(names)
+        self.accelerator, self.active, self.names = accelerator, bool(names), names
         if not self.active:
             return
         from anyfeedback.runs import jsonable
@@ -115,9 +144,10 @@ class Trackers:
             for k, v in jsonable(config).items()
             if v is not None
         }
-        accelerator.init_trackers(
-            project, config=flat, init_kwargs=init_kwargs(names, run_name, out)
-        )
+        with hub_offline() if trackio_is_local(names) else nullcontext():
+            accelerator.init_trackers(
+                project, config=flat, init_kwargs=init_kwargs(names, run_name, out)
+            )
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         if self.active:
@@ -127,3 +157,9 @@ class Trackers:
         if self.active:
             self.accelerator.end_training()
             self.active = False
+            trackio = sys.modules.get("trackio")  # imported only where the trackio run started
+            if "trackio" in self.names and trackio is not None:
+                # accelerate finishes trackio's Run object but leaves it trackio's current run,
+                # so trackio's exit hook finished it again and printed "Run finished. Uploading
+                # logs…" after our last line
+                trackio.context_vars.current_run.set(None)
