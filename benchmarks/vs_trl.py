@@ -20,6 +20,8 @@ Runs, each in its own subprocess so peak memory is not shared:
   trl-kto   TRL KTOTrainer on the unpaired data        pmpo     our PMPO (α=0.5, β=0.5, dense KL)
                                                        kto      our KTO (β=0.1, same algorithm)
   trl-dpo   TRL DPOTrainer on the paired data          dpo      our DPO (β=0.1)
+  trl-kto-liger, trl-dpo-liger (optional, GPU): the same with use_liger_kernel=True
+
   minimal   a hand-written PyTorch loop: PMPO forward/backward with the dense KL (the fused LM
             head) on pre-collated batches, no logging or checkpointing (the practical limit of
             our PMPO step)
@@ -61,7 +63,8 @@ from pathlib import Path
 from bench_assets import PROFILES, Profile, build_assets, encoded_examples, record_stats
 from vs_trl_results import EXTRA, RUNS, WARMUP, merge, summarise, write
 
-UNPAIRED = ("trl-kto", "pmpo", "kto", "minimal", *EXTRA)
+UNPAIRED = ("trl-kto", "trl-kto-liger", "pmpo", "kto", "minimal", "pmpo-compile")
+UNPAIRED += ("pmpo-checkpointing",)
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
@@ -154,7 +157,7 @@ def run_trl(p: Profile, kind: str, paths: dict, steps: int, stats: dict) -> dict
         def on_step_end(self, args, state, control, **kwargs):
             self.ends.append(_stamp())
 
-    data = paths["unpaired" if kind == "trl-kto" else "paired"]
+    data = paths["unpaired" if kind in UNPAIRED else "paired"]
     rows = [json.loads(x) for x in data.read_text().splitlines()]
     tok = AutoTokenizer.from_pretrained(paths["model"])
     model = AutoModelForCausalLM.from_pretrained(paths["model"], dtype=torch.float32)
@@ -172,11 +175,12 @@ def run_trl(p: Profile, kind: str, paths: dict, steps: int, stats: dict) -> dict
         logging_steps=1,
         save_strategy="no",
         report_to="none",
+        use_liger_kernel=kind.endswith("-liger"),
         disable_tqdm=True,
         seed=0,
         dataloader_num_workers=0,
     )
-    if kind == "trl-kto":
+    if kind.startswith("trl-kto"):
         from trl import KTOConfig, KTOTrainer
 
         args, cls = KTOConfig(beta=0.1, **common), KTOTrainer
@@ -262,7 +266,7 @@ def child(p: Profile, name: str, steps: int) -> None:
     print("RESULT " + json.dumps(res), flush=True)
 
 
-def _spawn(p: Profile, name: str, steps: int) -> dict:
+def _spawn(p: Profile, name: str, steps: int, keep_going: bool = False) -> dict:
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", ANYFEEDBACK_PROGRESS="0")
     if p.threads:
         env.update(OMP_NUM_THREADS=str(p.threads), MKL_NUM_THREADS=str(p.threads))
@@ -272,7 +276,14 @@ def _spawn(p: Profile, name: str, steps: int) -> dict:
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{name} failed:\n{proc.stderr[-4000:]}")
+        if not keep_going:
+            raise RuntimeError(f"{name} failed:\n{proc.stderr[-4000:]}")
+        # a run that does not fit (out of GPU memory) is a result: its last error line
+        errors = [x for x in proc.stderr.splitlines() if "Error" in x] or [
+            "exit " + str(proc.returncode)
+        ]
+        print(f"{name} failed: {errors[-1]}", flush=True)
+        return {"run": name, "error": errors[-1][-300:]}
     return json.loads(lines[-1][len("RESULT ") :])
 
 
@@ -284,7 +295,14 @@ def main() -> None:
     parser.add_argument("--child", choices=RUNS + EXTRA)
     parser.add_argument("--out", type=Path, default=None, help="results JSON path")
     parser.add_argument("--batch", type=int, help="records per step (default: the profile's)")
-    parser.add_argument("--runs", default=",".join(RUNS), help="subset of " + ",".join(RUNS))
+    parser.add_argument(
+        "--runs", default=",".join(RUNS), help="subset of " + ",".join(RUNS + EXTRA)
+    )
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="record a run that fails (e.g. out of GPU memory) as failed and go on",
+    )
     parser.add_argument(
         "--merge",
         nargs="+",
@@ -313,9 +331,10 @@ def main() -> None:
     args.load_at_start = list(os.getloadavg())  # other work on the machine shows here
     reps = []
     for rep in range(args.reps):
-        res = {name: _spawn(p, name, args.steps) for name in runs}
+        res = {name: _spawn(p, name, args.steps, args.keep_going) for name in runs}
         reps.append(res)
-        print(f"rep {rep + 1}: " + ", ".join(f"{n} {r['s_per_step']:.3f}s" for n, r in res.items()))
+        times = (f"{n} {r['s_per_step']:.3f}s" for n, r in res.items() if "error" not in r)
+        print(f"rep {rep + 1}: " + ", ".join(times), flush=True)
     write(p, summarise(p, reps, args, runs), args, runs)
 
 

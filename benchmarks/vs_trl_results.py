@@ -12,8 +12,10 @@ from bench_assets import OUT, Profile
 
 WARMUP = 3  # steps left out of every timing
 RUNS = ("trl-kto", "pmpo", "kto", "minimal", "trl-dpo", "dpo")
-# optional runs (not in the default set): our PMPO under --torch-compile / --gradient-checkpointing
-EXTRA = ("pmpo-compile", "pmpo-checkpointing")
+# optional runs (not in the default set): our PMPO under --torch-compile / --gradient-checkpointing,
+# and on a GPU TRL with use_liger_kernel=True (Liger's RMSNorm/SwiGLU/RoPE kernels beside TRL's own
+# chunked LM head: TRL's leanest path, the second anchor)
+EXTRA = ("pmpo-compile", "pmpo-checkpointing", "trl-kto-liger", "trl-dpo-liger")
 
 
 def _table(summary: dict, runs: tuple[str, ...]) -> str:
@@ -23,6 +25,9 @@ def _table(summary: dict, runs: tuple[str, ...]) -> str:
     rows = [head + (" MFU |" if gpu else ""), "|---|---|---|---|---|---|" + ("---|" if gpu else "")]
     for name in runs:
         s = summary[name]
+        if "error" in s:  # e.g. out of GPU memory: the run's last error line
+            rows.append(f"| {name} | failed: {s['error'][:80]} |" + " |" * (5 if gpu else 4))
+            continue
         row = (
             f"| {name} | {s['s_per_step']:.3f} | {s['cpu_s_per_step']:.3f} | "
             f"{s['samples_per_s']:.1f} | {s['tokens_per_s']:.0f} | "
@@ -40,8 +45,15 @@ def summarise(p: Profile, reps: list[dict], args, runs: tuple[str, ...]) -> dict
     import transformers
     import trl
 
+    failed = {
+        n: next(r[n]["error"] for r in reps if "error" in r[n])
+        for n in runs
+        if any("error" in r[n] for r in reps)
+    }
     summary = {
-        n: {k: statistics.median(r[n][k] for r in reps) for k in reps[0][n] if k != "run"}
+        n: {"error": failed[n]}
+        if n in failed
+        else {k: statistics.median(r[n][k] for r in reps) for k in reps[0][n] if k != "run"}
         for n in runs
     }
     mem = "peak_gpu_mib" if torch.cuda.is_available() else "peak_rss_mib"
@@ -59,11 +71,15 @@ def summarise(p: Profile, reps: list[dict], args, runs: tuple[str, ...]) -> dict
         f"pmpo_vs_trl_kto_{mem}": ("pmpo", "trl-kto", mem),
         f"kto_vs_trl_kto_{mem}": ("kto", "trl-kto", mem),
         f"dpo_vs_trl_dpo_{mem}": ("dpo", "trl-dpo", mem),
+        "pmpo_vs_trl_kto_tokens_per_s": ("pmpo", "trl-kto", "tokens_per_s"),
+        "pmpo_vs_trl_kto_liger_tokens_per_s": ("pmpo", "trl-kto-liger", "tokens_per_s"),
+        f"pmpo_vs_trl_kto_liger_{mem}": ("pmpo", "trl-kto-liger", mem),
+        f"dpo_vs_trl_dpo_liger_{mem}": ("dpo", "trl-dpo-liger", mem),
     }
     ratios = {
         k: [r[a][m] / r[b][m] for r in reps]
         for k, (a, b, m) in ratio_defs.items()
-        if a in runs and b in runs
+        if a in runs and b in runs and a not in failed and b not in failed
     }
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     conditions = {
@@ -91,6 +107,7 @@ def summarise(p: Profile, reps: list[dict], args, runs: tuple[str, ...]) -> dict
         f"--profile {args.profile} --reps {args.reps} --steps {args.steps}"
         + (f" --batch {args.batch}" if args.batch else "")
         + ("" if runs == RUNS else f" --runs {','.join(runs)}")
+        + (" --keep-going" if getattr(args, "keep_going", False) else "")
         + (f" --out {args.out}" if args.out else ""),
         "conditions": conditions,
         "median": summary,

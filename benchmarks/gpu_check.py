@@ -1,0 +1,171 @@
+"""The GPU checks of docs/results/llm-speed.md in parts that each fit one short device call; run
+through benchmarks/gpu_check.sh (which installs the carried wheels first).
+
+  speed  vs_trl.py --profile gpu (0.49B Llama, 152k vocabulary, max length 1024, bf16) at 16
+         records per step: trl-kto, pmpo, trl-kto-liger; at 64: the same three. A run that does
+         not fit is recorded as failed with its error line.
+  scale  the largest records per step that fits at max length 1024 (doubling from the largest
+         that `speed` ran, or from 64), with tokens/s and MFU there; scale_out_check.py (plain,
+         DeepSpeed ZeRO-2 and FSDP2 through the committed accelerate configs, one process, and a
+         ZeRO-2 resume); padding_free.py --profile gpu.
+  extra  vs_trl.py at 16 records per step: kto, trl-dpo, dpo, trl-dpo-liger, minimal.
+
+Each part stops starting runs when its --budget seconds are spent and writes what it has:
+$OUT/gpu_<part>.json (the summary: device, versions, every run's result file and exit status),
+the result files of its runs, and $OUT/logs_<part>.tar.gz (at most 4 files: a device call brings
+back 8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SPEED = "trl-kto,pmpo,trl-kto-liger"
+EXTRA = "kto,trl-dpo,dpo,trl-dpo-liger,minimal"
+ARGS = argparse.Namespace()  # the command line (main)
+
+
+class Budget:
+    def __init__(self, seconds: float):
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+
+def run(cmd: list[str], log: Path, budget: Budget, need: float) -> int | None:
+    """Run `cmd` if `need` seconds are left; its output to `log`; None if skipped."""
+    if budget.left() < need:
+        log.write_text(f"skipped: {budget.left():.0f} s left, needs ~{need:.0f} s\n")
+        return None
+    with open(log, "w") as fh:
+        try:
+            return subprocess.run(
+                cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, timeout=budget.left()
+            ).returncode
+        except subprocess.TimeoutExpired:
+            fh.write("\nstopped: the part's time budget ran out\n")
+            return 124
+
+
+def vs_trl(batch: int, runs: str, steps: int, out: Path, logs: Path, budget, need) -> dict:
+    cmd = [sys.executable, str(HERE / "vs_trl.py"), "--profile", ARGS.profile, "--reps", "1"]
+    cmd += ["--steps", str(steps), "--batch", str(batch), "--runs", runs, "--keep-going"]
+    code = run([*cmd, "--out", str(out)], logs / f"{out.stem}.log", budget, need)
+    res = {"exit": code, "file": out.name if out.is_file() else None}
+    if out.is_file():
+        median = json.loads(out.read_text())["median"]
+        res["fits"] = {name: "error" not in r for name, r in median.items()}
+    return res
+
+
+def speed(out: Path, logs: Path, budget: Budget, steps: int) -> dict:
+    return {
+        f"b{b}": vs_trl(b, SPEED, steps, out / f"vs_trl_gpu_b{b}.json", logs, budget, 90)
+        for b in ARGS.sizes
+    }
+
+
+def largest_batch(out: Path, logs: Path, budget: Budget, steps: int) -> dict:
+    """Per run: double the records per step from 128 until a run fails or time runs out."""
+    found = {}
+    for name in SPEED.split(","):
+        fits, tried = None, []
+        for batch in ARGS.largest:
+            path = logs / f"fit_{name}_b{batch}.json"
+            res = vs_trl(batch, name, steps, path, logs, budget, 60)
+            tried.append({"batch": batch, "exit": res["exit"], "fits": res.get("fits", {})})
+            if not res.get("fits", {}).get(name):
+                break
+            r = json.loads(path.read_text())["median"][name]
+            fits = {"batch": batch, **{k: r[k] for k in ("tokens_per_s", "mfu", "peak_gpu_mib")}}
+        found[name] = {"largest_tried_that_fits": fits, "tried": tried}
+    return found
+
+
+def scale(out: Path, logs: Path, budget: Budget, steps: int) -> dict:
+    res = {"largest_batch_from_128": largest_batch(out, logs, budget, steps)}
+    so = out / "scale_out_gpu.json"
+    cmd = [sys.executable, str(HERE / "scale_out_check.py"), "--profile", ARGS.profile]
+    cmd += ["--steps", "4"]
+    cmd += ["--engines", "plain,deepspeed_zero2,fsdp", "--resume", "deepspeed_zero2"]
+    res["scale_out"] = {"exit": run([*cmd, "--out", str(so)], logs / "scale_out.log", budget, 150)}
+    pf = out / "padding_free_gpu.json"
+    cmd = [sys.executable, str(HERE / "padding_free.py"), "--profile", ARGS.profile, "--steps", "8"]
+    res["padding_free"] = {"exit": run([*cmd, "--out", str(pf)], logs / "pf.log", budget, 40)}
+    return res
+
+
+def environment() -> dict:
+    import torch
+
+    env = {"python": sys.version.split()[0], "torch": torch.__version__}
+    for mod in (
+        "transformers",
+        "accelerate",
+        "trl",
+        "datasets",
+        "peft",
+        "liger_kernel",
+        "deepspeed",
+    ):
+        try:
+            env[mod] = __import__(mod).__version__
+        except Exception as err:  # what is missing on the machine is itself a finding
+            env[mod] = f"not importable: {type(err).__name__}: {err}"[:200]
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        env["device"] = f"{props.name}, {props.total_memory / 2**30:.1f} GiB"
+    return env
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("part", choices=("speed", "scale", "extra"))
+    parser.add_argument("--budget", type=float, default=330, help="seconds for this part")
+    parser.add_argument("--steps", type=int, default=8, help="steps per run (3 are warm-up)")
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu-check")))
+    # for a dry run of this script on CPU: vs_trl.py's cpu profile and smaller sizes
+    parser.add_argument("--profile", choices=("gpu", "cpu"), default="gpu")
+    parser.add_argument("--sizes", default="16,64", help="records per step of the speed part")
+    parser.add_argument("--largest", default="128,256,512", help="sizes tried by the scale part")
+    args = parser.parse_args()
+    args.sizes = [int(x) for x in args.sizes.split(",")]
+    args.largest = [int(x) for x in args.largest.split(",")]
+    global ARGS
+    ARGS = args
+    budget = Budget(args.budget)
+    # logs outside OUT: a device call brings back at most 8 files, so they travel as one archive
+    out, logs = args.out, Path(os.environ.get("TMPDIR", "/tmp")) / f"gpu_check_logs_{args.part}"
+    shutil.rmtree(logs, ignore_errors=True)  # this script's own scratch directory
+    logs.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"part": args.part, "environment": environment(), "budget_s": args.budget}
+    try:
+        if args.part == "speed":
+            summary["runs"] = speed(out, logs, budget, args.steps)
+        elif args.part == "scale":
+            summary["runs"] = scale(out, logs, budget, max(5, args.steps - 2))
+        else:
+            path = out / "vs_trl_gpu_b16_extra.json"
+            summary["runs"] = {"b16": vs_trl(16, EXTRA, args.steps, path, logs, budget, 60)}
+    finally:  # whatever ran is written, also when a part breaks
+        summary["seconds_used"] = round(args.budget - budget.left(), 1)
+        (out / f"gpu_{args.part}.json").write_text(json.dumps(summary, indent=2) + "\n")
+        with tarfile.open(out / f"logs_{args.part}.tar.gz", "w:gz") as tar:
+            tar.add(logs, arcname=logs.name)
+        print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
