@@ -88,7 +88,8 @@ def largest_batch(out: Path, logs: Path, budget: Budget, steps: int) -> dict:
             if not res.get("fits", {}).get(name):
                 break
             r = json.loads(path.read_text())["median"][name]
-            fits = {"batch": batch, **{k: r[k] for k in ("tokens_per_s", "mfu", "peak_gpu_mib")}}
+            keys = ("tokens_per_s", "mfu", "peak_gpu_mib", "peak_rss_mib")  # GPU / CPU
+            fits = {"batch": batch, **{k: r[k] for k in keys if k in r}}
         found[name] = {"largest_tried_that_fits": fits, "tried": tried}
     return found
 
@@ -106,23 +107,22 @@ def scale(out: Path, logs: Path, budget: Budget, steps: int) -> dict:
     return res
 
 
+def _version(dist: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:  # what is missing on the machine is itself a finding
+        return "not installed"
+
+
 def environment() -> dict:
     import torch
 
     env = {"python": sys.version.split()[0], "torch": torch.__version__}
-    for mod in (
-        "transformers",
-        "accelerate",
-        "trl",
-        "datasets",
-        "peft",
-        "liger_kernel",
-        "deepspeed",
-    ):
-        try:
-            env[mod] = __import__(mod).__version__
-        except Exception as err:  # what is missing on the machine is itself a finding
-            env[mod] = f"not importable: {type(err).__name__}: {err}"[:200]
+    for dist in ("transformers", "accelerate", "trl", "datasets", "peft", "liger-kernel"):
+        env[dist] = _version(dist)
+    env["deepspeed"] = _version("deepspeed")
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         env["device"] = f"{props.name}, {props.total_memory / 2**30:.1f} GiB"

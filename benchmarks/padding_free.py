@@ -109,14 +109,15 @@ def main() -> None:
                 if gpu:
                     peak[flat] = max(peak[flat], torch.cuda.max_memory_allocated() / 2**20)
         padded_s, flat_s = statistics.median(cpu[False][1:]), statistics.median(cpu[True][1:])
+        kind = "wall" if gpu else "cpu"  # GPU: wall seconds after a synchronize
         out[order] = {
             "padding_fraction_of_padded_rows": statistics.mean(pad),
-            "cpu_s_per_step_padded": padded_s,
-            "cpu_s_per_step_flat": flat_s,
-            "padded_over_flat_cpu_time": padded_s / flat_s,
+            f"{kind}_s_per_step_padded": padded_s,
+            f"{kind}_s_per_step_flat": flat_s,
+            f"padded_over_flat_{kind}_time": padded_s / flat_s,
             "steps_measured": len(cpu[False]) - 1,
         }
-        if gpu:  # the timings above are wall seconds after a synchronize, not CPU time
+        if gpu:
             out[order] |= {"peak_gpu_mib_padded": peak[False], "peak_gpu_mib_flat": peak[True]}
         print(order, json.dumps(out[order]), flush=True)
     out["conditions"] = {

@@ -53,7 +53,9 @@ def launch(engine: str, model: Path, data: Path, out: Path, steps: int, args, *e
         "command": " ".join(["python", *cmd[1:]]),
     }
     if proc.returncode != 0:
-        errors = [x for x in proc.stderr.splitlines() if "Error" in x or "error:" in x]
+        # the child's own error, not the launcher's ChildFailedError report around it
+        errors = [x for x in proc.stderr.splitlines() if ("Error" in x or "error:" in x)]
+        errors = [x for x in errors if "ChildFailedError" not in x]
         res["error"] = (errors or ["see the log"])[-1][-300:]
         return res
     info = json.loads((out / "run_info.json").read_text())
