@@ -4,10 +4,10 @@ through benchmarks/gpu_check.sh (which installs the carried wheels first).
   speed  vs_trl.py --profile gpu (0.49B Llama, 152k vocabulary, max length 1024, bf16) at 16
          records per step: trl-kto, pmpo, trl-kto-liger; at 64: the same three. A run that does
          not fit is recorded as failed with its error line.
-  scale  the largest records per step that fits at max length 1024 (doubling from the largest
-         that `speed` ran, or from 64), with tokens/s and MFU there; scale_out_check.py (plain,
-         DeepSpeed ZeRO-2 and FSDP2 through the committed accelerate configs, one process, and a
-         ZeRO-2 resume); padding_free.py --profile gpu.
+  scale  scale_out_check.py (plain, DeepSpeed ZeRO-2 and FSDP2 through the committed accelerate
+         configs, one process, and a ZeRO-2 resume); padding_free.py --profile gpu; then, with
+         the time left, the largest records per step that fits at max length 1024 (from what
+         `speed` found at 64: doubling from 128, or 32 if 64 did not fit), tokens/s and MFU there.
   extra  vs_trl.py at 16 records per step: kto, trl-dpo, dpo, trl-dpo-liger, minimal.
 
 Each part stops starting runs when its --budget seconds are spent and writes what it has:
@@ -69,19 +69,38 @@ def vs_trl(batch: int, runs: str, steps: int, out: Path, logs: Path, budget, nee
     return res
 
 
+def _memo() -> Path:
+    """Which runs fitted in `speed`, kept where the next call on the same (warm) machine finds
+    it: each call starts with an empty OUT, but the built model and data stay (ignored files)."""
+    from bench_assets import PROFILES
+
+    return PROFILES[ARGS.profile].work / "gpu_check_fits.json"
+
+
 def speed(out: Path, logs: Path, budget: Budget, steps: int) -> dict:
-    return {
+    res = {
         f"b{b}": vs_trl(b, SPEED, steps, out / f"vs_trl_gpu_b{b}.json", logs, budget, 90)
         for b in ARGS.sizes
     }
+    fits = {b: r.get("fits", {}) for b, r in res.items()}
+    _memo().write_text(json.dumps({"sizes": ARGS.sizes, "fits": fits}) + "\n")
+    return res
 
 
-def largest_batch(out: Path, logs: Path, budget: Budget, steps: int) -> dict:
-    """Per run: double the records per step from 128 until a run fails or time runs out."""
+def largest_batch(logs: Path, budget: Budget, steps: int) -> dict:
+    """Per run: from the largest size that `speed` ran (if it fitted there: double from the next
+    --largest size until a run fails; if not: halve), until a run fails or time runs out."""
+    memo = json.loads(_memo().read_text()) if _memo().is_file() else None
+    top = f"b{memo['sizes'][-1]}" if memo else None
     found = {}
     for name in SPEED.split(","):
+        fitted_top = memo["fits"].get(top, {}).get(name) if memo else None
+        if fitted_top is False:  # did not fit at the largest speed size: try half of it
+            sizes = [memo["sizes"][-1] // 2]
+        else:
+            sizes = ARGS.largest
         fits, tried = None, []
-        for batch in ARGS.largest:
+        for batch in sizes:
             path = logs / f"fit_{name}_b{batch}.json"
             res = vs_trl(batch, name, steps, path, logs, budget, 60)
             tried.append({"batch": batch, "exit": res["exit"], "fits": res.get("fits", {})})
@@ -90,12 +109,18 @@ def largest_batch(out: Path, logs: Path, budget: Budget, steps: int) -> dict:
             r = json.loads(path.read_text())["median"][name]
             keys = ("tokens_per_s", "mfu", "peak_gpu_mib", "peak_rss_mib")  # GPU / CPU
             fits = {"batch": batch, **{k: r[k] for k in keys if k in r}}
-        found[name] = {"largest_tried_that_fits": fits, "tried": tried}
+        found[name] = {
+            "fitted_at_largest_speed_size": fitted_top,
+            "largest_tried_that_fits": fits,
+            "tried": tried,
+        }
     return found
 
 
 def scale(out: Path, logs: Path, budget: Budget, steps: int) -> dict:
-    res = {"largest_batch_from_128": largest_batch(out, logs, budget, steps)}
+    """The acceptance checks first (ZeRO-2/FSDP, padding-free), then the largest batch with what
+    time is left."""
+    res = {}
     so = out / "scale_out_gpu.json"
     cmd = [sys.executable, str(HERE / "scale_out_check.py"), "--profile", ARGS.profile]
     cmd += ["--steps", "4"]
@@ -104,6 +129,7 @@ def scale(out: Path, logs: Path, budget: Budget, steps: int) -> dict:
     pf = out / "padding_free_gpu.json"
     cmd = [sys.executable, str(HERE / "padding_free.py"), "--profile", ARGS.profile, "--steps", "8"]
     res["padding_free"] = {"exit": run([*cmd, "--out", str(pf)], logs / "pf.log", budget, 40)}
+    res["largest_batch"] = largest_batch(logs, budget, steps)
     return res
 
 
@@ -138,7 +164,7 @@ def main() -> None:
     # for a dry run of this script on CPU: vs_trl.py's cpu profile and smaller sizes
     parser.add_argument("--profile", choices=("gpu", "cpu"), default="gpu")
     parser.add_argument("--sizes", default="16,64", help="records per step of the speed part")
-    parser.add_argument("--largest", default="128,256,512", help="sizes tried by the scale part")
+    parser.add_argument("--largest", default="128,256,512", help="sizes the scale part doubles to")
     args = parser.parse_args()
     args.sizes = [int(x) for x in args.sizes.split(",")]
     args.largest = [int(x) for x in args.largest.split(",")]

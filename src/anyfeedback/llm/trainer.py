@@ -174,14 +174,15 @@ class Trainer:
         every = self.cfg.log_kl_every
         return bool(every and self.step % every == 0)
 
-    def _check_finite(self, value: torch.Tensor, what: str) -> None:
+    def _check_finite(self, value: torch.Tensor, what: str, taken: bool = False) -> None:
         bad = (~torch.isfinite(value.detach().float())).float().reshape(1)
         if self.accelerator.num_processes > 1:
             bad = self.accelerator.reduce(bad, reduction="sum")
         if bad.item() > 0:
             self.optimizer.zero_grad(set_to_none=True)
+            done = "the engine had taken the step" if taken else "the step was not taken"
             raise NonFiniteLossError(
-                f"non-finite {what} at step {self.step + 1}; the step was not taken"
+                f"non-finite {what} at step {self.step + 1}; {done}; no checkpoint of it is written"
             )
 
     def step_counts(self, micro_batches: list[Batch]) -> StepCounts:
@@ -242,7 +243,8 @@ class Trainer:
         # under DeepSpeed the engine clipped and stepped in the last backward: this reads its
         # gradient norm, and the optimizer calls below are accelerate's no-ops
         grad_norm = acc.clip_grad_norm_(self.model.parameters(), max_norm)
-        self._check_finite(torch.as_tensor(grad_norm), "gradient norm")
+        taken = deepspeed_setup.uses_deepspeed(acc)  # DeepSpeed stepped inside backward
+        self._check_finite(torch.as_tensor(grad_norm), "gradient norm", taken=taken)
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self._check_parameters()
