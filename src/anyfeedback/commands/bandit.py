@@ -47,29 +47,47 @@ def _default_out(kind: str, name: str) -> str:
     return f"runs/bandit/{kind}{safe}"
 
 
-def do_run(
+def _run_in_out_dir(
     build,
+    *,
+    default_out,
+    run,
+    write,
     out: str | None = None,
     quiet: bool = False,
     overwrite: bool = False,
     resume: bool = False,
-) -> None:
-    """Build the config, run every (function, method, seed) and write the run directory."""
+):
+    """Build the config, then run it in its output directory (resumable piece by piece) and write
+    its outputs; returns (results, out, report)."""
     import warnings
 
-    from anyfeedback.bandit.outputs import write_run_outputs
     from anyfeedback.bandit.pieces import Pieces
-    from anyfeedback.bandit.run import run_bandit
     from anyfeedback.run_dir import prepare_output_dir
 
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         cfg = build()
-        out = _default_out("", "+".join(cfg.functions)) if out is None else out
+        out = default_out(cfg) if out is None else out
         with prepare_output_dir(out, resume=resume, overwrite=overwrite) as path:
             pieces = Pieces(path / "pieces", cfg, resume=resume)
-            results = run_bandit(cfg, show_progress=not quiet, pieces=pieces)
-            report = write_run_outputs(results, out)
+            results = run(cfg, show_progress=not quiet, pieces=pieces)
+            report = write(results, out)
+    return results, out, report
+
+
+def do_run(build, **options) -> None:
+    """Build the config, run every (function, method, seed) and write the run directory
+    (options: out, quiet, overwrite, resume)."""
+    from anyfeedback.bandit.outputs import write_run_outputs
+    from anyfeedback.bandit.run import run_bandit
+
+    def default_out(cfg):
+        return _default_out("", "+".join(cfg.functions))
+
+    results, out, report = _run_in_out_dir(
+        build, default_out=default_out, run=run_bandit, write=write_run_outputs, **options
+    )
     diverged = sum(r["diverged"] for r in results["runs"])
     typer.echo(
         f"done: {len(results['runs'])} runs in {results['seconds']:.1f} s "
@@ -77,29 +95,17 @@ def do_run(
     )
 
 
-def do_sweep(
-    build,
-    out: str | None = None,
-    quiet: bool = False,
-    overwrite: bool = False,
-    resume: bool = False,
-) -> None:
-    """Run the α × β grid and write sweep.json, heatmap.png and report.md."""
-    import warnings
-
+def do_sweep(build, **options) -> None:
+    """Run the α × β grid and write sweep.json, heatmap.png and report.md (options as do_run)."""
     from anyfeedback.bandit.outputs import write_sweep_outputs
-    from anyfeedback.bandit.pieces import Pieces
     from anyfeedback.bandit.sweep import run_sweep
-    from anyfeedback.run_dir import prepare_output_dir
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("default")
-        cfg = build()
-        out = _default_out("sweep_", cfg.function) if out is None else out
-        with prepare_output_dir(out, resume=resume, overwrite=overwrite) as path:
-            pieces = Pieces(path / "pieces", cfg, resume=resume)
-            results = run_sweep(cfg, show_progress=not quiet, pieces=pieces)
-            report = write_sweep_outputs(results, out)
+    def default_out(cfg):
+        return _default_out("sweep_", cfg.function)
+
+    results, out, report = _run_in_out_dir(
+        build, default_out=default_out, run=run_sweep, write=write_sweep_outputs, **options
+    )
     typer.echo(f"done: sweep in {results['seconds']:.1f} s; heat map {out}/heatmap.png, {report}")
 
 
