@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# The GPU checks of docs/results/llm-speed.md, sized for a short device lease (3 calls of ~6 min).
+# The GPU checks of docs/results/llm-speed.md, sized for one 15-minute device lease: two calls of
+# ~6 min, issued one right after the other so the machine stays warm (the installed wheels, the
+# built model and data, and what `speed` found are then reused by `scale`).
 # Here, once (PyPI reachable):   bash benchmarks/gpu_wheels.sh      -> .whl/ (~35 MB, ignored)
-# On the GPU machine, from the repository root, each a device call carrying .whl, issued one right
-# after the other so the machine stays warm (the wheels, built model and data are then reused):
-#   OUT=... bash benchmarks/gpu_check.sh speed     # vs TRL at 16 and 64 records per step
-#   OUT=... bash benchmarks/gpu_check.sh scale     # largest batch, ZeRO-2/FSDP, padding-free
-#   OUT=... bash benchmarks/gpu_check.sh extra     # our KTO/DPO vs TRL on the GPU (optional)
-# A dry run on CPU (tiny profile, to check the script itself): CHECK_ARGS="--profile cpu
-# --sizes 8,16 --largest 32 --steps 5" with a cp311 WHEELS dir for a Python 3.11 base.
-# BUDGET (seconds, default 330) bounds each part; the device call's timeout should leave ~60 s more
-# for the first call's wheel install and model build. What each part writes: benchmarks/gpu_check.py.
+# On the GPU machine, from the repository root, each a device call carrying .whl:
+#   OUT=... bash benchmarks/gpu_check.sh speed   # timeout ~420 s: install + model build + 330 s
+#   OUT=... bash benchmarks/gpu_check.sh scale   # timeout ~400 s
+#   OUT=... bash benchmarks/gpu_check.sh extra   # our KTO/DPO vs TRL on the GPU, if time is left
+# BUDGET (seconds, default 330) bounds each part's runs. What each part writes: gpu_check.py.
+# A dry run on CPU (tiny profile, to check this script itself): DS_ACCELERATOR=cpu CHECK_ARGS=
+# "--profile cpu --sizes 8,16 --largest 32,64 --steps 5", with a cp311 WHEELS dir on Python 3.11.
 set -u -o pipefail
 OUT=${OUT:?set OUT to a directory}
 PART=${1:?speed, scale or extra}
