@@ -27,6 +27,21 @@ def configure(accelerator, cfg, world: int) -> None:
     if not uses_deepspeed(accelerator):
         return
     ds = accelerator.state.deepspeed_plugin.deepspeed_config
+    if world > 1 and (getattr(cfg, "save_steps", 0) > 0 or getattr(cfg, "resume", False)):
+        # each process holds its own optimizer partition; checkpoints keep one (tested: one
+        # process resumes exactly), so several would resume wrong: refuse rather than lose work
+        raise InputError(
+            f"checkpoints under DeepSpeed with {world} processes are not supported (each holds a "
+            "partition of the optimizer); use --save-steps 0, FSDP, or DDP",
+            field="--save-steps",
+        )
+    if ds.get("zero_optimization", {}).get("stage", 0) == 3:
+        raise InputError(
+            "ZeRO stage 3 shards the parameters, which the frozen reference copy does not support "
+            "(use stage 2, or FSDP with --lora-r)",
+            source="accelerate launch config",
+            field="deepspeed zero_stage",
+        )
     accum = cfg.gradient_accumulation_steps
     wanted = {
         "train_micro_batch_size_per_gpu": (
@@ -48,21 +63,6 @@ def configure(accelerator, cfg, world: int) -> None:
             )
     if ds.get("train_batch_size", "auto") == "auto":
         ds["train_batch_size"] = ds["train_micro_batch_size_per_gpu"] * accum * world
-    if world > 1 and (getattr(cfg, "save_steps", 0) > 0 or getattr(cfg, "resume", False)):
-        # each process holds its own optimizer partition; checkpoints keep one (tested: one
-        # process resumes exactly), so several would resume wrong: refuse rather than lose work
-        raise InputError(
-            f"checkpoints under DeepSpeed with {world} processes are not supported (each holds a "
-            "partition of the optimizer); use --save-steps 0, FSDP, or DDP",
-            field="--save-steps",
-        )
-    if ds.get("zero_optimization", {}).get("stage", 0) == 3:
-        raise InputError(
-            "ZeRO stage 3 shards the parameters, which the frozen reference copy does not support "
-            "(use stage 2, or FSDP with --lora-r)",
-            source="accelerate launch config",
-            field="deepspeed zero_stage",
-        )
 
 
 def backward_options(accelerator, micro_batch: int, n_micro: int) -> dict:
