@@ -31,18 +31,29 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from anyfeedback.errors import InputError
+from anyfeedback.llm.model import whole_tensor
 from anyfeedback.runs import atomic_write_json, follow_umask
 
 PREFIX = "step-"
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Trainable parameters by name (full model, or the LoRA adapter), contiguous on CPU."""
+    """Trainable parameters by name (full model, or the LoRA adapter), whole, contiguous on CPU."""
     return {
-        n: p.detach().to("cpu", copy=True).contiguous()
+        n: whole_tensor(p.detach()).to("cpu", copy=True).contiguous()
         for n, p in model.named_parameters()
         if p.requires_grad
     }
+
+
+def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
+    """The model's whole weights when FSDP2 sharded them (DTensor parameters, which
+    `save_pretrained` cannot write): gathered, so every process must call it. None for plain
+    tensors, which `save_pretrained` reads itself."""
+    state = model.state_dict()
+    if not any(hasattr(t, "full_tensor") for t in state.values()):
+        return None
+    return {n: whole_tensor(t.detach()).cpu() for n, t in state.items()}
 
 
 def _rng_state() -> dict[str, torch.Tensor]:
@@ -245,9 +256,17 @@ def load_training_state(path: Path, optimizer, scheduler) -> dict[str, Any]:
     return json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
 
 
-def save_final_model(policy: torch.nn.Module, tokenizer, out: Path, *, merge_lora: bool) -> Path:
+def save_final_model(
+    policy: torch.nn.Module,
+    tokenizer,
+    out: Path,
+    *,
+    merge_lora: bool,
+    state_dict: dict[str, torch.Tensor] | None = None,
+) -> Path:
     """`save_pretrained` (safetensors) of the policy and tokenizer into `out`, atomically.
-    With LoRA: the adapter, or with `merge_lora` the merged full model."""
+    With LoRA: the adapter, or with `merge_lora` the merged full model. `state_dict`: the
+    weights gathered by `full_state_dict` where FSDP2 sharded them."""
     tmp = out.with_name(f".tmp-{out.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     model = policy
@@ -257,7 +276,10 @@ def save_final_model(policy: torch.nn.Module, tokenizer, out: Path, *, merge_lor
         model = copy.deepcopy(policy).merge_and_unload()
     use_cache = getattr(model.config, "use_cache", None)
     model.config.use_cache = True  # training turned the KV cache off; generation wants it
-    model.save_pretrained(str(tmp))
+    if state_dict is not None:
+        model.save_pretrained(str(tmp), state_dict=state_dict)
+    else:
+        model.save_pretrained(str(tmp))
     model.config.use_cache = use_cache
     tokenizer.save_pretrained(str(tmp))
     follow_umask(tmp)  # safetensors writes 0600

@@ -161,7 +161,7 @@ def lm_head(model: torch.nn.Module) -> LMHead:
             "lm_head out of the target modules",
             source="--lora-target-modules",
         )
-    weight, bias = _full(head.weight), _full(head.bias)
+    weight, bias = whole_tensor(head.weight), whole_tensor(head.bias)
     config = getattr(inner, "config", None)
     scale = float(getattr(config, "logit_scale", None) or 1.0)
     scale /= float(getattr(config, "logits_scaling", None) or 1.0)
@@ -169,9 +169,10 @@ def lm_head(model: torch.nn.Module) -> LMHead:
     return LMHead(weight, bias, scale, float(softcap) if softcap else None)
 
 
-def _full(param: torch.Tensor | None) -> torch.Tensor | None:
+def whole_tensor(param: torch.Tensor | None) -> torch.Tensor | None:
     """The whole tensor of a parameter that FSDP2 shards (a DTensor outside the module's
-    forward): an all-gather whose backward reduce-scatters the gradient back to the shard."""
+    forward): an all-gather (a collective: every process calls it) whose backward
+    reduce-scatters the gradient back to the shard. Other tensors pass through."""
     return param.full_tensor() if hasattr(param, "full_tensor") else param
 
 

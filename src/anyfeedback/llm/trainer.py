@@ -23,7 +23,7 @@ import random
 import torch
 
 from anyfeedback.errors import DivergenceError
-from anyfeedback.llm import deepspeed_setup
+from anyfeedback.llm import engines
 from anyfeedback.llm.batching import Batch
 from anyfeedback.llm.model import load_policy, load_tokenizer
 from anyfeedback.llm.objective import StepCounts, batch_counts, compute_loss
@@ -136,7 +136,7 @@ class Trainer:
         forward = policy
         if cfg.torch_compile:
             forward = torch.compile(policy, backend=cfg.torch_compile_backend, dynamic=True)
-        deepspeed_setup.configure(acc, cfg, int(os.environ.get("WORLD_SIZE", "1")))
+        engines.configure(acc, cfg, int(os.environ.get("WORLD_SIZE", "1")))
         self.model, self.optimizer = acc.prepare(forward, optimizer)
         if resume_from is not None:
             self.state = ckpt.load_training_state(resume_from, self.optimizer, self.scheduler)
@@ -234,7 +234,7 @@ class Trainer:
                     step=step_counts,
                 )
                 self._check_finite(loss, "loss")
-                acc.backward(loss * world, **deepspeed_setup.backward_options(acc, i, n))
+                acc.backward(loss * world, **engines.backward_options(acc, i, n))
             for key, value in {"loss": loss.detach(), **metrics}.items():
                 sums.setdefault(key, []).append(value.float().reshape(()))
             tokens += batch.seqs.n_tokens
@@ -243,7 +243,7 @@ class Trainer:
         # under DeepSpeed the engine clipped and stepped in the last backward: this reads its
         # gradient norm, and the optimizer calls below are accelerate's no-ops
         grad_norm = acc.clip_grad_norm_(self.model.parameters(), max_norm)
-        taken = deepspeed_setup.uses_deepspeed(acc)  # DeepSpeed stepped inside backward
+        taken = engines.uses_deepspeed(acc)  # DeepSpeed stepped inside backward
         self._check_finite(torch.as_tensor(grad_norm), "gradient norm", taken=taken)
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
@@ -316,10 +316,13 @@ class Trainer:
 
     def save_model(self, path):
         """Final `save_pretrained` model (LoRA adapter, or merged with --merge-lora)."""
-        from anyfeedback.llm.checkpoint import save_final_model
+        from anyfeedback.llm.checkpoint import full_state_dict, save_final_model
 
+        state = full_state_dict(self.policy)  # on every process: FSDP2 gathers its shards
         if self.accelerator.is_main_process:
-            save_final_model(self.policy, self.tokenizer, path, merge_lora=self.cfg.merge_lora)
+            save_final_model(
+                self.policy, self.tokenizer, path, merge_lora=self.cfg.merge_lora, state_dict=state
+            )
         self.accelerator.wait_for_everyone()
         return path
 

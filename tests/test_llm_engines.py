@@ -1,5 +1,6 @@
-"""DeepSpeed through accelerate, without DeepSpeed installed: the engine's sizes from the run's
-flags, the accumulation boundary, and the ZeRO optimizer state saved as tensors and numbers.
+"""DeepSpeed and FSDP through accelerate, without DeepSpeed installed: the engine's sizes from the
+run's flags, the accumulation boundary, what multi-process runs refuse, and the ZeRO optimizer
+state saved as tensors and numbers.
 (A real one-process ZeRO-2 run and its exact resume: benchmarks/scale_out_check.py.)"""
 
 import enum
@@ -10,7 +11,7 @@ import torch
 from accelerate.utils import DistributedType
 
 from anyfeedback.errors import InputError
-from anyfeedback.llm import deepspeed_setup
+from anyfeedback.llm import engines
 from anyfeedback.llm.checkpoint import load_optimizer_state, optimizer_state
 
 
@@ -29,7 +30,7 @@ def _cfg(**kw):
 def test_configure_fills_auto_sizes_from_flags():
     ds = {"train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto"}
     ds |= {"gradient_accumulation_steps": 2, "gradient_clipping": 1.0}
-    deepspeed_setup.configure(_accelerator(ds), _cfg(), world=4)
+    engines.configure(_accelerator(ds), _cfg(), world=4)
     # 32 records per step over 4 processes × 2 micro-batches = 4 records per micro-batch
     assert ds["train_micro_batch_size_per_gpu"] == 4
     assert ds["train_batch_size"] == 32
@@ -47,13 +48,22 @@ def test_configure_fills_auto_sizes_from_flags():
 )
 def test_configure_refuses_what_it_cannot_honour(ds, cfg, world, field):
     with pytest.raises(InputError) as err:
-        deepspeed_setup.configure(_accelerator(dict(ds)), _cfg(**cfg), world=world)
+        engines.configure(_accelerator(dict(ds)), _cfg(**cfg), world=world)
     assert err.value.field == field and "\n" not in str(err.value)
+
+
+def test_multi_process_fsdp_refuses_checkpoints_and_one_process_keeps_them():
+    fsdp = _accelerator({}, DistributedType.FSDP)
+    with pytest.raises(InputError) as err:
+        engines.configure(fsdp, _cfg(save_steps=100), world=2)
+    assert err.value.field == "--save-steps" and "FSDP" in str(err.value)
+    engines.configure(fsdp, _cfg(save_steps=100), world=1)  # one process: whole tensors
+    engines.configure(fsdp, _cfg(save_steps=0), world=8)  # no checkpoints: nothing to refuse
 
 
 def test_configure_leaves_other_engines_alone():
     ds = {"train_micro_batch_size_per_gpu": "auto"}
-    deepspeed_setup.configure(_accelerator(ds, DistributedType.MULTI_GPU), _cfg(), world=2)
+    engines.configure(_accelerator(ds, DistributedType.MULTI_GPU), _cfg(), world=2)
     assert ds == {"train_micro_batch_size_per_gpu": "auto"}
 
 
@@ -61,11 +71,11 @@ def test_backward_marks_the_last_micro_batch_as_the_boundary():
     acc = _accelerator({})
     marks = []
     for i in range(3):
-        opts = deepspeed_setup.backward_options(acc, i, 3)
+        opts = engines.backward_options(acc, i, 3)
         marks.append(acc.sync_gradients)
     assert marks == [False, False, True] and opts == {"scale_wrt_gas": False}
     ddp = _accelerator({}, DistributedType.MULTI_GPU)
-    assert deepspeed_setup.backward_options(ddp, 0, 3) == {} and ddp.sync_gradients
+    assert engines.backward_options(ddp, 0, 3) == {} and ddp.sync_gradients
 
 
 class _Stage(enum.IntEnum):

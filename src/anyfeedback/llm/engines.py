@@ -1,13 +1,18 @@
-"""DeepSpeed (ZeRO stage 1/2) through accelerate: the engine's sizes from this run's flags, and how
-a step's micro-batches map onto the engine's accumulation.
+"""accelerate's sharding engines (DeepSpeed ZeRO stage 1/2, FSDP2) under our trainer: what the
+trainer must set for them, and what it refuses rather than run wrong.
 
-accelerate builds the DeepSpeed config from the launch config (recipes/accelerate/
+DeepSpeed: accelerate builds the engine's config from the launch config (recipes/accelerate/
 deepspeed_zero2.yaml) and fills its "auto" sizes from the dataloaders passed to `prepare`. Our
 trainer passes none (it collates its own micro-batches, `BatchPlan`), so the sizes come from here.
 DeepSpeed also owns accumulation, clipping and the optimizer step: `engine.step()` runs inside
 `accelerator.backward` at the boundary that `sync_gradients` marks, and `engine.backward` divides
 the loss by the accumulation count unless told not to, while our micro-batch losses are already
 shares of the step's loss (docs/algorithms.md#normalisation).
+
+Checkpoints (written by the main process) hold whole tensors; with several processes DeepSpeed's
+optimizer state and FSDP2's parameters and optimizer state are per-process shards that they do not
+gather, so a multi-process run under either engine refuses --save-steps and --resume at start.
+The final model is gathered on every process (`checkpoint.full_state_dict`) and saved whole.
 """
 
 from __future__ import annotations
@@ -21,20 +26,32 @@ def uses_deepspeed(accelerator) -> bool:
     return accelerator.distributed_type == DistributedType.DEEPSPEED
 
 
+def uses_fsdp(accelerator) -> bool:
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type == DistributedType.FSDP
+
+
 def configure(accelerator, cfg, world: int) -> None:
-    """Set the engine's micro-batch, accumulation and clipping from the run's flags (where the
-    launch config says "auto" or nothing), and refuse a launch config that disagrees with them."""
-    if not uses_deepspeed(accelerator):
+    """Refuse checkpoints that a multi-process sharded run would write wrong; under DeepSpeed set
+    the engine's micro-batch, accumulation and clipping from the run's flags (where the launch
+    config says "auto" or nothing) and refuse a launch config that disagrees with them."""
+    engine = (
+        "DeepSpeed" if uses_deepspeed(accelerator) else "FSDP" if uses_fsdp(accelerator) else None
+    )
+    if engine is None:
         return
-    ds = accelerator.state.deepspeed_plugin.deepspeed_config
     if world > 1 and (getattr(cfg, "save_steps", 0) > 0 or getattr(cfg, "resume", False)):
-        # each process holds its own optimizer partition; checkpoints keep one (tested: one
-        # process resumes exactly), so several would resume wrong: refuse rather than lose work
+        # each process holds its own shards; a checkpoint keeps the main process's (one process
+        # resumes exactly under DeepSpeed), so several would resume wrong: refuse, lose nothing
         raise InputError(
-            f"checkpoints under DeepSpeed with {world} processes are not supported (each holds a "
-            "partition of the optimizer); use --save-steps 0, FSDP, or DDP",
+            f"checkpoints under {engine} with {world} processes are not supported yet (each holds "
+            "a shard of the training state); use --save-steps 0, or DDP",
             field="--save-steps",
         )
+    if engine == "FSDP":
+        return
+    ds = accelerator.state.deepspeed_plugin.deepspeed_config
     if ds.get("zero_optimization", {}).get("stage", 0) == 3:
         raise InputError(
             "ZeRO stage 3 shards the parameters, which the frozen reference copy does not support "
