@@ -142,9 +142,17 @@ def record_stats(p: Profile, model_dir: Path, data: Path) -> dict[str, float]:
     kv = cfg["num_key_value_heads"] * d // cfg["num_attention_heads"]
     n_params = L * (2 * d * d + 2 * d * kv + 3 * d * inter)  # non-embedding
     tokens = flops = 0.0
+    lengths = []
     for e in encoded_examples(p, model_dir, data)[1]:
         for comp in e.completion_ids:
             n, c = len(e.prompt_ids) + len(comp), len(comp)
             tokens += n
+            lengths.append(n)
             flops += 4 * (2 * n_params * n + 2 * L * d * n * n + 2 * d * V * c)
-    return {"tokens": tokens, "flops": flops}
+    # how long the sequences are (max_length only truncates what is longer)
+    return {
+        "tokens": tokens,
+        "flops": flops,
+        "mean_len": tokens / len(lengths),
+        "max_len": max(lengths),
+    }

@@ -102,6 +102,8 @@ def _result(p: Profile, name: str, stamps: list, steps: int, stats: dict) -> dic
         "samples_per_cpu_s": p.batch / cpu_step,
         "tokens_per_s": stats["tokens"] / steps / s_step,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "sequence_tokens_mean": stats["mean_len"],
+        "sequence_tokens_max": stats["max_len"],
     }
     if torch.cuda.is_available():
         out["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
@@ -331,7 +333,11 @@ def main() -> None:
     args.load_at_start = list(os.getloadavg())  # other work on the machine shows here
     reps = []
     for rep in range(args.reps):
-        res = {name: _spawn(p, name, args.steps, args.keep_going) for name in runs}
+        res = {}
+        for name in runs:
+            res[name] = _spawn(p, name, args.steps, args.keep_going)
+            if args.reps == 1 and len(res) < len(runs):  # a cut-off call keeps what finished
+                write(p, summarise(p, [res], args, tuple(res)), args, tuple(res))
         reps.append(res)
         times = (f"{n} {r['s_per_step']:.3f}s" for n, r in res.items() if "error" not in r)
         print(f"rep {rep + 1}: " + ", ".join(times), flush=True)

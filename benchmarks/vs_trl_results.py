@@ -106,7 +106,7 @@ def summarise(p: Profile, reps: list[dict], args, runs: tuple[str, ...]) -> dict
         "command": "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/vs_trl.py "
         f"--profile {args.profile} --reps {args.reps} --steps {args.steps}"
         + (f" --batch {args.batch}" if args.batch else "")
-        + ("" if runs == RUNS else f" --runs {','.join(runs)}")
+        + ("" if args.runs == ",".join(RUNS) else f" --runs {args.runs}")
         + (" --keep-going" if getattr(args, "keep_going", False) else "")
         + (f" --out {args.out}" if args.out else ""),
         "conditions": conditions,
@@ -114,6 +114,9 @@ def summarise(p: Profile, reps: list[dict], args, runs: tuple[str, ...]) -> dict
         "ratios_per_rep": ratios,
         "ratios_median": {k: statistics.median(v) for k, v in ratios.items()},
         "reps": reps,
+        # the runs this JSON holds: fewer than --runs asked for in a file rewritten while the
+        # invocation still ran (then cut off)
+        "runs_finished": list(runs),
     }
 
 

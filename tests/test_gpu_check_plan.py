@@ -5,6 +5,8 @@ which sizes it tries after what the speed part found, and what it reports when t
 import argparse
 import importlib.util
 import json
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,11 +31,11 @@ def fake_runs(capacity: dict[str, int], calls: list):
     def vs_trl(batch, runs, steps, out, logs, budget, need):
         calls.append((runs, batch))
         if budget.left() < need:
-            return {"exit": None, "file": None}
+            return {"exit": None, "timed_out": False, "file": None}
         fits = batch <= capacity[runs]
         r = {"tokens_per_s": 10.0 * batch, "mfu": 0.01 * batch, "peak_gpu_mib": 100.0 * batch}
         out.write_text(json.dumps({"median": {runs: r if fits else {"error": "OutOfMemoryError"}}}))
-        return {"exit": 0, "file": out.name, "fits": {runs: fits}}
+        return {"exit": 0, "timed_out": False, "file": out.name, "fits": {runs: fits}}
 
     return vs_trl
 
@@ -70,3 +72,26 @@ def test_without_time_left_nothing_runs_and_nothing_is_claimed(gpu_check, tmp_pa
     assert [f["largest_tried_that_fits"] for f in found.values()] == [None, None, None]
     assert [f["tried"][0]["exit"] for f in found.values()] == [None, None, None]
     assert len(calls) == 3  # one skipped attempt per run, none after it
+
+
+def test_a_run_out_of_time_is_killed_with_its_children(gpu_check, tmp_path):
+    """The budget's end kills the whole process group (a training grandchild holds the GPU)."""
+    pid_file = tmp_path / "grandchild.pid"
+    grandchild = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
+    grandchild += "time.sleep(60)"
+    script = "import subprocess, sys, time; "
+    script += f"subprocess.Popen([sys.executable, '-c', {grandchild!r}]); time.sleep(60)"
+    saved = []
+    budget = gpu_check.Budget(3.0, save=lambda: saved.append(True))
+    start = time.monotonic()
+    code = gpu_check.run([sys.executable, "-c", script], tmp_path / "log", budget, need=1)
+    assert code == 124 and time.monotonic() - start < 20 and saved == [True]
+    assert "time budget ran out" in (tmp_path / "log").read_text()
+    pid = int(pid_file.read_text())
+    stat = Path(f"/proc/{pid}/stat")
+    for _ in range(50):  # gone, or a zombie waiting for whoever reaps orphans
+        if not stat.exists() or stat.read_text().split(")")[-1].split()[0] == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the grandchild outlived the budget")
