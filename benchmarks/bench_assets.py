@@ -156,3 +156,12 @@ def record_stats(p: Profile, model_dir: Path, data: Path) -> dict[str, float]:
         "mean_len": tokens / len(lengths),
         "max_len": max(lengths),
     }
+
+
+def last_error(stderr: str, returncode: int) -> str:
+    """The last line of a failed child's stderr that names an error (an out-of-memory error, our
+    one-line input errors), not the launcher's ChildFailedError report around it; at most 300
+    characters."""
+    lines = [x for x in stderr.splitlines() if "Error" in x or "error:" in x]
+    lines = [x for x in lines if "ChildFailedError" not in x]
+    return (lines or [f"exit {returncode}"])[-1][-300:]

@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_assets import OUT, PROFILES, ROOT, build_assets
+from bench_assets import OUT, PROFILES, ROOT, build_assets, last_error
 
 KEYS = ("loss", "grad_norm", "kl", "peak_mem_mib")
 
@@ -53,10 +53,7 @@ def launch(engine: str, model: Path, data: Path, out: Path, steps: int, args, *e
         "command": " ".join(["python", *cmd[1:]]),
     }
     if proc.returncode != 0:
-        # the child's own error, not the launcher's ChildFailedError report around it
-        errors = [x for x in proc.stderr.splitlines() if ("Error" in x or "error:" in x)]
-        errors = [x for x in errors if "ChildFailedError" not in x]
-        res["error"] = (errors or ["see the log"])[-1][-300:]
+        res["error"] = last_error(proc.stderr, proc.returncode)
         return res
     info = json.loads((out / "run_info.json").read_text())
     res["distributed_type"] = info.get("distributed_type")

@@ -60,11 +60,25 @@ import sys
 import time
 from pathlib import Path
 
-from bench_assets import PROFILES, Profile, build_assets, encoded_examples, record_stats
+from bench_assets import (
+    PROFILES,
+    Profile,
+    build_assets,
+    encoded_examples,
+    last_error,
+    record_stats,
+)
 from vs_trl_results import EXTRA, RUNS, WARMUP, merge, summarise, write
 
-UNPAIRED = ("trl-kto", "trl-kto-liger", "pmpo", "kto", "minimal", "pmpo-compile")
-UNPAIRED += ("pmpo-checkpointing",)
+UNPAIRED = (
+    "trl-kto",
+    "trl-kto-liger",
+    "pmpo",
+    "kto",
+    "minimal",
+    "pmpo-compile",
+    "pmpo-checkpointing",
+)
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
@@ -281,11 +295,9 @@ def _spawn(p: Profile, name: str, steps: int, keep_going: bool = False) -> dict:
         if not keep_going:
             raise RuntimeError(f"{name} failed:\n{proc.stderr[-4000:]}")
         # a run that does not fit (out of GPU memory) is a result: its last error line
-        errors = [x for x in proc.stderr.splitlines() if "Error" in x] or [
-            "exit " + str(proc.returncode)
-        ]
-        print(f"{name} failed: {errors[-1]}", flush=True)
-        return {"run": name, "error": errors[-1][-300:]}
+        error = last_error(proc.stderr, proc.returncode)
+        print(f"{name} failed: {error}", flush=True)
+        return {"run": name, "error": error}
     return json.loads(lines[-1][len("RESULT ") :])
 
 
